@@ -1,0 +1,287 @@
+//! The one definition of every record that crosses the kernel/user boundary: the ring-buffer
+//! [`Event`], the per-socket state kept in the kernel ([`SockInfo`]), the start-up [`Config`]
+//! (tracepoint field offsets and kernel struct offsets found at run time), and the names of maps
+//! and programs. `#![no_std]` so the eBPF crate can use it; the `user` feature adds `aya::Pod`.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Map names, shared so that neither side types a string twice.
+pub mod maps {
+    /// Ring buffer of [`super::Event`].
+    pub const EVENTS: &str = "EVENTS";
+    /// `u64 sock pointer -> SockInfo`, LRU: one entry per traced TCP socket, deleted at TCP_CLOSE.
+    pub const SOCKS: &str = "SOCKS";
+    /// `u32 tgid -> u8`: processes to trace when `Config::filter_active` is set.
+    pub const WANTED_TGIDS: &str = "WANTED_TGIDS";
+    /// `[u8; 16] comm -> u8`: process names to trace (a match adds the tgid to WANTED_TGIDS).
+    pub const WANTED_COMMS: &str = "WANTED_COMMS";
+    /// `u16 port -> u8`: listening ports of wanted processes, so their accepted children are
+    /// traced from SYN_RECV on, before accept() names the owner.
+    pub const LISTEN_PORTS: &str = "LISTEN_PORTS";
+    /// `u64 socket cookie -> SockInfo`: sockets found by the start-up snapshot, with their owner;
+    /// moved into SOCKS the first time the kernel sees the socket.
+    pub const PRESEED: &str = "PRESEED";
+    /// `u32 tid -> i32 fd` between sys_enter_connect and the SYN_SENT transition.
+    pub const CONNECT_FDS: &str = "CONNECT_FDS";
+    /// Per-CPU `u64` counters indexed by [`super::Counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+}
+
+/// Name of the global holding [`Config`] in the eBPF object.
+pub const CONFIG_GLOBAL: &str = "CONFIG";
+
+/// Sizes of the kernel maps. The LRU maps evict the oldest entry when full (counted by the
+/// kernel as an LRU eviction we cannot see; the agent notices through missing sockets).
+pub const MAX_SOCKS: u32 = 262_144;
+pub const MAX_WANTED: u32 = 4096;
+pub const MAX_LISTEN_PORTS: u32 = 4096;
+pub const MAX_PRESEED: u32 = 131_072;
+pub const MAX_CONNECT_FDS: u32 = 8192;
+pub const RING_BYTES: u32 = 4 << 20;
+
+/// Program names: (program symbol, tracepoint category, tracepoint name).
+pub const PROGRAMS: &[(&str, &str, &str)] = &[
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_enter_close", "syscalls", "sys_enter_close"),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
+    ("sys_exit_socket", "syscalls", "sys_exit_socket"),
+    ("sys_exit_openat", "syscalls", "sys_exit_openat"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sock_send_length", "sock", "sock_send_length"),
+    ("sock_recv_length", "sock", "sock_recv_length"),
+];
+
+/// What an [`Event`] reports.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `inet_sock_set_state`: old_state -> new_state; carries the owner known so far and,
+    /// when new_state is TCP_CLOSE, the final use counters.
+    State = 1,
+    /// accept()/accept4() returned `fd` for `sk`: owner learned. Tuple and state read from sk.
+    Accept = 2,
+    /// close(fd) by `tgid` on a TCP socket.
+    FdClose = 3,
+    /// The traced process's last thread exited; `ret` = exit code as in wait(2).
+    Exit = 4,
+    /// A syscall that allocates an fd failed with EMFILE/ENFILE; `ret` = -errno, `aux` = [`Syscall`].
+    FdFail = 5,
+    /// A socket unknown to the kernel maps was first used by a wanted process (send/recv):
+    /// owner learned, tuple and state read from sk.
+    Claim = 6,
+    /// The socket's exchange count reached 1 or 2 (`sock_use.exchanges`): reuse is visible
+    /// without polling.
+    Use = 7,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::State,
+            2 => Self::Accept,
+            3 => Self::FdClose,
+            4 => Self::Exit,
+            5 => Self::FdFail,
+            6 => Self::Claim,
+            7 => Self::Use,
+            _ => return None,
+        })
+    }
+}
+
+/// Which syscall failed in an [`EventKind::FdFail`] event.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    Socket = 1,
+    Accept = 2,
+    Accept4 = 3,
+    Openat = 4,
+}
+
+/// Indexes of the per-CPU counters in [`maps::COUNTERS`].
+#[repr(u32)]
+#[derive(Copy, Clone, Debug)]
+pub enum Counter {
+    /// Ring buffer full: the event was lost.
+    RingbufFull = 0,
+    /// SOCKS insert failed: the socket is traced without owner/use state.
+    SocksFull = 1,
+    /// A kernel read (bpf_probe_read_kernel) failed.
+    ReadFailed = 2,
+    /// WANTED_TGIDS insert failed on a --comm match.
+    WantedFull = 3,
+}
+pub const COUNTER_SLOTS: u32 = 4;
+
+/// Role of a socket, as learned from the syscall that made it.
+pub const ROLE_UNKNOWN: u8 = 0;
+pub const ROLE_CLIENT: u8 = 1;
+pub const ROLE_SERVER: u8 = 2;
+pub const ROLE_LISTENER: u8 = 3;
+
+/// Direction of the last data transfer, for exchange counting.
+pub const DIR_NONE: u32 = 0;
+pub const DIR_SEND: u32 = 1;
+pub const DIR_RECV: u32 = 2;
+
+/// Use of one socket, counted in the kernel on `sock_send_length`/`sock_recv_length`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SockUse {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last send / receive; 0 = never.
+    pub last_send_ns: u64,
+    pub last_recv_ns: u64,
+    /// Turns of direction: send then receive for a client, receive then send for a server.
+    pub exchanges: u32,
+    /// DIR_* of the last transfer.
+    pub last_dir: u32,
+}
+const _: () = assert!(size_of::<SockUse>() == 40);
+
+/// What the kernel keeps for each traced socket (value of [`maps::SOCKS`] and [`maps::PRESEED`]).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SockInfo {
+    /// Owner tgid; 0 = not known yet (a softirq transition never sets it).
+    pub tgid: u32,
+    /// Owner's fd; -1 = not known.
+    pub fd: i32,
+    pub comm: [u8; 16],
+    pub netns: u32,
+    pub role: u8,
+    pub _pad: [u8; 3],
+    pub sock_use: SockUse,
+}
+const _: () = assert!(size_of::<SockInfo>() == 72);
+
+/// One ring-buffer record. One layout for every kind; fields a kind does not use are zero.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: u32,
+    /// Owner tgid for socket events (0 = unknown); the exiting/failing tgid otherwise.
+    pub tgid: u32,
+    /// bpf_ktime_get_ns (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Kernel socket address: the identity of a connection while it lives.
+    pub sk: u64,
+    pub netns: u32,
+    /// Owner fd, -1 = unknown.
+    pub fd: i32,
+    /// Syscall return value or exit code, per kind.
+    pub ret: i32,
+    /// Kind-specific: [`Syscall`] for FdFail.
+    pub aux: u32,
+    pub old_state: u8,
+    pub new_state: u8,
+    /// AF_INET (2) or AF_INET6 (10); 0 when the event carries no tuple.
+    pub family: u8,
+    pub role: u8,
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// IPv4 addresses sit in the first 4 bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub comm: [u8; 16],
+    pub sock_use: SockUse,
+}
+pub const EVENT_SIZE: usize = size_of::<Event>();
+const _: () = assert!(EVENT_SIZE == 136);
+
+/// Offsets the programs read at run time. Filled in by userspace from the tracefs `format` files
+/// and /sys/kernel/btf/vmlinux, so a kernel that moves a field does not break the programs.
+/// `OFFSET_ABSENT` marks a field this kernel does not have.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// 1: trace only wanted tgids/comms (and sockets they own); 0: every process.
+    pub filter_active: u32,
+    /// 1: WANTED_COMMS holds names to match.
+    pub comm_filter: u32,
+    /// Address of the kernel's `sock_close` (the `release` of socket files), from kallsyms.
+    pub sock_close_addr: u64,
+
+    // sock/inet_sock_set_state
+    pub st_skaddr: u32,
+    pub st_oldstate: u32,
+    pub st_newstate: u32,
+    pub st_sport: u32,
+    pub st_dport: u32,
+    pub st_family: u32,
+    pub st_protocol: u32,
+    pub st_saddr: u32,
+    pub st_daddr: u32,
+    pub st_saddr_v6: u32,
+    pub st_daddr_v6: u32,
+    // syscalls
+    pub close_fd: u32,
+    pub connect_fd: u32,
+    /// `ret` of sys_exit_{accept,accept4,socket,openat} (userspace checks they agree).
+    pub exit_ret: u32,
+    // sock/sock_{send,recv}_length
+    pub len_sk: u32,
+    pub len_family: u32,
+    pub len_protocol: u32,
+    pub len_ret: u32,
+    pub len_flags: u32,
+    // sched/sched_process_exit
+    pub exit_pid: u32,
+    /// `group_dead` (6.16+); OFFSET_ABSENT: fall back to pid == tgid.
+    pub exit_group_dead: u32,
+
+    // kernel structs (BTF)
+    pub task_files: u32,
+    pub task_exit_code: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_f_op: u32,
+    pub file_private_data: u32,
+    pub fop_release: u32,
+    pub socket_sk: u32,
+    pub socket_type: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_family: u32,
+    pub skc_state: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_net: u32,
+    pub skc_cookie: u32,
+    pub net_ns_inum: u32,
+    pub _pad: u32,
+}
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+// Kernel constants used on both sides.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
+pub const SOCK_STREAM: u16 = 1;
+pub const MSG_PEEK: i32 = 2;
+pub const EMFILE: i32 = 24;
+pub const ENFILE: i32 = 23;
+/// include/net/tcp_states.h
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_SYN_SENT: u8 = 2;
+pub const TCP_SYN_RECV: u8 = 3;
+pub const TCP_CLOSE: u8 = 7;
+pub const TCP_LISTEN: u8 = 10;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, repr(C), no padding holes left uninitialised (explicit _pad fields).
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SockInfo {}
+    unsafe impl aya::Pod for super::SockUse {}
+    unsafe impl aya::Pod for super::Event {}
+}

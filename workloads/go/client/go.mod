@@ -1,0 +1,3 @@
+module connlife/workloads/client
+
+go 1.19

@@ -1,0 +1,3 @@
+module connlife/workloads/server
+
+go 1.19
