@@ -27,6 +27,7 @@ const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Modules loaded in the guest, in this order, when the kernel builds them as modules.
 const GUEST_MODULES: &[&str] = &["inet_diag", "tcp_diag"];
 const QEMU: &str = "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot";
+const APPEND: &str = "console=ttyS0 panic=-1 quiet";
 const BEGIN: &str = "@@CONNLIFE-BEGIN@@";
 const END: &str = "@@CONNLIFE-END rc=";
 const UNAME: &str = "@@CONNLIFE-UNAME ";
@@ -76,12 +77,8 @@ pub fn load_list(path: &Path) -> Result<Vec<KernelSpec>> {
             specs.push(KernelSpec::default());
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .context(format!("{at}: not key = value"))?;
-        let spec = specs
-            .last_mut()
-            .context(format!("{at}: key before [[kernel]]"))?;
+        let (key, value) = line.split_once('=').context(format!("{at}: no ="))?;
+        let spec = specs.last_mut().context(format!("{at}: no [[kernel]]"))?;
         let string = |v: &str| match v.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
             Some(s) if !s.contains('"') => Ok(s.to_string()),
             _ => Err(anyhow::anyhow!("{at}: expected a \"string\", got {v}")),
@@ -91,44 +88,32 @@ pub fn load_list(path: &Path) -> Result<Vec<KernelSpec>> {
             "package" => spec.package = string(value)?,
             "suite" => spec.suite = Some(string(value)?),
             "expect" => {
-                let list = value
-                    .trim()
-                    .strip_prefix('[')
-                    .and_then(|v| v.strip_suffix(']'));
-                let list = list.context(format!("{at}: expect must be a one-line [list]"))?;
+                let list = value.trim().strip_prefix('[');
+                let list = list
+                    .and_then(|v| v.strip_suffix(']'))
+                    .context(format!("{at}: expect must be a one-line [list]"))?;
                 let items = list.split(',').filter(|s| !s.trim().is_empty());
                 spec.expect = items.map(string).collect::<Result<_>>()?;
             }
             other => bail!("{at}: unknown key {other}"),
         }
     }
-    let incomplete = specs
+    let bad = specs
         .iter()
-        .any(|s| s.name.is_empty() || s.package.is_empty());
-    ensure!(
-        !incomplete,
-        "{}: each [[kernel]] needs name and package",
-        path.display()
-    );
+        .find(|s| s.name.is_empty() || s.package.is_empty());
+    ensure!(bad.is_none(), "{}: name or package missing", path.display());
     Ok(specs)
 }
 
 /// Install what the VM needs, idempotent and quiet when present.
 pub fn ensure_host_tools() -> Result<()> {
     // xz-utils/zstd decompress modules; iproute2 gives the stand-in payload `ss`.
-    let wanted = [
-        "qemu-system-x86",
-        "busybox-static",
-        "cpio",
-        "xz-utils",
-        "zstd",
-        "iproute2",
-    ];
+    let wanted = "qemu-system-x86 busybox-static cpio xz-utils zstd iproute2".split(' ');
     let mut query = Command::new("dpkg-query");
     query.args(["-W", "-f=${Status} ${Package}\n"]);
-    let have = String::from_utf8_lossy(&query.args(wanted).output()?.stdout).into_owned();
+    let have = query.args(wanted.clone()).output()?.stdout;
+    let have = String::from_utf8_lossy(&have);
     let missing: Vec<&str> = wanted
-        .into_iter()
         .filter(|p| !have.contains(&format!("install ok installed {p}\n")))
         .collect();
     if missing.is_empty() {
@@ -136,10 +121,10 @@ pub fn ensure_host_tools() -> Result<()> {
     }
     eprintln!("test-kernels: installing {}", missing.join(" "));
     let mut install = Command::new("apt-get");
+    install.args(["install", "-yq", "--no-install-recommends"]);
     install
-        .args(["install", "-yq", "--no-install-recommends"])
-        .args(&missing);
-    install.env("DEBIAN_FRONTEND", "noninteractive");
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
     if !install.status()?.success() {
         run(Command::new("apt-get").args(["-q", "update"]))?;
         run(&mut install)?;
@@ -153,11 +138,8 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf
     let dir = cache.join(&spec.name);
     let root = dir.join("root");
     let stamp = dir.join("fetched");
-    let key = format!(
-        "{}|{}",
-        spec.suite.as_deref().unwrap_or("host"),
-        spec.package
-    );
+    let suite = spec.suite.as_deref().unwrap_or("host");
+    let key = format!("{suite}|{}", spec.package);
     let cached = fs::read_to_string(&stamp).is_ok_and(|s| s.lines().next() == Some(&key));
     if !cached {
         let _ = fs::remove_dir_all(&dir);
@@ -165,9 +147,8 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf
         let package = resolve_package(spec, cache)?;
         eprintln!("test-kernels: {}: downloading {package}", spec.name);
         let mut download = apt(spec, cache, "apt-get");
-        run(download
-            .args(["-q", "download", &package])
-            .current_dir(&dir))?;
+        download.args(["-q", "download", &package]);
+        run(download.current_dir(&dir))?;
         let deb = only_file(&dir, |n| n.ends_with(".deb"))?;
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
         fs::remove_file(&deb)?;
@@ -178,11 +159,9 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf
     let base = bases
         .iter()
         .find(|d| d.is_dir())
-        .context("no lib/modules in the package")?;
-    let modules = fs::read_dir(base)?
-        .next()
-        .context("empty lib/modules")??
-        .path();
+        .context("no lib/modules")?;
+    let modules = fs::read_dir(base)?.next().context("empty lib/modules")??;
+    let modules = modules.path();
     Ok((vmlinuz, modules))
 }
 
@@ -202,18 +181,12 @@ pub fn run_kernel(
     let log = fs::File::create(&log_path)?;
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(QEMU.split(' '))
-        .arg("-kernel")
-        .arg(&vmlinuz)
-        .arg("-initrd")
-        .arg(&initrd);
-    qemu.args(["-append", "console=ttyS0 panic=-1 quiet"])
-        .stdin(Stdio::null());
-    let mut child = qemu
+    qemu.args(QEMU.split(' ')).arg("-kernel").arg(&vmlinuz);
+    qemu.arg("-initrd").arg(&initrd).args(["-append", APPEND]);
+    qemu.stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting qemu")?;
+        .stderr(log);
+    let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
     let timed_out = loop {
         if child.try_wait()?.is_some() {
             break false;
@@ -233,12 +206,7 @@ pub fn run_kernel(
         .split_once(END)
         .and_then(|(_, r)| r.split("@@").next()?.parse().ok());
     let output = match log.split_once(BEGIN) {
-        Some((_, rest)) => rest
-            .split(END)
-            .next()
-            .unwrap_or(rest)
-            .trim_start()
-            .to_string(),
+        Some((_, rest)) => rest.split(END).next().unwrap_or(rest).trim_start().into(),
         None => {
             let lines: Vec<&str> = log.lines().collect();
             lines[lines.len().saturating_sub(30)..].join("\n")
@@ -277,58 +245,54 @@ pub fn result_from_output(
         None => problems.push("no exit status (guest did not finish)".to_string()),
     }
     for e in expect {
-        let (want, f) = e
-            .strip_prefix('!')
-            .map_or((true, e.as_str()), |f| (false, f));
+        let (want, f) = match e.strip_prefix('!') {
+            Some(f) => (false, f),
+            None => (true, e.as_str()),
+        };
         match features.iter().find(|(n, _)| n == f) {
             Some((_, got)) if *got == want => {}
             Some(_) => problems.push(format!("{f}: expected {}", yes_no(want))),
             None => problems.push(format!("{f}: not reported")),
         }
     }
+    let passed = problems.is_empty();
+    let summary = if passed {
+        "ok".into()
+    } else {
+        problems.join("; ")
+    };
+    let (name, version, output) = (name.into(), version.into(), output.into());
     KernelResult {
-        name: name.into(),
-        version: version.into(),
-        passed: problems.is_empty(),
-        summary: if problems.is_empty() {
-            "ok".into()
-        } else {
-            problems.join("; ")
-        },
+        name,
+        version,
+        passed,
+        summary,
         features,
-        output: output.into(),
+        output,
     }
 }
 
 /// Markdown table: kernel, uname -r, pass/fail, one column per feature any run reported;
-/// failures are listed with their reasons below it.
+/// each failure is listed below it with its reasons and the last lines the guest printed.
 pub fn render_table(results: &[KernelResult]) -> String {
-    let mut cols: Vec<&str> = Vec::new();
+    let mut cols = vec!["kernel", "uname -r", "result"];
     for (f, _) in results.iter().flat_map(|r| &r.features) {
         if !cols.contains(&f.as_str()) {
             cols.push(f);
         }
     }
-    let mut out = format!("| kernel | uname -r | result | {} |\n", cols.join(" | "));
-    out += &format!("|{}\n", "---|".repeat(3 + cols.len()));
+    let mut out = format!("| {} |\n|{}\n", cols.join(" | "), "---|".repeat(cols.len()));
     for r in results {
-        let value = |c: &&str| {
-            r.features
-                .iter()
-                .find(|(f, _)| f == c)
-                .map(|(_, v)| yes_no(*v))
-        };
-        let cells: Vec<&str> = cols.iter().map(|c| value(c).unwrap_or("?")).collect();
+        let value = |c: &&str| r.features.iter().find(|(f, _)| f == c).map(|f| yes_no(f.1));
         let verdict = if r.passed { "pass" } else { "FAIL" };
-        out += &format!(
-            "| {} | {} | {verdict} | {} |\n",
-            r.name,
-            r.version,
-            cells.join(" | ")
-        );
+        let mut cells = vec![r.name.as_str(), r.version.as_str(), verdict];
+        cells.extend(cols[3..].iter().map(|c| value(c).unwrap_or("?")));
+        out += &format!("| {} |\n", cells.join(" | "));
     }
     for r in results.iter().filter(|r| !r.passed) {
-        out += &format!("\n- {} FAILED: {}", r.name, r.summary);
+        let lines: Vec<&str> = r.output.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n    ");
+        out += &format!("\n- {} FAILED: {}\n    {tail}\n", r.name, r.summary);
     }
     out
 }
@@ -359,40 +323,23 @@ grep -q ping /tmp/got && echo "feature tcp_loopback yes" || echo "feature tcp_lo
     }
 }
 
-fn build_initramfs(
-    dir: &Path,
-    modules: &Path,
-    payload: &GuestPayload,
-    secs: u64,
-) -> Result<PathBuf> {
+fn build_initramfs(dir: &Path, mods: &Path, payload: &GuestPayload, secs: u64) -> Result<PathBuf> {
     let stage = dir.join("initramfs");
     let _ = fs::remove_dir_all(&stage);
-    for d in [
-        "bin",
-        "dev",
-        "proc",
-        "sys",
-        "tmp",
-        "run",
-        "etc",
-        "root",
-        "lib/modules",
-    ] {
+    for d in "bin dev proc sys tmp run etc root lib/modules".split(' ') {
         fs::create_dir_all(stage.join(d))?;
     }
     add_file(&stage, Path::new("/bin/busybox"), "/bin/busybox")?;
     let list = Command::new("/bin/busybox").arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|a| *a != "busybox")
-    {
+    let list = String::from_utf8_lossy(&list.stdout);
+    for applet in list.lines().filter(|a| *a != "busybox") {
         std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet))?;
     }
     for m in GUEST_MODULES {
         let is_module = |n: &str| n.strip_prefix(m).is_some_and(|r| r.starts_with(".ko"));
-        let Some(src) = find_file(modules, &is_module) else {
-            continue;
-        }; // built in
+        let Some(src) = find_file(mods, &is_module) else {
+            continue; // built in
+        };
         let dest = stage.join(format!("lib/modules/{m}.ko"));
         let tool = match src.extension().and_then(|e| e.to_str()) {
             Some("xz") => "xz",
@@ -411,10 +358,8 @@ fn build_initramfs(
         let _ = fs::remove_file(stage.join(guest.trim_start_matches('/'))); // an applet link
         add_file(&stage, host, guest)?;
     }
-    fs::write(
-        stage.join("etc/hosts"),
-        "127.0.0.1 localhost\n::1 localhost\n",
-    )?;
+    let hosts = "127.0.0.1 localhost\n::1 localhost\n";
+    fs::write(stage.join("etc/hosts"), hosts)?;
     fs::write(stage.join("payload.sh"), &payload.command)?;
     let modules = GUEST_MODULES.join(" ");
     let init = format!(
@@ -443,10 +388,8 @@ poweroff -f
     let out = dir.join("initramfs.cpio.gz");
     let cpio = "find . -print0 | cpio --null -o -H newc -R 0:0 --quiet | gzip -1";
     let mut sh = Command::new("sh");
-    run(sh
-        .args(["-c", cpio])
-        .current_dir(&stage)
-        .stdout(fs::File::create(&out)?))?;
+    sh.args(["-c", cpio]).current_dir(&stage);
+    run(sh.stdout(fs::File::create(&out)?))?;
     Ok(out)
 }
 
@@ -463,12 +406,7 @@ fn add_file(stage: &Path, host: &Path, guest: &str) -> Result<()> {
     }
     let ldd = Command::new("ldd").arg(host).output()?; // fails for a static binary: no output
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        ensure!(
-            !line.contains("not found"),
-            "{}: {}",
-            host.display(),
-            line.trim()
-        );
+        ensure!(!line.contains("not found"), "{}: {line}", host.display());
         let lib = line
             .split("=>")
             .last()
@@ -495,26 +433,16 @@ fn resolve_package(spec: &KernelSpec, cache: &Path) -> Result<String> {
     }
     let regex = format!("^{}$", spec.package.replace('.', "\\.").replace('+', "\\+"));
     let regex = regex.replace('*', ".*");
-    let search = apt(spec, cache, "apt-cache")
-        .args(["search", "--names-only", &regex])
-        .output()?;
-    let text = String::from_utf8_lossy(&search.stdout);
+    let mut search = apt(spec, cache, "apt-cache");
+    let found = search.args(["search", "--names-only", &regex]).output()?;
+    let text = String::from_utf8_lossy(&found.stdout);
     let numbers = |n: &&str| -> Vec<u64> {
-        n.split(|c: char| !c.is_ascii_digit())
-            .filter_map(|d| d.parse().ok())
-            .collect()
+        let parts = n.split(|c: char| !c.is_ascii_digit());
+        parts.filter_map(|d| d.parse().ok()).collect()
     };
-    let best = text
-        .lines()
-        .filter_map(|l| l.split(" - ").next())
-        .max_by_key(numbers);
-    let hint = if spec.suite.is_none() {
-        " (apt-get update?)"
-    } else {
-        ""
-    };
-    let best = best.with_context(|| format!("no package matches {}{hint}", spec.package))?;
-    Ok(best.to_string())
+    let names = text.lines().filter_map(|l| l.split(" - ").next());
+    let best = names.max_by_key(numbers).map(str::to_string);
+    best.with_context(|| format!("no package matches {} (apt-get update?)", spec.package))
 }
 
 /// `apt-get`/`apt-cache` for this spec: with a private sources list and state for a suite.
@@ -524,22 +452,20 @@ fn apt(spec: &KernelSpec, cache: &Path, tool: &str) -> Command {
     if let Some(suite) = &spec.suite {
         let dir = cache.join("apt").join(suite);
         let dir = fs::canonicalize(&dir).unwrap_or(dir); // apt-get download runs elsewhere
-        let paths = [
-            ("Etc::SourceList", "sources.list"),
-            ("State::Lists", "lists"),
-            ("Cache", "cache"),
-        ];
-        for (k, v) in paths {
-            cmd.arg("-o")
-                .arg(format!("Dir::{k}={}", dir.join(v).display()));
-        }
+        let list = dir.join("sources.list");
+        cmd.arg("-o")
+            .arg(format!("Dir::Etc::SourceList={}", list.display()));
+        cmd.arg("-o")
+            .arg(format!("Dir::State::Lists={}/lists", dir.display()));
+        cmd.arg("-o")
+            .arg(format!("Dir::Cache={}/cache", dir.display()));
+        cmd.args(["-o", "Dir::Etc::SourceParts=/nonexistent"]);
         cmd.args([
             "-o",
-            "Dir::Etc::SourceParts=/nonexistent",
-            "-o",
             "APT::Architectures=amd64",
+            "-o",
+            "Acquire::Languages=none",
         ]);
-        cmd.args(["-o", "Acquire::Languages=none"]);
     }
     cmd
 }

@@ -1,0 +1,10 @@
+//! connlife: an eBPF tracer of TCP socket lifecycles that finds connections a process is stuck
+//! with (CLOSE_WAIT never closed, ESTABLISHED never reused) and explains its fd exhaustion.
+//! Pure logic (event decoding, the connection model, detectors, formatting) lives apart from
+//! I/O (loader, ring buffer, netlink, /proc, output sinks).
+pub mod btf;
+pub mod event;
+pub mod loader;
+pub mod model;
+pub mod probes;
+pub mod tracefs;

@@ -1,0 +1,178 @@
+//! Kernel differences in one place: which tracepoint feeds which event, which of them this
+//! kernel has, and the offsets the programs need (tracepoint fields from tracefs `format` files,
+//! kernel struct members from /sys/kernel/btf/vmlinux, `sock_close` from /proc/kallsyms).
+//!
+//! | program | needs | without it |
+//! |---|---|---|
+//! | inet_sock_set_state | 4.16 | connlife cannot run |
+//! | sys_enter_close, sys_enter_connect, sys_exit_accept(4) | syscall tracepoints | cannot run |
+//! | sock_send_length / sock_recv_length | 6.3 | bytes and last activity from sock_diag tcp_info; exchanges unknown |
+//! | sched_process_exit `group_dead` field | 6.16 | last thread = group leader (pid == tgid) |
+//! | sys_exit_socket, sys_exit_openat | syscall tracepoints | EMFILE moment not reported |
+use std::{fs, path::Path};
+
+use anyhow::{anyhow, bail, Context as _};
+use connlife_common::{Config, OFFSET_ABSENT};
+use serde::Serialize;
+
+use crate::{btf::Btf, tracefs};
+
+/// What this kernel offers, as discovered at start; printed by `connlife check`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Features {
+    pub kernel: String,
+    pub btf: bool,
+    /// Program name -> attachable (its tracepoint exists).
+    pub tracepoints: Vec<(String, bool)>,
+    /// Bytes, last activity and exchanges counted in the kernel (sock_{send,recv}_length).
+    pub use_counting: bool,
+    /// sched_process_exit has `group_dead`.
+    pub exit_group_dead: bool,
+}
+
+impl Features {
+    pub fn has(&self, program: &str) -> bool {
+        self.tracepoints.iter().any(|(p, ok)| p == program && *ok)
+    }
+}
+
+/// Programs connlife cannot run without.
+pub const REQUIRED: &[&str] = &[
+    "inet_sock_set_state",
+    "sys_enter_connect",
+    "sys_enter_close",
+    "sys_exit_accept4",
+    "sched_process_exit",
+];
+
+/// Discover features and build the [`Config`] for the programs.
+pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let mut cfg = Config::default();
+    let mut tracepoints = Vec::new();
+    let mut formats = std::collections::HashMap::new();
+    for (program, category, name) in connlife_common::PROGRAMS {
+        let format = tracefs::read_format(tracefs_root, category, name)?;
+        tracepoints.push((program.to_string(), format.is_some()));
+        if let Some(f) = format {
+            formats.insert(*program, f);
+        }
+    }
+    for required in REQUIRED {
+        if !formats.contains_key(required) {
+            let (_, cat, name) = connlife_common::PROGRAMS.iter().find(|(p, ..)| p == required).unwrap();
+            bail!("tracepoint {cat}/{name} is missing on kernel {kernel}: connlife needs it");
+        }
+    }
+    let off = |program: &str, field: &str| -> anyhow::Result<u32> {
+        formats
+            .get(program)
+            .and_then(|f| f.offset(field))
+            .ok_or_else(|| anyhow!("tracepoint {program} has no field `{field}` on this kernel"))
+    };
+    cfg.st_skaddr = off("inet_sock_set_state", "skaddr")?;
+    cfg.st_oldstate = off("inet_sock_set_state", "oldstate")?;
+    cfg.st_newstate = off("inet_sock_set_state", "newstate")?;
+    cfg.st_sport = off("inet_sock_set_state", "sport")?;
+    cfg.st_dport = off("inet_sock_set_state", "dport")?;
+    cfg.st_family = off("inet_sock_set_state", "family")?;
+    cfg.st_protocol = off("inet_sock_set_state", "protocol")?;
+    cfg.st_saddr = off("inet_sock_set_state", "saddr")?;
+    cfg.st_daddr = off("inet_sock_set_state", "daddr")?;
+    cfg.st_saddr_v6 = off("inet_sock_set_state", "saddr_v6")?;
+    cfg.st_daddr_v6 = off("inet_sock_set_state", "daddr_v6")?;
+    cfg.close_fd = off("sys_enter_close", "fd")?;
+    cfg.connect_fd = off("sys_enter_connect", "fd")?;
+    cfg.exit_ret = off("sys_exit_accept4", "ret")?;
+    for other in ["sys_exit_accept", "sys_exit_socket", "sys_exit_openat"] {
+        if formats.contains_key(other) && off(other, "ret")? != cfg.exit_ret {
+            bail!("{other}: `ret` is not where sys_exit_accept4 has it; unsupported kernel");
+        }
+    }
+    cfg.exit_pid = off("sched_process_exit", "pid")?;
+    cfg.exit_group_dead = off("sched_process_exit", "group_dead").unwrap_or(OFFSET_ABSENT);
+    let use_counting = formats.contains_key("sock_send_length") && formats.contains_key("sock_recv_length");
+    if use_counting {
+        cfg.len_sk = off("sock_send_length", "sk")?;
+        cfg.len_family = off("sock_send_length", "family")?;
+        cfg.len_protocol = off("sock_send_length", "protocol")?;
+        cfg.len_ret = off("sock_send_length", "ret")?;
+        cfg.len_flags = off("sock_send_length", "flags")?;
+        let recv = &formats["sock_recv_length"];
+        for (field, at) in [("sk", cfg.len_sk), ("family", cfg.len_family), ("protocol", cfg.len_protocol), ("ret", cfg.len_ret), ("flags", cfg.len_flags)] {
+            if recv.offset(field) != Some(at) {
+                bail!("sock_recv_length.{field} differs from sock_send_length; unsupported kernel");
+            }
+        }
+    }
+
+    let btf_bytes = fs::read("/sys/kernel/btf/vmlinux")
+        .context("reading /sys/kernel/btf/vmlinux (kernel BTF, CONFIG_DEBUG_INFO_BTF) failed: connlife needs it")?;
+    let btf = Btf::parse(&btf_bytes).context("parsing kernel BTF")?;
+    fill_struct_offsets(&mut cfg, &btf)?;
+    cfg.sock_close_addr = kallsyms_address("sock_close")?;
+
+    let features = Features {
+        kernel,
+        btf: true,
+        tracepoints,
+        use_counting,
+        exit_group_dead: cfg.exit_group_dead != OFFSET_ABSENT,
+    };
+    Ok((cfg, features))
+}
+
+fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
+    let m = |ty: &str, path: &[&str]| btf.member_offset(ty, path).with_context(|| format!("kernel BTF: {ty}.{}", path.join(".")));
+    cfg.task_files = m("task_struct", &["files"])?;
+    cfg.task_exit_code = m("task_struct", &["exit_code"])?;
+    cfg.files_fdt = m("files_struct", &["fdt"])?;
+    cfg.fdt_fd = m("fdtable", &["fd"])?;
+    cfg.fdt_max_fds = m("fdtable", &["max_fds"])?;
+    cfg.file_f_op = m("file", &["f_op"])?;
+    cfg.file_private_data = m("file", &["private_data"])?;
+    cfg.fop_release = m("file_operations", &["release"])?;
+    cfg.socket_sk = m("socket", &["sk"])?;
+    cfg.socket_type = m("socket", &["type"])?;
+    cfg.skc_daddr = m("sock_common", &["skc_daddr"])?;
+    cfg.skc_rcv_saddr = m("sock_common", &["skc_rcv_saddr"])?;
+    cfg.skc_dport = m("sock_common", &["skc_dport"])?;
+    cfg.skc_num = m("sock_common", &["skc_num"])?;
+    cfg.skc_family = m("sock_common", &["skc_family"])?;
+    cfg.skc_state = m("sock_common", &["skc_state"])?;
+    cfg.skc_v6_daddr = m("sock_common", &["skc_v6_daddr"])?;
+    cfg.skc_v6_rcv_saddr = m("sock_common", &["skc_v6_rcv_saddr"])?;
+    cfg.skc_net = m("sock_common", &["skc_net"])?;
+    cfg.skc_cookie = m("sock_common", &["skc_cookie"])?;
+    cfg.net_ns_inum = m("net", &["ns", "inum"])?;
+    Ok(())
+}
+
+/// Address of a kernel text symbol from /proc/kallsyms (root sees real addresses).
+fn kallsyms_address(symbol: &str) -> anyhow::Result<u64> {
+    let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    let addr = parse_kallsyms(&text, symbol).ok_or_else(|| anyhow!("{symbol} not found in /proc/kallsyms"))?;
+    if addr == 0 {
+        bail!("/proc/kallsyms hides addresses (kptr_restrict): run as root");
+    }
+    Ok(addr)
+}
+
+/// Pure: find `symbol`'s address in kallsyms text.
+pub fn parse_kallsyms(text: &str, symbol: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let (addr, _kind, name) = (parts.next()?, parts.next()?, parts.next()?);
+        (name == symbol).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kallsyms_exact_name_only() {
+        let text = "ffffffff8123e9b0 t sock_close.cold\nffffffff81e7edd0 t sock_close\n";
+        assert_eq!(super::parse_kallsyms(text, "sock_close"), Some(0xffffffff81e7edd0));
+        assert_eq!(super::parse_kallsyms(text, "nope"), None);
+    }
+}
