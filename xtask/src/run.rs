@@ -25,7 +25,14 @@ use std::{fs, thread};
 use crate::setup;
 
 /// Arguments the demo passes to connlife before the user's extra ones.
-const DEMO_ARGS: &[&str] = &["--idle-after", "5s", "--close-wait-after", "5s", "--interval", "10s"];
+const DEMO_ARGS: &[&str] = &[
+    "--idle-after",
+    "5s",
+    "--close-wait-after",
+    "5s",
+    "--interval",
+    "10s",
+];
 const DEMO_DURATION: Duration = Duration::from_secs(40);
 /// How long connlife gets to print its final report after SIGINT.
 const REPORT_GRACE: Duration = Duration::from_secs(15);
@@ -43,6 +50,10 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 pub fn run(root: &Path, opts: Options) -> Result<()> {
+    ensure!(
+        setup::is_root(),
+        "connlife loads eBPF programs and needs root (try: sudo -E cargo xtask run)"
+    );
     setup::setup_for_run().context("setup")?;
     let started = Instant::now();
     println!("building connlife (release) ...");
@@ -51,12 +62,11 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
         .current_dir(root)
         .status()
         .context("running cargo build")?;
-    ensure!(status.success(), "cargo build --release -p connlife failed ({status})");
-    println!("built in {}", setup::secs(started));
     ensure!(
-        setup::is_root(),
-        "connlife loads eBPF programs and needs root (try: sudo -E cargo xtask run)"
+        status.success(),
+        "cargo build --release -p connlife failed ({status})"
     );
+    println!("built in {}", setup::secs(started));
 
     let release = root.join("target/release");
     let connlife = release.join("connlife");
@@ -97,6 +107,7 @@ fn start_workload(root: &Path, bin: &Path) -> Result<(Child, u32)> {
         );
     }
     let log_path = root.join("target/connlife-workload.log");
+    fs::create_dir_all(root.join("target"))?;
     let log = fs::File::create(&log_path).context("creating the workload log")?;
     let mut child = Command::new(bin)
         .arg("demo")
@@ -119,7 +130,7 @@ fn start_workload(root: &Path, bin: &Path) -> Result<(Child, u32)> {
     });
     let first = rx.recv_timeout(Duration::from_secs(15));
     let pid = match first {
-        Ok(Some(Ok(line))) => parse_pid_line(&line),
+        Ok(Some(Ok(ref line))) => parse_pid_line(line),
         _ => None,
     };
     let Some(pid) = pid else {
@@ -264,9 +275,65 @@ mod tests {
         assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The demo flow with stand-ins for both binaries: the workload's pid is read, connlife
+    /// gets SIGINT when the duration is up and exits cleanly, and the workload group is ended.
+    #[test]
+    fn demo_flow_with_stand_ins() {
+        let dir = std::env::temp_dir().join(format!("xtask-run-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let workload = script(
+            &dir,
+            "workload",
+            "echo \"pid $$\"\necho more\nexec sleep 30\n",
+        );
+        let marker = dir.join("report");
+        let connlife = script(
+            &dir,
+            "connlife",
+            &format!(
+                "trap 'echo \"$*\" > {}; exit 0' INT\nwhile :; do sleep 0.1; done\n",
+                marker.display()
+            ),
+        );
+        let (mut child, pid) = start_workload(&dir, &workload).unwrap();
+        assert_eq!(pid, child.id());
+        let started = Instant::now();
+        let args = vec!["--interval".to_string(), "10s".to_string()];
+        watch(&connlife, pid, &args, Some(Duration::from_millis(500))).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let seen = fs::read_to_string(&marker).unwrap();
+        assert_eq!(seen.trim(), format!("--pid {pid} --interval 10s"));
+        stop_group(&mut child, libc::SIGTERM, Duration::from_secs(3));
+        assert!(child.try_wait().unwrap().is_some());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn workload_problems_are_explained() {
+        let dir = std::env::temp_dir().join(format!("xtask-run-bad-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let missing = start_workload(&dir, &dir.join("nope")).unwrap_err();
+        assert!(missing.to_string().contains("--pid PID"), "{missing}");
+        let chatty = script(&dir, "chatty", "echo hello\nexec sleep 30\n");
+        let err = start_workload(&dir, &chatty).unwrap_err();
+        assert!(err.to_string().contains("pid <N>"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

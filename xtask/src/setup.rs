@@ -104,7 +104,11 @@ fn rust_components() -> Result<PathBuf> {
             .copied()
             .filter(|c| !component_present(&sysroot, c))
             .collect();
-        ensure!(still.is_empty(), "rustup added {} but they are still missing", still.join(", "));
+        ensure!(
+            still.is_empty(),
+            "rustup added {} but they are still missing",
+            still.join(", ")
+        );
     }
     let what = if installed_toolchain {
         format!("installed toolchain {TOOLCHAIN} and {}", missing.join(", "))
@@ -252,7 +256,10 @@ pub fn linker_state(linker: &Path, prefix: &Path, llvm_lib: &Path) -> LinkerStat
             if line.split_whitespace().any(|w| w == BPF_LINKER_VERSION) {
                 Ok(line)
             } else {
-                Err(format!("{} is `{line}`, not {BPF_LINKER_VERSION}", linker.display()))
+                Err(format!(
+                    "{} is `{line}`, not {BPF_LINKER_VERSION}",
+                    linker.display()
+                ))
             }
         }
     };
@@ -293,7 +300,10 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     let prefix = llvm_prefix(TOOLCHAIN);
     let state = linker_state(&linker_path(), &prefix, &llvm_lib);
     if state.ready() && state.prefix_ok {
-        println!("bpf-linker {BPF_LINKER_VERSION}: present ({lib_name} via {})", prefix.display());
+        println!(
+            "bpf-linker {BPF_LINKER_VERSION}: present ({lib_name} via {})",
+            prefix.display()
+        );
         return Ok(());
     }
     if !state.prefix_ok {
@@ -302,7 +312,10 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     // A stale prefix (the toolchain was updated) can be all that kept the linker from running.
     let state = linker_state(&linker_path(), &prefix, &llvm_lib);
     if state.ready() {
-        println!("bpf-linker {BPF_LINKER_VERSION}: present, relinked {}", prefix.display());
+        println!(
+            "bpf-linker {BPF_LINKER_VERSION}: present, relinked {}",
+            prefix.display()
+        );
         return Ok(());
     }
     let why = state.linker.unwrap_err();
@@ -313,7 +326,9 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     install.args(["run", TOOLCHAIN, "cargo", "install", "--locked", "--force"]);
     install.arg(format!("bpf-linker@{BPF_LINKER_VERSION}"));
     install.args(["--no-default-features", "--features", &feature]);
-    install.env("LLVM_PREFIX", &prefix).env_remove("CARGO_TARGET_DIR");
+    install
+        .env("LLVM_PREFIX", &prefix)
+        .env_remove("CARGO_TARGET_DIR");
     // Away from this workspace, so its .cargo/config.toml does not apply.
     fs::create_dir_all(data_dir())?;
     install.current_dir(data_dir());
@@ -322,7 +337,11 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     if let Err(why) = state.linker {
         bail!("installed, but {why}");
     }
-    println!("built ({}, RUNPATH {}/lib)", secs(started), prefix.display());
+    println!(
+        "built ({}, RUNPATH {}/lib)",
+        secs(started),
+        prefix.display()
+    );
     Ok(())
 }
 
@@ -345,7 +364,10 @@ fn tracefs() -> Result<()> {
     }
     need_root("mount tracefs")?;
     let mut mount = Command::new("mount");
-    quiet(mount.args(["-t", "tracefs", "nodev", TRACEFS]), "mount-tracefs")?;
+    quiet(
+        mount.args(["-t", "tracefs", "nodev", TRACEFS]),
+        "mount-tracefs",
+    )?;
     println!("tracefs: mounted at {TRACEFS}");
     Ok(())
 }
@@ -392,7 +414,11 @@ fn debian_packages(wanted: &[&str]) -> Result<()> {
     let mut install = apt(&["-y", "-qq", "--no-install-recommends", "install"]);
     quiet(install.args(&missing), "apt-install")?;
     let still = missing_packages(wanted)?;
-    ensure!(still.is_empty(), "apt-get did not install {}", still.join(" "));
+    ensure!(
+        still.is_empty(),
+        "apt-get did not install {}",
+        still.join(" ")
+    );
     println!("installed ({})", secs(started));
     Ok(())
 }
@@ -406,7 +432,10 @@ pub fn is_root() -> bool {
 }
 
 fn need_root(what: &str) -> Result<()> {
-    ensure!(is_root(), "must run as root to {what} (try: sudo -E cargo xtask setup)");
+    ensure!(
+        is_root(),
+        "must run as root to {what} (try: sudo -E cargo xtask setup)"
+    );
     Ok(())
 }
 
@@ -424,8 +453,16 @@ fn quiet(cmd: &mut Command, log: &str) -> Result<()> {
     let saved = fs::create_dir_all(&dir).and_then(|_| fs::write(&path, &text));
     if !out.status.success() {
         let last = last_line(&out.stderr);
-        let last = if last.is_empty() { last_line(&out.stdout) } else { last };
-        let log = if saved.is_ok() { format!("; log: {}", path.display()) } else { String::new() };
+        let last = if last.is_empty() {
+            last_line(&out.stdout)
+        } else {
+            last
+        };
+        let log = if saved.is_ok() {
+            format!("; log: {}", path.display())
+        } else {
+            String::new()
+        };
         bail!("{shown} failed ({}): {last}{log}", out.status);
     }
     Ok(())
@@ -563,7 +600,11 @@ mod tests {
 
     #[test]
     fn unknown_package_is_missing() {
-        if Command::new("dpkg-query").arg("--version").output().is_err() {
+        if Command::new("dpkg-query")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             return eprintln!("skipped: no dpkg-query");
         }
         let missing = missing_packages(&["dpkg", "connlife-no-such-package"]).unwrap();

@@ -1,0 +1,301 @@
+//! Formatting of session outputs (pure, into any `io::Write`): one JSON object per line for
+//! `--json`, aligned human text otherwise (colour only when asked, i.e. on a TTY).
+use std::io::{self, Write};
+
+use crate::session::{Output, Postmortem, Summary};
+
+/// `90.5` -> "1m30s", `0.25` -> "250ms", `7200` -> "2h0m".
+pub fn duration(secs: f64) -> String {
+    if secs < 1.0 {
+        return format!("{}ms", (secs * 1000.0).round() as u64);
+    }
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Parse "500ms", "30s", "2m", "1h" (also a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 30s, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+pub struct Style {
+    pub color: bool,
+    /// Finding kinds whose hint was printed already (a hint is printed once, not per line).
+    pub hinted: std::cell::RefCell<Vec<crate::detect::FindingKind>>,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+pub fn write_json(w: &mut impl Write, out: &Output) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, out)?;
+    writeln!(w)
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
+
+pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<()> {
+    match out {
+        Output::Finding(f) | Output::Resolved(f) => {
+            let (tag, code) = match out {
+                Output::Finding(_) => ("FINDING ", "1;31"),
+                _ => ("RESOLVED", "32"),
+            };
+            let age = if f.age_exact { duration(f.age_s) } else { format!(">={}", duration(f.age_s)) };
+            writeln!(
+                w,
+                "{} {:<20} pid {:>7} {:<15} fd {:>5}  {:<21} -> {:<21} {:<11} age {:>8} idle {:>8} exchanges {}",
+                st.paint(code, tag),
+                f.kind.name(),
+                opt(f.pid),
+                f.comm,
+                opt(f.fd),
+                f.laddr,
+                f.raddr,
+                f.state.name(),
+                age,
+                duration(f.idle_s),
+                opt(f.exchanges)
+            )?;
+            if matches!(out, Output::Finding(_)) && !st.hinted.borrow().contains(&f.kind) {
+                st.hinted.borrow_mut().push(f.kind);
+                writeln!(w, "         hint: {}", f.kind.hint())?;
+            }
+            Ok(())
+        }
+        // On a terminal the groups are shown with each summary, not on every change.
+        Output::Group(_) => Ok(()),
+        Output::Summary(s) => write_summary(w, s, st),
+        Output::Closed(c) => writeln!(
+            w,
+            "closed   pid {:>7} fd {:>5}  {:<21} -> {:<21} {:?} after {} ({}), sent {}B recv {}B exchanges {}",
+            opt(c.pid),
+            opt(c.fd),
+            c.laddr,
+            c.raddr,
+            c.reason,
+            duration(c.lifetime_s),
+            c.path.iter().map(|(s, _)| s.name()).collect::<Vec<_>>().join(">"),
+            c.bytes_sent,
+            c.bytes_received,
+            opt(c.exchanges)
+        ),
+        Output::Transition(t) => writeln!(
+            w,
+            "{:>9} pid {:>7} fd {:>5}  {:<21} -> {:<21} {} -> {}",
+            format!("+{}", duration(t.at_s)),
+            opt(t.pid),
+            opt(t.fd),
+            t.laddr,
+            t.raddr,
+            t.from.map(|s| s.name()).unwrap_or("?"),
+            t.to.name()
+        ),
+        Output::FdExhausted(e) => writeln!(
+            w,
+            "{} pid {} ({}) got {} from {}() at +{} with {} fds open; TCP: {}",
+            st.paint("1;31", "FD-EXHAUSTED"),
+            e.pid,
+            e.comm,
+            e.errno,
+            e.syscall,
+            duration(e.at_s),
+            opt(e.open_fds),
+            states(&e.tcp_by_state)
+        ),
+        Output::Lost(l) => writeln!(
+            w,
+            "{} {} events lost in the kernel (ring buffer full), {} records failed to decode",
+            st.paint("1;31", "LOST"),
+            l.kernel,
+            l.decode_errors
+        ),
+        Output::Postmortem(p) => write_postmortem(w, p, st),
+    }
+}
+
+fn states(m: &std::collections::BTreeMap<String, u32>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> {
+    writeln!(
+        w,
+        "{} +{}: connections {} | listening {} | opened {} closed {} | findings {} | lost {}",
+        st.paint("1", "summary"),
+        duration(s.at_s),
+        states(&s.by_state),
+        s.listening,
+        s.opened,
+        s.closed,
+        states(&s.findings),
+        s.lost_events
+    )?;
+    for g in &s.groups {
+        writeln!(
+            w,
+            "         {} pid {} ({}) holds {} idle unreused connections to {} ({:+}/min): reuse one client, or disable keep-alives",
+            st.paint("1;33", "GROUP"),
+            g.pid,
+            g.comm,
+            g.count,
+            g.raddr,
+            g.growth_per_min
+        )?;
+    }
+    for f in &s.fds {
+        let eta = f.eta_s.map(|e| format!(", limit in ~{}", duration(e))).unwrap_or_default();
+        writeln!(
+            w,
+            "         pid {}: {} fds open of {} ({} TCP), {:+}/min{}",
+            f.pid,
+            f.open_fds,
+            opt(f.limit),
+            f.tcp_sockets,
+            f.growth_per_min,
+            eta
+        )?;
+    }
+    Ok(())
+}
+
+/// A one-line chart of `values` scaled to `max`.
+pub fn sparkline(values: &[u32], max: u32, width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if values.is_empty() || max == 0 {
+        return String::new();
+    }
+    let step = values.len().div_ceil(width).max(1);
+    values
+        .chunks(step)
+        .map(|c| {
+            let v = *c.iter().max().unwrap_or(&0) as usize;
+            BARS[(v * 7 / max as usize).min(7)]
+        })
+        .collect()
+}
+
+fn write_postmortem(w: &mut impl Write, p: &Postmortem, st: &Style) -> io::Result<()> {
+    writeln!(w, "{}", st.paint("1", &format!("=== post-mortem: pid {} ({}) ===", p.pid, p.comm)))?;
+    writeln!(w, "ending:   {} after {} traced", p.ending, duration(p.lifetime_s))?;
+    writeln!(w, "fds:      peak {} of limit {}", p.peak_fds, opt(p.fd_limit))?;
+    for e in &p.fd_exhausted {
+        writeln!(w, "          {} from {}() at +{} (TCP then: {})", e.errno, e.syscall, duration(e.at_s), states(&e.tcp_by_state))?;
+    }
+    if !p.timeline.is_empty() {
+        let fds: Vec<u32> = p.timeline.iter().map(|t| t.open_fds).collect();
+        let max = (*fds.iter().max().unwrap_or(&1)).max(1);
+        let t0 = p.timeline.first().map(|t| t.at_s).unwrap_or(0.0);
+        let t1 = p.timeline.last().map(|t| t.at_s).unwrap_or(0.0);
+        writeln!(w, "climb:    open fds    {} (+{} .. +{}, scale 0..{}, limit {})",
+            sparkline(&fds, max, 60),
+            duration(t0),
+            duration(t1),
+            max,
+            opt(p.fd_limit)
+        )?;
+        let mut names: Vec<&String> = p.timeline.iter().flat_map(|t| t.tcp_by_state.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let v: Vec<u32> = p.timeline.iter().map(|t| *t.tcp_by_state.get(name).unwrap_or(&0)).collect();
+            writeln!(w, "          {:<11} {} (last {})", name, sparkline(&v, max, 60), v.last().unwrap_or(&0))?;
+        }
+    }
+    writeln!(w, "open at the end:")?;
+    if p.open_at_end.is_empty() {
+        writeln!(w, "          none")?;
+    }
+    for g in &p.open_at_end {
+        let fds = if g.fds.len() > 8 {
+            format!("{:?}.. ({} fds)", &g.fds[..8], g.fds.len())
+        } else {
+            format!("{:?}", g.fds)
+        };
+        writeln!(
+            w,
+            "          {:>5} {:<11} -> {:<21} ages {}..{} fds {}",
+            g.count,
+            g.state.name(),
+            g.raddr,
+            duration(g.newest_s),
+            duration(g.oldest_s),
+            fds
+        )?;
+    }
+    for g in &p.groups {
+        writeln!(w, "group:    {} idle unreused to {} (+{}/min)", g.count, g.raddr, g.growth_per_min)?;
+    }
+    writeln!(w, "findings: raised {}", if p.findings_raised.is_empty() { "none".into() } else { format!("{:?}", p.findings_raised) })?;
+    writeln!(w, "{} {}", st.paint("1", "verdict:"), p.verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(duration(0.25), "250ms");
+        assert_eq!(duration(30.0), "30s");
+        assert_eq!(duration(92.0), "1m32s");
+        assert_eq!(duration(7260.0), "2h1m");
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn sparkline_scales_to_max() {
+        assert_eq!(sparkline(&[0, 512, 1024], 1024, 10), "▁▄█");
+        assert_eq!(sparkline(&[], 10, 10), "");
+    }
+
+    #[test]
+    fn plain_when_not_a_tty() {
+        let out = Output::Lost(crate::session::Lost { kernel: 3, decode_errors: 1 });
+        let mut buf = Vec::new();
+        write_human(&mut buf, &out, &Style { color: false, hinted: Default::default() }).unwrap();
+        let s = String::from_utf8(buf).unwrap();
+        assert!(!s.contains('\x1b'));
+        assert!(s.contains("3 events lost"));
+        let _ = Style { color: false, hinted: Default::default() };
+        let mut buf = Vec::new();
+        write_json(&mut buf, &out).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "{\"type\":\"lost\",\"kernel\":3,\"decode_errors\":1}\n");
+    }
+}

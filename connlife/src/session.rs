@@ -1,0 +1,474 @@
+//! One tracing session as pure logic: it takes inputs (the snapshot, kernel events, periodic
+//! ticks with fd readings, losses) and returns typed outputs (findings, summaries, the
+//! post-mortem). The live CLI, the agent and `connlife report FILE` all drive the same session;
+//! `--record` writes the inputs, so a replay gives the same post-mortem.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    detect::{self, FdPressure, FdSample, Finding, FindingKind, Group, Thresholds, Tracker},
+    event::{KernelEvent, TcpState},
+    model::{Change, ClosedConn, Model, SeenSocket},
+};
+
+/// What a session consumes. Recorded as JSON lines by `--record`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    Start { pids: Vec<u32>, now_ns: u64, use_counting: bool, close_wait_after_ns: u64, idle_after_ns: u64 },
+    Snapshot { now_ns: u64, sockets: Vec<SeenSocket> },
+    Event { event: KernelEvent },
+    Tick { now_ns: u64, fds: Vec<FdSample> },
+    Lost { now_ns: u64, kernel: u64, decode_errors: u64 },
+    End { now_ns: u64 },
+}
+
+/// What a session produces; each is one `--json` line with its `type`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Output {
+    Finding(Finding),
+    Resolved(Finding),
+    Group(Group),
+    Summary(Summary),
+    Closed(ClosedRecord),
+    Transition(TransitionRecord),
+    FdExhausted(FdExhausted),
+    Lost(Lost),
+    Postmortem(Postmortem),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub at_s: f64,
+    /// Live connections (not listeners) by state.
+    pub by_state: BTreeMap<String, u32>,
+    pub listening: u32,
+    pub findings: BTreeMap<String, u32>,
+    pub fds: Vec<FdPressure>,
+    /// Groups of unreused connections (same pid and remote) at this moment.
+    pub groups: Vec<Group>,
+    pub opened: u64,
+    pub closed: u64,
+    pub lost_events: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClosedRecord {
+    pub pid: Option<u32>,
+    pub comm: String,
+    pub fd: Option<i32>,
+    pub laddr: String,
+    pub raddr: String,
+    pub role: crate::event::Role,
+    pub reason: crate::model::EndReason,
+    pub lifetime_s: f64,
+    pub lifetime_exact: bool,
+    pub path: Vec<(TcpState, f64)>,
+    pub fd_closed: bool,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub exchanges: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TransitionRecord {
+    pub pid: Option<u32>,
+    pub comm: String,
+    pub fd: Option<i32>,
+    pub laddr: String,
+    pub raddr: String,
+    pub from: Option<TcpState>,
+    pub to: TcpState,
+    pub at_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FdExhausted {
+    pub pid: u32,
+    pub comm: String,
+    pub errno: &'static str,
+    pub syscall: &'static str,
+    pub at_s: f64,
+    pub open_fds: Option<u32>,
+    pub tcp_by_state: BTreeMap<String, u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Lost {
+    /// Events the kernel could not put in the ring buffer (since start).
+    pub kernel: u64,
+    /// Records that failed to decode.
+    pub decode_errors: u64,
+}
+
+/// Open connections at the end, grouped by state and remote.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenGroup {
+    pub state: TcpState,
+    pub raddr: String,
+    pub count: u32,
+    pub oldest_s: f64,
+    pub newest_s: f64,
+    pub fds: Vec<i32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelinePoint {
+    pub at_s: f64,
+    pub open_fds: u32,
+    pub tcp_by_state: BTreeMap<String, u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Postmortem {
+    pub pid: u32,
+    pub comm: String,
+    /// "exited with status N", "killed by signal N", or "still running" (Ctrl-C report).
+    pub ending: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub lifetime_s: f64,
+    pub fd_limit: Option<u64>,
+    pub peak_fds: u32,
+    pub fd_exhausted: Vec<FdExhausted>,
+    pub open_at_end: Vec<OpenGroup>,
+    pub findings_raised: BTreeMap<String, u64>,
+    pub findings_at_end: Vec<Finding>,
+    pub groups: Vec<Group>,
+    pub timeline: Vec<TimelinePoint>,
+    pub verdict: String,
+}
+
+#[derive(Default)]
+struct ProcTrack {
+    samples: Vec<FdSample>,
+    exhausted: Vec<FdExhausted>,
+    exited: Option<(i32, String)>,
+    first_ns: u64,
+}
+
+pub struct Session {
+    pub model: Model,
+    pub tracker: Tracker,
+    pub thresholds: Thresholds,
+    pub transitions: bool,
+    pids: Vec<u32>,
+    start_ns: u64,
+    procs: HashMap<u32, ProcTrack>,
+    last_groups: Vec<Group>,
+    opened: u64,
+    closed: u64,
+    lost: Lost,
+    /// Traced pids that have exited, in order.
+    pub exited: Vec<u32>,
+}
+
+const TIMELINE_MAX: usize = 4096;
+const FD_WINDOW_NS: u64 = 5 * 60 * detect::NS;
+
+impl Session {
+    pub fn new(thresholds: Thresholds, transitions: bool, max_conns: usize) -> Self {
+        Session {
+            model: Model::new(max_conns, true),
+            tracker: Tracker::default(),
+            thresholds,
+            transitions,
+            pids: Vec::new(),
+            start_ns: 0,
+            procs: HashMap::new(),
+            last_groups: Vec::new(),
+            opened: 0,
+            closed: 0,
+            lost: Lost { kernel: 0, decode_errors: 0 },
+            exited: Vec::new(),
+        }
+    }
+
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    fn rel(&self, ts: u64) -> f64 {
+        detect::secs(ts.saturating_sub(self.start_ns))
+    }
+
+    pub fn apply(&mut self, input: &Input) -> Vec<Output> {
+        match input {
+            Input::Start { pids, now_ns, use_counting, close_wait_after_ns, idle_after_ns } => {
+                self.pids = pids.clone();
+                self.start_ns = *now_ns;
+                self.model.use_counting = *use_counting;
+                self.thresholds.close_wait_after_ns = *close_wait_after_ns;
+                self.thresholds.idle_after_ns = *idle_after_ns;
+                for &pid in pids {
+                    self.procs.entry(pid).or_default().first_ns = *now_ns;
+                }
+                Vec::new()
+            }
+            Input::Snapshot { now_ns, sockets } => {
+                let changes = self.model.apply_snapshot(sockets, *now_ns);
+                self.opened += changes.len() as u64;
+                Vec::new()
+            }
+            Input::Event { event } => self.on_event(event),
+            Input::Tick { now_ns, fds } => self.on_tick(*now_ns, fds),
+            Input::Lost { kernel, decode_errors, .. } => {
+                if *kernel != self.lost.kernel || *decode_errors != self.lost.decode_errors {
+                    self.lost = Lost { kernel: *kernel, decode_errors: *decode_errors };
+                    return vec![Output::Lost(self.lost.clone())];
+                }
+                Vec::new()
+            }
+            Input::End { now_ns } => {
+                let running: Vec<u32> = self.pids.iter().filter(|p| !self.exited.contains(p)).copied().collect();
+                running.into_iter().map(|pid| Output::Postmortem(self.postmortem(pid, *now_ns))).collect()
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: &KernelEvent) -> Vec<Output> {
+        let mut out = Vec::new();
+        for change in self.model.apply(ev) {
+            match change {
+                Change::Opened(_) => self.opened += 1,
+                Change::Transition { id, from, to, ts_ns } if self.transitions => {
+                    if let Some(c) = self.model.get(id) {
+                        out.push(Output::Transition(TransitionRecord {
+                            pid: c.tgid(),
+                            comm: c.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+                            fd: c.fd(),
+                            laddr: c.local.to_string(),
+                            raddr: c.remote.to_string(),
+                            from,
+                            to,
+                            at_s: self.rel(ts_ns),
+                        }));
+                    } else if let Some(c) = self.model.closed.back().filter(|c| c.conn.id == id) {
+                        out.push(Output::Transition(TransitionRecord {
+                            pid: c.conn.tgid(),
+                            comm: c.conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+                            fd: c.conn.fd(),
+                            laddr: c.conn.local.to_string(),
+                            raddr: c.conn.remote.to_string(),
+                            from,
+                            to,
+                            at_s: self.rel(ts_ns),
+                        }));
+                    }
+                }
+                Change::Transition { .. } | Change::FdClosed { .. } => {}
+                Change::Closed(c) => {
+                    self.closed += 1;
+                    out.push(Output::Closed(closed_record(&c, self.model.use_counting)));
+                }
+                Change::ProcessExit { tgid, comm, status, ts_ns } => {
+                    let p = self.procs.entry(tgid).or_default();
+                    p.exited = Some((status, comm));
+                    if self.pids.contains(&tgid) && !self.exited.contains(&tgid) {
+                        self.exited.push(tgid);
+                        out.push(Output::Postmortem(self.postmortem(tgid, ts_ns)));
+                    }
+                }
+                Change::FdExhausted { tgid, comm, errno, syscall, ts_ns } => {
+                    let tcp_by_state = detect::tcp_by_state(&self.model, Some(tgid));
+                    let p = self.procs.entry(tgid).or_default();
+                    let rec = FdExhausted {
+                        pid: tgid,
+                        comm,
+                        errno: if errno == connlife_common::ENFILE { "ENFILE" } else { "EMFILE" },
+                        syscall: match syscall {
+                            1 => "socket",
+                            2 => "accept",
+                            3 => "accept4",
+                            _ => "openat",
+                        },
+                        at_s: detect::secs(ts_ns.saturating_sub(self.start_ns)),
+                        open_fds: p.samples.last().map(|s| s.open_fds),
+                        tcp_by_state,
+                    };
+                    // Report the first failure of a burst (a process retries in a loop).
+                    if p.exhausted.last().is_none_or(|l| rec.at_s - l.at_s > 1.0) {
+                        p.exhausted.push(rec.clone());
+                        out.push(Output::FdExhausted(rec));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn on_tick(&mut self, now_ns: u64, fds: &[FdSample]) -> Vec<Output> {
+        for s in fds {
+            let p = self.procs.entry(s.pid).or_default();
+            if p.samples.len() >= TIMELINE_MAX {
+                // Keep the curve's shape: drop every other old point.
+                let kept: Vec<_> = p.samples.iter().step_by(2).cloned().collect();
+                p.samples = kept;
+            }
+            p.samples.push(s.clone());
+        }
+        let found = detect::scan(&self.model, now_ns, &self.thresholds);
+        let r = self.tracker.update(now_ns, found, &self.thresholds);
+        let mut out: Vec<Output> = r.appeared.into_iter().map(Output::Finding).collect();
+        out.extend(r.resolved.into_iter().map(Output::Resolved));
+        for g in &r.groups {
+            let prev = self.last_groups.iter().find(|p| p.pid == g.pid && p.raddr == g.raddr);
+            if prev.is_none_or(|p| p.count != g.count) {
+                out.push(Output::Group(g.clone()));
+            }
+        }
+        self.last_groups = r.groups;
+        out
+    }
+
+    /// The periodic summary (also the start-up view and the Ctrl-C report's head).
+    pub fn summary(&self, now_ns: u64) -> Summary {
+        let mut by_state = BTreeMap::new();
+        let mut listening = 0;
+        for c in self.model.conns().filter(|c| c.fd_closed_ns.is_none()) {
+            if c.state == TcpState::Listen {
+                listening += 1;
+            } else {
+                *by_state.entry(c.state.name().to_string()).or_default() += 1;
+            }
+        }
+        let mut findings = BTreeMap::new();
+        for f in self.tracker.active() {
+            *findings.entry(f.kind.name().to_string()).or_default() += 1;
+        }
+        let fds = self.procs.values().filter_map(|p| detect::fd_pressure(&p.samples, FD_WINDOW_NS)).collect();
+        Summary {
+            at_s: self.rel(now_ns),
+            by_state,
+            listening,
+            findings,
+            fds,
+            groups: self.last_groups.clone(),
+            opened: self.opened,
+            closed: self.closed,
+            lost_events: self.lost.kernel + self.lost.decode_errors,
+        }
+    }
+
+    /// The post-mortem of one traced process: how it ended, what it held, and the climb.
+    pub fn postmortem(&self, pid: u32, now_ns: u64) -> Postmortem {
+        let p = self.procs.get(&pid);
+        let (ending, exit_code, signal, comm) = match p.and_then(|p| p.exited.clone()) {
+            Some((status, comm)) => {
+                let sig = status & 0x7f;
+                if sig != 0 {
+                    (format!("killed by signal {sig}"), None, Some(sig), comm)
+                } else {
+                    let code = (status >> 8) & 0xff;
+                    (format!("exited with status {code}"), Some(code), None, comm)
+                }
+            }
+            None => ("still running (report at detach)".to_string(), None, None, String::new()),
+        };
+        let mut groups: BTreeMap<(TcpState, String), OpenGroup> = BTreeMap::new();
+        let mut comm = comm;
+        for c in self.model.conns().filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen) {
+            if comm.is_empty() {
+                comm = c.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default();
+            }
+            let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
+            let g = groups.entry((c.state, c.remote.to_string())).or_insert(OpenGroup {
+                state: c.state,
+                raddr: c.remote.to_string(),
+                count: 0,
+                oldest_s: age,
+                newest_s: age,
+                fds: Vec::new(),
+            });
+            g.count += 1;
+            g.oldest_s = g.oldest_s.max(age);
+            g.newest_s = g.newest_s.min(age);
+            if let Some(fd) = c.fd() {
+                g.fds.push(fd);
+            }
+        }
+        let mut open_at_end: Vec<OpenGroup> = groups.into_values().collect();
+        open_at_end.sort_by(|a, b| b.count.cmp(&a.count));
+        for g in &mut open_at_end {
+            g.fds.sort_unstable();
+        }
+        let samples = p.map(|p| p.samples.as_slice()).unwrap_or_default();
+        let timeline: Vec<TimelinePoint> = samples
+            .iter()
+            .filter(|s| s.pid == pid)
+            .map(|s| TimelinePoint { at_s: self.rel(s.ts_ns), open_fds: s.open_fds, tcp_by_state: s.tcp_by_state.clone() })
+            .collect();
+        let findings_at_end: Vec<Finding> = self.tracker.active().filter(|f| f.pid == Some(pid)).cloned().collect();
+        let groups: Vec<Group> = self.last_groups.iter().filter(|g| g.pid == pid).cloned().collect();
+        let fd_limit = samples.iter().rev().find_map(|s| s.limit);
+        let peak_fds = samples.iter().map(|s| s.open_fds).max().unwrap_or(0);
+        let fd_exhausted = p.map(|p| p.exhausted.clone()).unwrap_or_default();
+        let verdict = verdict(&open_at_end, &findings_at_end, &fd_exhausted, fd_limit, peak_fds);
+        Postmortem {
+            pid,
+            comm,
+            ending,
+            exit_code,
+            signal,
+            lifetime_s: detect::secs(now_ns.saturating_sub(p.map(|p| p.first_ns).unwrap_or(self.start_ns))),
+            fd_limit,
+            peak_fds,
+            fd_exhausted,
+            open_at_end,
+            findings_raised: self.tracker.raised.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+            findings_at_end,
+            groups,
+            timeline,
+            verdict,
+        }
+    }
+}
+
+fn verdict(open: &[OpenGroup], findings: &[Finding], exhausted: &[FdExhausted], limit: Option<u64>, peak: u32) -> String {
+    let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
+    let (unreused, close_wait) = (count(FindingKind::EstablishedUnreused), count(FindingKind::CloseWaitStuck));
+    let mut parts = Vec::new();
+    if !exhausted.is_empty() {
+        parts.push(format!("ran out of file descriptors ({} at {:.1}s)", exhausted[0].errno, exhausted[0].at_s));
+    } else if let Some(limit) = limit.filter(|&l| peak as u64 * 10 >= l * 9) {
+        parts.push(format!("came within 10% of its fd limit ({peak}/{limit})"));
+    }
+    if unreused > 0 {
+        let top = open.iter().find(|g| g.state == TcpState::Established);
+        parts.push(format!(
+            "{unreused} ESTABLISHED connections idle after at most one exchange{}: {}",
+            top.map(|g| format!(" (most to {})", g.raddr)).unwrap_or_default(),
+            FindingKind::EstablishedUnreused.hint()
+        ));
+    }
+    if close_wait > 0 {
+        parts.push(format!("{close_wait} connections stuck in CLOSE_WAIT: {}", FindingKind::CloseWaitStuck.hint()));
+    }
+    if parts.is_empty() {
+        "no connection leak found".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
+    let conn = &c.conn;
+    ClosedRecord {
+        pid: conn.tgid(),
+        comm: conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+        fd: conn.fd(),
+        laddr: conn.local.to_string(),
+        raddr: conn.remote.to_string(),
+        role: conn.role,
+        reason: c.reason,
+        lifetime_s: detect::secs(c.ended_ns.saturating_sub(conn.opened_ns)),
+        lifetime_exact: conn.age_exact,
+        path: conn.path.iter().map(|&(s, t)| (s, detect::secs(t.saturating_sub(conn.opened_ns)))).collect(),
+        fd_closed: conn.fd_closed_ns.is_some(),
+        bytes_sent: conn.usage.bytes_sent,
+        bytes_received: conn.usage.bytes_received,
+        exchanges: (use_counting && conn.exchanges_known).then_some(conn.usage.exchanges),
+    }
+}
