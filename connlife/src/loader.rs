@@ -55,7 +55,7 @@ pub struct Tracer {
 /// Check the things that make loading fail with an obscure error, and say it in one line.
 pub fn preflight() -> anyhow::Result<std::path::PathBuf> {
     if unsafe { libc::geteuid() } != 0 {
-        bail!("connlife needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to load tracepoint programs); run it with sudo");
+        bail!("needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to load tracepoint programs); run it with sudo");
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         bail!("kernel BTF (/sys/kernel/btf/vmlinux) is absent: connlife needs a kernel built with CONFIG_DEBUG_INFO_BTF");

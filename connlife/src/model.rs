@@ -369,7 +369,8 @@ impl Model {
             path: vec![(state, ev.ts_ns)],
             fd_closed_ns: None,
             usage: ev.sock_use,
-            exchanges_known: self.use_counting && born_here && ev.kind == Kind::State,
+            // The kernel starts counting at accept() too, before any data.
+            exchanges_known: self.use_counting && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
         });
         changes.push(Change::Opened(id));
         Some((id, true))

@@ -1,0 +1,277 @@
+//! Test harness for the privileged tests: a private network namespace per test, processes
+//! spawned inside it, the real connlife binary run with --json and its lines collected, and the
+//! Go workloads built from workloads/go with Debian's Go.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
+    path::PathBuf,
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::{
+        mpsc::{self, Receiver},
+        OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const CONNLIFE: &str = env!("CARGO_BIN_EXE_connlife");
+pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_connlife-workload");
+/// Deadline for things that should happen in well under a second; only a hang reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn require_root() {
+    assert!(unsafe { libc::geteuid() } == 0, "privileged test: run as root (it loads eBPF programs; CI runs as root)");
+}
+
+/// A fresh network namespace with lo up, kept alive by an fd.
+pub struct NetNs {
+    fd: OwnedFd,
+}
+
+impl NetNs {
+    pub fn new() -> NetNs {
+        require_root();
+        let fd = std::thread::spawn(|| unsafe {
+            assert_eq!(libc::unshare(libc::CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+            lo_up();
+            let fd = libc::open(c"/proc/thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            assert!(fd >= 0, "open netns: {}", std::io::Error::last_os_error());
+            OwnedFd::from_raw_fd(fd)
+        })
+        .join()
+        .expect("netns thread");
+        NetNs { fd }
+    }
+
+    /// A command that runs inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        let raw = self.fd.as_raw_fd();
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+unsafe fn lo_up() {
+    let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+    assert!(s >= 0);
+    let mut req: libc::ifreq = std::mem::zeroed();
+    for (i, b) in b"lo\0".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    assert_eq!(libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req), 0);
+    req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    assert_eq!(libc::ioctl(s, libc::SIOCSIFFLAGS, &req), 0, "bring lo up");
+    libc::close(s);
+}
+
+/// A child process whose stdout lines arrive on a channel; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub lines: Receiver<String>,
+    pub stdin: Option<ChildStdin>,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let tag = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{tag}] {line}");
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc { child, lines: rx, stdin, name: name.to_string() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Next stdout line matching `pred`, or panic after PATIENCE.
+    pub fn wait_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("{}: no matching line ({e})", self.name),
+            }
+        }
+    }
+
+    pub fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("write go");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real connlife binary tracing `pids` with --json; waits for its start-up summary.
+pub struct Connlife {
+    pub proc: Proc,
+    /// Every JSON line received so far.
+    pub seen: Vec<Value>,
+}
+
+impl Connlife {
+    pub fn start(pids: &[u32], extra: &[&str]) -> Connlife {
+        require_root();
+        let mut cmd = Command::new(CONNLIFE);
+        cmd.arg("--json");
+        for pid in pids {
+            cmd.args(["--pid", &pid.to_string()]);
+        }
+        cmd.args(extra);
+        let proc = Proc::spawn(cmd, "connlife");
+        let mut c = Connlife { proc, seen: Vec::new() };
+        c.wait_for(|v| v["type"] == "summary");
+        c
+    }
+
+    /// Collect lines until one matches `pred` (returned), or panic after PATIENCE.
+    pub fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.proc.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("connlife printed non-JSON {line:?}: {e}"));
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(e) => panic!("connlife: no matching line ({e}); seen so far:\n{}", self.dump()),
+            }
+        }
+    }
+
+    /// Collect lines until `n` of those seen match `pred`; returns them.
+    pub fn wait_count(&mut self, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        loop {
+            let have: Vec<Value> = self.seen.iter().filter(|v| pred(v)).cloned().collect();
+            if have.len() >= n {
+                return have;
+            }
+            self.wait_for(&pred);
+        }
+    }
+
+    /// Collect lines for `d` (for asserting that something does NOT happen).
+    pub fn collect_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(line) = self.proc.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                self.seen.push(v);
+            }
+        }
+    }
+
+    /// Ctrl-C: the final summary and report, then exit.
+    pub fn stop(&mut self) {
+        self.proc.signal(libc::SIGINT);
+        let st = self.proc.wait_exit();
+        while let Ok(line) = self.proc.lines.recv_timeout(Duration::from_secs(2)) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                self.seen.push(v);
+            }
+        }
+        assert!(st.success(), "connlife exited with {st}");
+    }
+
+    pub fn of_type(&self, ty: &str) -> Vec<&Value> {
+        self.seen.iter().filter(|v| v["type"] == ty).collect()
+    }
+
+    pub fn dump(&self) -> String {
+        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Build the Go workloads once per test binary (Debian's golang-go, standard library only).
+pub fn go_binary(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = root.join("target").join("go-workloads");
+        std::fs::create_dir_all(&out).expect("mkdir target/go-workloads");
+        for prog in ["server", "client"] {
+            let st = Command::new("go")
+                .args(["build", "-o"])
+                .arg(out.join(prog))
+                .arg(".")
+                .current_dir(root.join("workloads/go").join(prog))
+                .env("CGO_ENABLED", "0")
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOPROXY", "off")
+                .env("GOCACHE", out.join("cache"))
+                .status()
+                .expect("running `go build` (install golang-go: cargo xtask setup does)");
+            assert!(st.success(), "go build {prog} failed");
+        }
+        out
+    });
+    dir.join(name)
+}
+
+pub fn workload(ns: &NetNs, args: &[&str], name: &str) -> Proc {
+    let mut cmd = ns.command(WORKLOAD);
+    cmd.args(args);
+    Proc::spawn(cmd, name)
+}
+
+/// `ready 127.0.0.1:PORT` -> the address.
+pub fn ready_addr(p: &Proc) -> String {
+    let line = p.wait_line(|l| l.starts_with("ready ") || l.starts_with("listening "));
+    line.split_whitespace().nth(1).expect("address").to_string()
+}
