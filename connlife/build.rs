@@ -19,7 +19,10 @@ fn main() -> anyhow::Result<()> {
     let ebpf_dir = PathBuf::from(manifest_dir).join("../connlife-ebpf");
     let ebpf_dir = ebpf_dir.canonicalize().context("finding connlife-ebpf")?;
     let root_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("../connlife-common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("../connlife-common/src").display()
+    );
     // Only the child cargo that builds the eBPF crate sees this (build scripts have their own env).
     env::set_var("RUSTC_BOOTSTRAP", "1");
     aya_build::build_ebpf(

@@ -204,7 +204,11 @@ fn new_info(tgid: u32, fd: i32, role: u8, netns: u32) -> SockInfo {
     SockInfo {
         tgid,
         fd,
-        comm: if tgid != 0 { bpf_get_current_comm().unwrap_or([0; 16]) } else { [0; 16] },
+        comm: if tgid != 0 {
+            bpf_get_current_comm().unwrap_or([0; 16])
+        } else {
+            [0; 16]
+        },
         netns,
         role,
         _pad: [0; 3],
@@ -351,7 +355,9 @@ fn on_state(ctx: &TracePointContext) -> Option<()> {
                 // A socket that existed before we attached.
                 _ => match adopt_preseeded(sk) {
                     Some(info) => info,
-                    None if cfg!(filter_active) == 0 => new_info(0, -1, ROLE_UNKNOWN, sock_netns(sk)),
+                    None if cfg!(filter_active) == 0 => {
+                        new_info(0, -1, ROLE_UNKNOWN, sock_netns(sk))
+                    }
                     None => return None,
                 },
             };
@@ -612,7 +618,10 @@ fn on_exit(ctx: &TracePointContext) -> Option<()> {
     let task = unsafe { bpf_get_current_task() };
     ev.ret = kread(task, cfg!(task_exit_code)).unwrap_or(0);
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    debug!(ctx, "traced process {} exited, wait status {}", tgid, ev.ret);
+    debug!(
+        ctx,
+        "traced process {} exited, wait status {}", tgid, ev.ret
+    );
     emit(&ev);
     Some(())
 }

@@ -75,9 +75,12 @@ pub struct TraceArgs {
 /// Check that each pid names a live user process; one clear line otherwise.
 pub fn validate_pids(pids: &[u32]) -> Result<(), String> {
     for &pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| format!("no such process: {pid}"))?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|_| format!("no such process: {pid}"))?;
         if is_kernel_thread(&stat) {
-            return Err(format!("pid {pid} is a kernel thread: it has no sockets of its own to trace"));
+            return Err(format!(
+                "pid {pid} is a kernel thread: it has no sockets of its own to trace"
+            ));
         }
     }
     Ok(())
@@ -85,7 +88,9 @@ pub fn validate_pids(pids: &[u32]) -> Result<(), String> {
 
 /// /proc/PID/stat field 9 (flags) has PF_KTHREAD (0x00200000) for kernel threads.
 pub fn is_kernel_thread(stat: &str) -> bool {
-    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
+    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
     after_comm
         .split_whitespace()
         .nth(6)
@@ -107,14 +112,18 @@ mod tests {
 
     #[test]
     fn bad_duration_is_a_usage_error() {
-        let err = Cli::try_parse_from(["connlife", "--pid", "1", "--idle-after", "soon"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["connlife", "--pid", "1", "--idle-after", "soon"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("invalid duration"));
     }
 
     #[test]
     fn validates_missing_pid() {
-        assert_eq!(validate_pids(&[u32::MAX - 1]).unwrap_err(), format!("no such process: {}", u32::MAX - 1));
+        assert_eq!(
+            validate_pids(&[u32::MAX - 1]).unwrap_err(),
+            format!("no such process: {}", u32::MAX - 1)
+        );
         assert!(validate_pids(&[std::process::id()]).is_ok());
     }
 }

@@ -76,7 +76,10 @@ pub struct Group {
 
 /// Scan the model for stuck connections now.
 pub fn scan(model: &Model, now_ns: u64, th: &Thresholds) -> Vec<Finding> {
-    let mut out: Vec<Finding> = model.conns().filter_map(|c| classify(c, now_ns, th, model.use_counting)).collect();
+    let mut out: Vec<Finding> = model
+        .conns()
+        .filter_map(|c| classify(c, now_ns, th, model.use_counting))
+        .collect();
     out.sort_by_key(|f| (f.kind, f.pid, f.fd, f.conn));
     out
 }
@@ -87,8 +90,12 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
     }
     let idle = now.saturating_sub(c.last_activity_ns());
     let kind = match c.state {
-        TcpState::CloseWait if now.saturating_sub(c.state_since_ns) >= th.close_wait_after_ns => FindingKind::CloseWaitStuck,
-        TcpState::Established if idle >= th.idle_after_ns && c.usage.exchanges <= 1 && use_counting => {
+        TcpState::CloseWait if now.saturating_sub(c.state_since_ns) >= th.close_wait_after_ns => {
+            FindingKind::CloseWaitStuck
+        }
+        TcpState::Established
+            if idle >= th.idle_after_ns && c.usage.exchanges <= 1 && use_counting =>
+        {
             FindingKind::EstablishedUnreused
         }
         _ => return None,
@@ -148,17 +155,32 @@ impl Tracker {
             }
             next.insert(key, f);
         }
-        let resolved = self.active.iter().filter(|(k, _)| !next.contains_key(*k)).map(|(_, f)| f.clone()).collect();
+        let resolved = self
+            .active
+            .iter()
+            .filter(|(k, _)| !next.contains_key(*k))
+            .map(|(_, f)| f.clone())
+            .collect();
         self.active = next;
         let groups = self.groups(now_ns, th);
-        ScanResult { appeared, resolved, groups }
+        ScanResult {
+            appeared,
+            resolved,
+            groups,
+        }
     }
 
     fn groups(&mut self, now_ns: u64, th: &Thresholds) -> Vec<Group> {
         let mut counts: BTreeMap<(u32, String), (usize, String)> = BTreeMap::new();
-        for f in self.active.values().filter(|f| f.kind == FindingKind::EstablishedUnreused) {
+        for f in self
+            .active
+            .values()
+            .filter(|f| f.kind == FindingKind::EstablishedUnreused)
+        {
             let Some(pid) = f.pid else { continue };
-            let e = counts.entry((pid, f.raddr.clone())).or_insert((0, f.comm.clone()));
+            let e = counts
+                .entry((pid, f.raddr.clone()))
+                .or_insert((0, f.comm.clone()));
             e.0 += 1;
         }
         self.group_history.retain(|k, _| counts.contains_key(k));
@@ -166,12 +188,19 @@ impl Tracker {
         for ((pid, raddr), (count, comm)) in counts {
             let hist = self.group_history.entry((pid, raddr.clone())).or_default();
             hist.push_back((now_ns, count));
-            while hist.front().is_some_and(|&(t, _)| now_ns.saturating_sub(t) > GROUP_WINDOW_NS) {
+            while hist
+                .front()
+                .is_some_and(|&(t, _)| now_ns.saturating_sub(t) > GROUP_WINDOW_NS)
+            {
                 hist.pop_front();
             }
             let (t0, c0) = *hist.front().expect("just pushed");
             let minutes = now_ns.saturating_sub(t0) as f64 / 60e9;
-            let growth = if minutes > 0.0 { (count as f64 - c0 as f64) / minutes } else { 0.0 };
+            let growth = if minutes > 0.0 {
+                (count as f64 - c0 as f64) / minutes
+            } else {
+                0.0
+            };
             if count >= th.group_min {
                 groups.push(Group {
                     pid,
@@ -212,11 +241,20 @@ pub struct FdPressure {
 /// Growth over the samples of the last `window_ns` (first to last), and time to the limit.
 pub fn fd_pressure(samples: &[FdSample], window_ns: u64) -> Option<FdPressure> {
     let last = samples.last()?;
-    let first = samples.iter().find(|s| last.ts_ns.saturating_sub(s.ts_ns) <= window_ns).unwrap_or(last);
+    let first = samples
+        .iter()
+        .find(|s| last.ts_ns.saturating_sub(s.ts_ns) <= window_ns)
+        .unwrap_or(last);
     let dt = last.ts_ns.saturating_sub(first.ts_ns) as f64 / 1e9;
-    let per_s = if dt > 0.0 { (last.open_fds as f64 - first.open_fds as f64) / dt } else { 0.0 };
+    let per_s = if dt > 0.0 {
+        (last.open_fds as f64 - first.open_fds as f64) / dt
+    } else {
+        0.0
+    };
     let eta_s = match last.limit {
-        Some(limit) if per_s > 0.0 => Some(((limit as f64 - last.open_fds as f64).max(0.0) / per_s).round()),
+        Some(limit) if per_s > 0.0 => {
+            Some(((limit as f64 - last.open_fds as f64).max(0.0) / per_s).round())
+        }
         _ => None,
     };
     Some(FdPressure {
@@ -248,9 +286,20 @@ mod tests {
         model::Model,
     };
 
-    const TH: Thresholds = Thresholds { close_wait_after_ns: 30 * NS, idle_after_ns: 60 * NS, group_min: 3 };
+    const TH: Thresholds = Thresholds {
+        close_wait_after_ns: 30 * NS,
+        idle_after_ns: 60 * NS,
+        group_min: 3,
+    };
 
-    fn ev(ts: u64, sk: u64, old: TcpState, new: TcpState, port: u16, exchanges: u32) -> KernelEvent {
+    fn ev(
+        ts: u64,
+        sk: u64,
+        old: TcpState,
+        new: TcpState,
+        port: u16,
+        exchanges: u32,
+    ) -> KernelEvent {
         KernelEvent {
             kind: Kind::State,
             ts_ns: ts,
@@ -264,7 +313,11 @@ mod tests {
             new_state: Some(new),
             local: Some(format!("127.0.0.1:{port}").parse().unwrap()),
             remote: Some("127.0.0.1:8080".parse().unwrap()),
-            sock_use: Use { exchanges, last_recv_ns: ts, ..Default::default() },
+            sock_use: Use {
+                exchanges,
+                last_recv_ns: ts,
+                ..Default::default()
+            },
             ret: 0,
             syscall: 0,
         }
@@ -272,21 +325,45 @@ mod tests {
 
     fn open(m: &mut Model, ts: u64, sk: u64, exchanges: u32) {
         m.apply(&ev(ts, sk, TcpState::Close, TcpState::SynSent, 0, 0));
-        m.apply(&ev(ts, sk, TcpState::SynSent, TcpState::Established, 40000 + sk as u16, exchanges));
+        m.apply(&ev(
+            ts,
+            sk,
+            TcpState::SynSent,
+            TcpState::Established,
+            40000 + sk as u16,
+            exchanges,
+        ));
     }
 
     #[test]
     fn close_wait_after_threshold_then_resolved_by_close() {
         let mut m = Model::new(0, true);
         open(&mut m, 0, 1, 1);
-        m.apply(&ev(NS, 1, TcpState::Established, TcpState::CloseWait, 40001, 1));
+        m.apply(&ev(
+            NS,
+            1,
+            TcpState::Established,
+            TcpState::CloseWait,
+            40001,
+            1,
+        ));
         assert!(scan(&m, 20 * NS, &TH).is_empty(), "not yet");
         let f = scan(&m, 32 * NS, &TH);
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].kind, f[0].pid, f[0].fd, f[0].age_s), (FindingKind::CloseWaitStuck, Some(10), Some(1), 32.0));
+        assert_eq!(
+            (f[0].kind, f[0].pid, f[0].fd, f[0].age_s),
+            (FindingKind::CloseWaitStuck, Some(10), Some(1), 32.0)
+        );
         let mut t = Tracker::default();
         assert_eq!(t.update(32 * NS, f, &TH).appeared.len(), 1);
-        m.apply(&ev(40 * NS, 1, TcpState::CloseWait, TcpState::LastAck, 40001, 1));
+        m.apply(&ev(
+            40 * NS,
+            1,
+            TcpState::CloseWait,
+            TcpState::LastAck,
+            40001,
+            1,
+        ));
         let r = t.update(41 * NS, scan(&m, 41 * NS, &TH), &TH);
         assert_eq!(r.resolved.len(), 1);
     }
@@ -318,7 +395,13 @@ mod tests {
 
     #[test]
     fn fd_eta_from_growth() {
-        let s = |t: u64, n: u32| FdSample { ts_ns: t * NS, pid: 1, open_fds: n, limit: Some(1024), tcp_by_state: BTreeMap::new() };
+        let s = |t: u64, n: u32| FdSample {
+            ts_ns: t * NS,
+            pid: 1,
+            open_fds: n,
+            limit: Some(1024),
+            tcp_by_state: BTreeMap::new(),
+        };
         let p = fd_pressure(&[s(0, 100), s(60, 160)], 300 * NS).unwrap();
         assert_eq!((p.growth_per_min, p.eta_s), (60.0, Some(864.0)));
         let flat = fd_pressure(&[s(0, 100), s(60, 100)], 300 * NS).unwrap();

@@ -3,14 +3,14 @@
 //! Pure logic (event decoding, the connection model, detectors, formatting) lives apart from
 //! I/O (loader, ring buffer, netlink, /proc, output sinks).
 pub mod btf;
-pub mod event;
-pub mod loader;
-pub mod model;
-pub mod probes;
-pub mod tracefs;
 pub mod cli;
 pub mod detect;
+pub mod event;
 pub mod live;
+pub mod loader;
+pub mod model;
 pub mod output;
+pub mod probes;
 pub mod session;
 pub mod snapshot;
+pub mod tracefs;

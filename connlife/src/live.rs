@@ -25,7 +25,10 @@ use crate::{
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -41,17 +44,33 @@ pub struct Sink {
 impl Sink {
     pub fn new(json: bool, record: Option<&Path>) -> anyhow::Result<Sink> {
         let record = match record {
-            Some(p) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating record file {}", p.display()))?)),
+            Some(p) => {
+                Some(BufWriter::new(File::create(p).with_context(|| {
+                    format!("creating record file {}", p.display())
+                })?))
+            }
             None => None,
         };
         let out = std::io::stdout();
-        Ok(Sink { json, style: Style { color: !json && out.is_terminal(), hinted: Default::default() }, out, record })
+        Ok(Sink {
+            json,
+            style: Style {
+                color: !json && out.is_terminal(),
+                hinted: Default::default(),
+            },
+            out,
+            record,
+        })
     }
 
     pub fn emit(&mut self, outputs: &[Output]) {
         let mut w = self.out.lock();
         for o in outputs {
-            let _ = if self.json { output::write_json(&mut w, o) } else { output::write_human(&mut w, o, &self.style) };
+            let _ = if self.json {
+                output::write_json(&mut w, o)
+            } else {
+                output::write_human(&mut w, o, &self.style)
+            };
         }
         let _ = w.flush();
     }
@@ -83,13 +102,20 @@ fn feed(session: &mut Session, sink: &mut Sink, input: Input) -> anyhow::Result<
 
 /// Sockets from the snapshot, as the model wants them (owner = a wanted process when any).
 pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<SeenSocket> {
-    let listening: HashSet<(u32, u16)> =
-        sockets.iter().filter(|s| s.state == 10).map(|s| (s.netns, s.local.port())).collect();
+    let listening: HashSet<(u32, u16)> = sockets
+        .iter()
+        .filter(|s| s.state == 10)
+        .map(|s| (s.netns, s.local.port()))
+        .collect();
     sockets
         .iter()
         .filter_map(|s| {
             let state = TcpState::from_kernel(s.state)?;
-            let owner = s.owners.first().map(|o| Owner { tgid: o.tgid, comm: o.comm.clone(), fd: Some(o.fd) });
+            let owner = s.owners.first().map(|o| Owner {
+                tgid: o.tgid,
+                comm: o.comm.clone(),
+                fd: Some(o.fd),
+            });
             let role = if state == TcpState::Listen {
                 Role::Listener
             } else if listening.contains(&(s.netns, s.local.port())) {
@@ -97,7 +123,10 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
             } else {
                 Role::Client
             };
-            let ago = |ms: Option<u32>| ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000)).unwrap_or(0);
+            let ago = |ms: Option<u32>| {
+                ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000))
+                    .unwrap_or(0)
+            };
             Some(SeenSocket {
                 netns: s.netns,
                 local: s.local,
@@ -118,15 +147,31 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
 }
 
 /// Snapshot existing sockets, give their owners to the kernel (by cookie) and the model.
-fn snapshot_into(tracer: &mut Tracer, pids: Option<&[u32]>, now_ns: u64) -> anyhow::Result<Vec<SeenSocket>> {
+fn snapshot_into(
+    tracer: &mut Tracer,
+    pids: Option<&[u32]>,
+    now_ns: u64,
+) -> anyhow::Result<Vec<SeenSocket>> {
     let sockets = snapshot::take(pids).context("snapshot of existing sockets (sock_diag)")?;
     for s in &sockets {
         let Some(o) = s.owners.first() else { continue };
         let mut comm = [0u8; 16];
         let n = o.comm.len().min(15);
         comm[..n].copy_from_slice(&o.comm.as_bytes()[..n]);
-        let role = if s.state == 10 { ROLE_LISTENER } else { ROLE_CLIENT };
-        let info = SockInfo { tgid: o.tgid, fd: o.fd, comm, netns: s.netns, role, _pad: [0; 3], sock_use: Default::default() };
+        let role = if s.state == 10 {
+            ROLE_LISTENER
+        } else {
+            ROLE_CLIENT
+        };
+        let info = SockInfo {
+            tgid: o.tgid,
+            fd: o.fd,
+            comm,
+            netns: s.netns,
+            role,
+            _pad: [0; 3],
+            sock_use: Default::default(),
+        };
         if s.cookie != 0 {
             tracer.preseed(s.cookie, &info)?;
         }
@@ -136,12 +181,24 @@ fn snapshot_into(tracer: &mut Tracer, pids: Option<&[u32]>, now_ns: u64) -> anyh
     }
     let seen = seen_sockets(&sockets, now_ns);
     // Server-side sockets of a listener we own: correct the role in the kernel too.
-    for s in sockets.iter().zip(&seen).filter(|(_, seen)| seen.role == Role::Server) {
+    for s in sockets
+        .iter()
+        .zip(&seen)
+        .filter(|(_, seen)| seen.role == Role::Server)
+    {
         if let (Some(o), true) = (s.0.owners.first(), s.0.cookie != 0) {
             let mut comm = [0u8; 16];
             let n = o.comm.len().min(15);
             comm[..n].copy_from_slice(&o.comm.as_bytes()[..n]);
-            let info = SockInfo { tgid: o.tgid, fd: o.fd, comm, netns: s.0.netns, role: ROLE_SERVER, _pad: [0; 3], sock_use: Default::default() };
+            let info = SockInfo {
+                tgid: o.tgid,
+                fd: o.fd,
+                comm,
+                netns: s.0.netns,
+                role: ROLE_SERVER,
+                _pad: [0; 3],
+                sock_use: Default::default(),
+            };
             tracer.preseed(s.0.cookie, &info)?;
         }
     }
@@ -171,7 +228,9 @@ fn poll_use(session: &mut Session, tracer: &Tracer) {
     let candidates: Vec<u64> = session
         .model
         .conns()
-        .filter(|c| c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1)
+        .filter(|c| {
+            c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1
+        })
         .filter_map(|c| c.sk)
         .take(20_000)
         .collect();
@@ -183,7 +242,10 @@ fn poll_use(session: &mut Session, tracer: &Tracer) {
 }
 
 pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
-    let filter = Filter { pids: args.pids.clone(), comms: args.comms.clone() };
+    let filter = Filter {
+        pids: args.pids.clone(),
+        comms: args.comms.clone(),
+    };
     let mut tracer = Tracer::load(&filter)?;
     let mut events = tracer.take_events()?;
     let mut sink = Sink::new(args.json, args.record.as_deref())?;
@@ -210,14 +272,25 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     }
     let pids = (!filter.pids.is_empty()).then_some(filter.pids.as_slice());
     let sockets = snapshot_into(&mut tracer, pids, start)?;
-    feed(&mut session, &mut sink, Input::Snapshot { now_ns: start, sockets })?;
+    feed(
+        &mut session,
+        &mut sink,
+        Input::Snapshot {
+            now_ns: start,
+            sockets,
+        },
+    )?;
     let fds = fd_samples(&session, start);
     feed(&mut session, &mut sink, Input::Tick { now_ns: start, fds })?;
     sink.emit(&[Output::Summary(session.summary(start))]);
     sink.flush_record()?;
     eprintln!(
         "connlife: tracing {} ({} connections already open); Ctrl-C for the report",
-        if filter.is_all() { "all processes".to_string() } else { format!("pids {:?} comms {:?}", filter.pids, filter.comms) },
+        if filter.is_all() {
+            "all processes".to_string()
+        } else {
+            format!("pids {:?} comms {:?}", filter.pids, filter.comms)
+        },
         session.model.len()
     );
 
@@ -287,9 +360,14 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
 /// post-mortems (and the findings on the way).
 pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
     use std::io::BufRead;
-    let file = File::open(path).with_context(|| format!("cannot read record file {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("cannot read record file {}", path.display()))?;
     let mut sink = Sink::new(json, None)?;
-    let th = Thresholds { close_wait_after_ns: 0, idle_after_ns: 0, group_min: 3 };
+    let th = Thresholds {
+        close_wait_after_ns: 0,
+        idle_after_ns: 0,
+        group_min: 3,
+    };
     let mut session = Session::new(th, false, 0);
     let mut last_ns = 0;
     let mut ended = false;
@@ -301,16 +379,25 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
         let input: Input = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not a connlife record line", path.display(), n + 1))?;
         match &input {
-            Input::Tick { now_ns, .. } | Input::Lost { now_ns, .. } | Input::Snapshot { now_ns, .. } => last_ns = *now_ns,
+            Input::Tick { now_ns, .. }
+            | Input::Lost { now_ns, .. }
+            | Input::Snapshot { now_ns, .. } => last_ns = *now_ns,
             Input::Event { event } => last_ns = last_ns.max(event.ts_ns),
             Input::End { .. } => ended = true,
             Input::Start { .. } => {}
         }
-        let out: Vec<Output> = session.apply(&input).into_iter().filter(|o| !matches!(o, Output::Closed(_))).collect();
+        let out: Vec<Output> = session
+            .apply(&input)
+            .into_iter()
+            .filter(|o| !matches!(o, Output::Closed(_)))
+            .collect();
         sink.emit(&out);
     }
     if session.pids().is_empty() {
-        anyhow::bail!("{}: no session start found (not a connlife record?)", path.display());
+        anyhow::bail!(
+            "{}: no session start found (not a connlife record?)",
+            path.display()
+        );
     }
     // A recording cut short (connlife killed): report the processes still running at the end.
     if !ended {

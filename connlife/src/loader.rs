@@ -12,7 +12,7 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use connlife_common::{maps, Counter, SockInfo, COUNTER_SLOTS, CONFIG_GLOBAL, PROGRAMS};
+use connlife_common::{maps, Counter, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS};
 
 use crate::{
     event::{decode, DecodeError, KernelEvent},
@@ -78,7 +78,12 @@ impl Tracer {
         if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf).map(forward_logs) {
             log::debug!("eBPF logger not available: {e}");
         }
-        let mut tracer = Tracer { ebpf, ring: None, features, attached: Vec::new() };
+        let mut tracer = Tracer {
+            ebpf,
+            ring: None,
+            features,
+            attached: Vec::new(),
+        };
         tracer.set_filter(filter)?;
         for (program, category, name) in PROGRAMS {
             if !tracer.features.has(program) {
@@ -90,8 +95,10 @@ impl Tracer {
                 .program_mut(program)
                 .with_context(|| format!("program {program} missing from the object"))?
                 .try_into()?;
-            prog.load().with_context(|| format!("loading program {program} (verifier)"))?;
-            prog.attach(category, name).with_context(|| format!("attaching to tracepoint {category}/{name}"))?;
+            prog.load()
+                .with_context(|| format!("loading program {program} (verifier)"))?;
+            prog.attach(category, name)
+                .with_context(|| format!("attaching to tracepoint {category}/{name}"))?;
             tracer.attached.push(program.to_string());
         }
         let ring = RingBuf::try_from(tracer.ebpf.take_map(maps::EVENTS).context("map EVENTS")?)?;
@@ -103,8 +110,11 @@ impl Tracer {
         for &pid in &filter.pids {
             self.add_pid(pid)?;
         }
-        let mut comms: BpfHashMap<_, [u8; 16], u8> =
-            BpfHashMap::try_from(self.ebpf.map_mut(maps::WANTED_COMMS).context("map WANTED_COMMS")?)?;
+        let mut comms: BpfHashMap<_, [u8; 16], u8> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(maps::WANTED_COMMS)
+                .context("map WANTED_COMMS")?,
+        )?;
         for comm in &filter.comms {
             let mut key = [0u8; 16];
             let n = comm.len().min(15);
@@ -115,8 +125,11 @@ impl Tracer {
     }
 
     pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
-        let mut wanted: BpfHashMap<_, u32, u8> =
-            BpfHashMap::try_from(self.ebpf.map_mut(maps::WANTED_TGIDS).context("map WANTED_TGIDS")?)?;
+        let mut wanted: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(maps::WANTED_TGIDS)
+                .context("map WANTED_TGIDS")?,
+        )?;
         wanted.insert(pid, 1, 0).context("WANTED_TGIDS insert")
     }
 
@@ -129,19 +142,24 @@ impl Tracer {
 
     /// Listening port of a wanted process found by the snapshot: trace its accepted children.
     pub fn add_listen_port(&mut self, port: u16) -> anyhow::Result<()> {
-        let mut map: BpfHashMap<_, u16, u8> =
-            BpfHashMap::try_from(self.ebpf.map_mut(maps::LISTEN_PORTS).context("map LISTEN_PORTS")?)?;
+        let mut map: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(maps::LISTEN_PORTS)
+                .context("map LISTEN_PORTS")?,
+        )?;
         map.insert(port, 1, 0).context("LISTEN_PORTS insert")
     }
 
     /// Current kernel view of one socket (use counters, owner); None once it is gone.
     pub fn sock_info(&self, sk: u64) -> Option<SockInfo> {
-        let map: BpfHashMap<_, u64, SockInfo> = BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;
+        let map: BpfHashMap<_, u64, SockInfo> =
+            BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;
         map.get(&sk, 0).ok()
     }
 
     pub fn counters(&self) -> anyhow::Result<KernelCounters> {
-        let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map(maps::COUNTERS).context("map COUNTERS")?)?;
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::COUNTERS).context("map COUNTERS")?)?;
         let mut sums = [0u64; COUNTER_SLOTS as usize];
         for (i, sum) in sums.iter_mut().enumerate() {
             *sum = map.get(&(i as u32), 0)?.iter().sum();
@@ -157,8 +175,13 @@ impl Tracer {
     /// The ring buffer, for the event loop (see [`EventStream`]).
     pub fn take_events(&mut self) -> anyhow::Result<EventStream> {
         let ring = self.ring.take().context("event stream already taken")?;
-        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(RingFd(ring.as_raw_fd()), tokio::io::Interest::READABLE) }
-            .context("registering the ring buffer with tokio")?;
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                RingFd(ring.as_raw_fd()),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .context("registering the ring buffer with tokio")?;
         Ok(EventStream { ring, fd })
     }
 }
@@ -179,8 +202,15 @@ pub struct EventStream {
 
 impl EventStream {
     /// Wait until records are ready, then drain them all into `out`.
-    pub async fn next_batch(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) -> anyhow::Result<()> {
-        let mut guard = self.fd.readable().await.context("waiting on the ring buffer")?;
+    pub async fn next_batch(
+        &mut self,
+        out: &mut Vec<Result<KernelEvent, DecodeError>>,
+    ) -> anyhow::Result<()> {
+        let mut guard = self
+            .fd
+            .readable()
+            .await
+            .context("waiting on the ring buffer")?;
         guard.clear_ready();
         self.drain(out);
         Ok(())
@@ -196,7 +226,10 @@ impl EventStream {
 
 fn raise_memlock() {
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (https://lwn.net/Articles/837122/).
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK");
     }
@@ -205,14 +238,18 @@ fn raise_memlock() {
 /// Forward aya-log records from the kernel programs to the `log` crate (shown with RUST_LOG).
 /// They travel in their own ring buffer, so they are not ordered with the events.
 fn forward_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
-    let fd = match unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) } {
+    let fd = match unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    } {
         Ok(fd) => fd,
         Err(e) => return log::debug!("eBPF logger not registered: {e}"),
     };
     let mut fd = fd;
     tokio::spawn(async move {
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else { return };
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
             guard.get_inner_mut().flush();
             guard.clear_ready();
         }

@@ -47,13 +47,25 @@ fn check(json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(&features)?);
     } else {
-        println!("kernel {}: BTF {}", features.kernel, if features.btf { "yes" } else { "no" });
+        println!(
+            "kernel {}: BTF {}",
+            features.kernel,
+            if features.btf { "yes" } else { "no" }
+        );
         for (program, ok) in &features.tracepoints {
-            println!("  {:<22} {}", program, if *ok { "attachable" } else { "absent" });
+            println!(
+                "  {:<22} {}",
+                program,
+                if *ok { "attachable" } else { "absent" }
+            );
         }
         println!(
             "  use counting (bytes, last activity, exchanges): {}",
-            if features.use_counting { "in kernel" } else { "no: exchanges unknown, bytes from sock_diag" }
+            if features.use_counting {
+                "in kernel"
+            } else {
+                "no: exchanges unknown, bytes from sock_diag"
+            }
         );
     }
     Ok(())

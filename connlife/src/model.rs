@@ -13,7 +13,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Kind, KernelEvent, Role, TcpState, Use};
+use crate::event::{KernelEvent, Kind, Role, TcpState, Use};
 
 pub type ConnId = u64;
 
@@ -53,7 +53,9 @@ pub struct Conn {
 impl Conn {
     /// Last sign of life: a state change, a send or a receive.
     pub fn last_activity_ns(&self) -> u64 {
-        self.state_since_ns.max(self.usage.last_send_ns).max(self.usage.last_recv_ns)
+        self.state_since_ns
+            .max(self.usage.last_send_ns)
+            .max(self.usage.last_recv_ns)
     }
     pub fn tgid(&self) -> Option<u32> {
         self.owner.as_ref().map(|o| o.tgid)
@@ -94,11 +96,30 @@ pub struct ClosedConn {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     Opened(ConnId),
-    Transition { id: ConnId, from: Option<TcpState>, to: TcpState, ts_ns: u64 },
-    FdClosed { id: ConnId, ts_ns: u64 },
+    Transition {
+        id: ConnId,
+        from: Option<TcpState>,
+        to: TcpState,
+        ts_ns: u64,
+    },
+    FdClosed {
+        id: ConnId,
+        ts_ns: u64,
+    },
     Closed(Box<ClosedConn>),
-    ProcessExit { tgid: u32, comm: String, status: i32, ts_ns: u64 },
-    FdExhausted { tgid: u32, comm: String, errno: i32, syscall: u32, ts_ns: u64 },
+    ProcessExit {
+        tgid: u32,
+        comm: String,
+        status: i32,
+        ts_ns: u64,
+    },
+    FdExhausted {
+        tgid: u32,
+        comm: String,
+        errno: i32,
+        syscall: u32,
+        ts_ns: u64,
+    },
 }
 
 /// A socket found by the start-up snapshot (sock_diag joined with /proc).
@@ -137,7 +158,12 @@ pub struct Model {
 
 impl Model {
     pub fn new(max_conns: usize, use_counting: bool) -> Self {
-        Model { max_conns, use_counting, next_id: 1, ..Default::default() }
+        Model {
+            max_conns,
+            use_counting,
+            next_id: 1,
+            ..Default::default()
+        }
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
@@ -160,9 +186,11 @@ impl Model {
     pub fn bytes_per_conn() -> usize {
         let entry_overhead = 16; // hashbrown control bytes and load factor, rounded up
         std::mem::size_of::<Conn>()
-            + std::mem::size_of::<(ConnId, Conn)>() + entry_overhead
+            + std::mem::size_of::<(ConnId, Conn)>()
+            + entry_overhead
             + 2 * (std::mem::size_of::<(u64, ConnId)>() + entry_overhead)
-            + std::mem::size_of::<(TupleKey, ConnId)>() + entry_overhead
+            + std::mem::size_of::<(TupleKey, ConnId)>()
+            + entry_overhead
             + 4 * std::mem::size_of::<(TcpState, u64)>()
             + 16 // comm string
     }
@@ -173,7 +201,11 @@ impl Model {
         let mut changes = Vec::new();
         for s in sockets {
             let key = (s.netns, s.local, s.remote);
-            if let Some(conn) = self.by_tuple.get(&key).and_then(|id| self.conns.get_mut(id)) {
+            if let Some(conn) = self
+                .by_tuple
+                .get(&key)
+                .and_then(|id| self.conns.get_mut(id))
+            {
                 merge_owner(&mut conn.owner, s.owner.as_ref());
                 continue;
             }
@@ -232,15 +264,25 @@ impl Model {
                 }
             }
             Kind::FdClose => {
-                let id = self.by_sk.get(&ev.sk).copied().or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k).copied()));
+                let id = self.by_sk.get(&ev.sk).copied().or_else(|| {
+                    self.tuple_of(ev)
+                        .and_then(|k| self.by_tuple.get(&k).copied())
+                });
                 match id.and_then(|id| self.conns.get_mut(&id)) {
                     Some(conn) => {
                         if conn.owner.is_none() {
-                            conn.owner = Some(Owner { tgid: ev.tgid.unwrap_or(0), comm: ev.comm.clone(), fd: ev.fd });
+                            conn.owner = Some(Owner {
+                                tgid: ev.tgid.unwrap_or(0),
+                                comm: ev.comm.clone(),
+                                fd: ev.fd,
+                            });
                         }
                         if conn.fd_closed_ns.is_none() {
                             conn.fd_closed_ns = Some(ev.ts_ns);
-                            changes.push(Change::FdClosed { id: conn.id, ts_ns: ev.ts_ns });
+                            changes.push(Change::FdClosed {
+                                id: conn.id,
+                                ts_ns: ev.ts_ns,
+                            });
                         }
                     }
                     // A socket that already ended (reset by the peer) or that we never saw.
@@ -267,7 +309,10 @@ impl Model {
         let id = match known {
             // A new socket at an address we track as ended or live in another life: a connect
             // or listen from CLOSE always starts a new connection.
-            Some(id) if old == Some(TcpState::Close) && matches!(new, TcpState::SynSent | TcpState::Listen) => {
+            Some(id)
+                if old == Some(TcpState::Close)
+                    && matches!(new, TcpState::SynSent | TcpState::Listen) =>
+            {
                 self.finish(id, ev.ts_ns, changes);
                 None
             }
@@ -278,7 +323,12 @@ impl Model {
             None => match self.find_or_open(ev, changes) {
                 // A fresh connection already entered `new`.
                 Some((id, true)) => {
-                    changes.push(Change::Transition { id, from: old, to: new, ts_ns: ev.ts_ns });
+                    changes.push(Change::Transition {
+                        id,
+                        from: old,
+                        to: new,
+                        ts_ns: ev.ts_ns,
+                    });
                     if new == TcpState::Close {
                         self.finish(id, ev.ts_ns, changes);
                     }
@@ -297,14 +347,23 @@ impl Model {
         }
         if ev.ts_ns < conn.state_since_ns && new != TcpState::Close {
             // Arrived late (another CPU): keep it in the path at its place, do not go back.
-            let at = conn.path.iter().position(|&(_, t)| t > ev.ts_ns).unwrap_or(conn.path.len());
+            let at = conn
+                .path
+                .iter()
+                .position(|&(_, t)| t > ev.ts_ns)
+                .unwrap_or(conn.path.len());
             if conn.path.len() < MAX_PATH {
                 conn.path.insert(at, (new, ev.ts_ns));
             }
         } else {
             conn.enter(new, ev.ts_ns.max(conn.state_since_ns));
         }
-        changes.push(Change::Transition { id, from: old, to: new, ts_ns: ev.ts_ns });
+        changes.push(Change::Transition {
+            id,
+            from: old,
+            to: new,
+            ts_ns: ev.ts_ns,
+        });
         if new == TcpState::Close {
             self.finish(id, ev.ts_ns, changes);
         }
@@ -314,7 +373,9 @@ impl Model {
     /// one from the next event and re-key the tuple index.
     fn learn_local_port(&mut self, id: ConnId, ev: &KernelEvent) {
         let Some(local) = ev.local else { return };
-        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
         if conn.local.port() != 0 || local.port() == 0 {
             return;
         }
@@ -323,7 +384,8 @@ impl Model {
         if self.by_tuple.get(&old) == Some(&id) {
             self.by_tuple.remove(&old);
         }
-        self.by_tuple.insert((conn.netns, conn.local, conn.remote), id);
+        self.by_tuple
+            .insert((conn.netns, conn.local, conn.remote), id);
     }
 
     fn tuple_of(&self, ev: &KernelEvent) -> Option<TupleKey> {
@@ -332,7 +394,11 @@ impl Model {
 
     /// The connection an event names by sk, or by tuple (snapshot-found), or a new one
     /// (`true` when it was opened here).
-    fn find_or_open(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) -> Option<(ConnId, bool)> {
+    fn find_or_open(
+        &mut self,
+        ev: &KernelEvent,
+        changes: &mut Vec<Change>,
+    ) -> Option<(ConnId, bool)> {
         if let Some(&id) = self.by_sk.get(&ev.sk) {
             return Some((id, false));
         }
@@ -353,7 +419,10 @@ impl Model {
         let state = ev.new_state.unwrap_or(TcpState::Established);
         // Opened now if we saw it from CLOSE or LISTEN (its birth); otherwise it predates us.
         let born_here = matches!(ev.old_state, Some(TcpState::Close) | Some(TcpState::Listen))
-            || matches!(ev.new_state, Some(TcpState::SynSent | TcpState::SynRecv | TcpState::Listen));
+            || matches!(
+                ev.new_state,
+                Some(TcpState::SynSent | TcpState::SynRecv | TcpState::Listen)
+            );
         let id = self.insert(Conn {
             id: 0,
             sk: Some(ev.sk),
@@ -370,7 +439,8 @@ impl Model {
             fd_closed_ns: None,
             usage: ev.sock_use,
             // The kernel starts counting at accept() too, before any data.
-            exchanges_known: self.use_counting && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
+            exchanges_known: self.use_counting
+                && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
         });
         changes.push(Change::Opened(id));
         Some((id, true))
@@ -386,13 +456,18 @@ impl Model {
         if let Some(sk) = conn.sk {
             self.by_sk.insert(sk, id);
         }
-        self.by_tuple.insert((conn.netns, conn.local, conn.remote), id);
+        self.by_tuple
+            .insert((conn.netns, conn.local, conn.remote), id);
         self.conns.insert(id, conn);
         id
     }
 
     fn evict_one(&mut self) {
-        let victim = self.conns.values().min_by_key(|c| c.last_activity_ns()).map(|c| c.id);
+        let victim = self
+            .conns
+            .values()
+            .min_by_key(|c| c.last_activity_ns())
+            .map(|c| c.id);
         if let Some(id) = victim {
             self.remove(id);
             self.evicted += 1;
@@ -414,12 +489,18 @@ impl Model {
     }
 
     fn finish(&mut self, id: ConnId, ts: u64, changes: &mut Vec<Change>) {
-        let Some(mut conn) = self.remove(id) else { return };
+        let Some(mut conn) = self.remove(id) else {
+            return;
+        };
         if conn.state != TcpState::Close {
             conn.enter(TcpState::Close, ts.max(conn.state_since_ns));
         }
         let reason = end_reason(&conn.path);
-        let closed = ClosedConn { conn, ended_ns: ts, reason };
+        let closed = ClosedConn {
+            conn,
+            ended_ns: ts,
+            reason,
+        };
         if self.closed.len() >= MAX_CLOSED {
             self.closed.pop_front();
         }
@@ -429,29 +510,48 @@ impl Model {
 
     /// close() on a socket that already ended: record it on the closed entry if we have it.
     fn mark_closed_fd(&mut self, ev: &KernelEvent) {
-        match self.closed.iter_mut().rev().find(|c| c.conn.sk == Some(ev.sk) && c.conn.fd_closed_ns.is_none()) {
+        match self
+            .closed
+            .iter_mut()
+            .rev()
+            .find(|c| c.conn.sk == Some(ev.sk) && c.conn.fd_closed_ns.is_none())
+        {
             Some(c) => c.conn.fd_closed_ns = Some(ev.ts_ns),
             None => self.unmatched += 1,
         }
     }
 
     fn on_exit(&mut self, ev: &KernelEvent) -> Vec<Change> {
-        let Some(tgid) = ev.tgid else { return Vec::new() };
+        let Some(tgid) = ev.tgid else {
+            return Vec::new();
+        };
         let mut changes = Vec::new();
         // Process exit closes every fd it held.
         for conn in self.conns.values_mut() {
             if conn.tgid() == Some(tgid) && conn.fd_closed_ns.is_none() {
                 conn.fd_closed_ns = Some(ev.ts_ns);
-                changes.push(Change::FdClosed { id: conn.id, ts_ns: ev.ts_ns });
+                changes.push(Change::FdClosed {
+                    id: conn.id,
+                    ts_ns: ev.ts_ns,
+                });
             }
         }
-        changes.push(Change::ProcessExit { tgid, comm: ev.comm.clone(), status: ev.ret, ts_ns: ev.ts_ns });
+        changes.push(Change::ProcessExit {
+            tgid,
+            comm: ev.comm.clone(),
+            status: ev.ret,
+            ts_ns: ev.ts_ns,
+        });
         changes
     }
 }
 
 fn event_owner(ev: &KernelEvent) -> Option<Owner> {
-    ev.tgid.map(|tgid| Owner { tgid, comm: ev.comm.clone(), fd: ev.fd })
+    ev.tgid.map(|tgid| Owner {
+        tgid,
+        comm: ev.comm.clone(),
+        fd: ev.fd,
+    })
 }
 
 /// Fill what we did not know; never replace a known owner with another (a softirq task is
@@ -508,7 +608,15 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn state(ts: u64, sk: u64, tgid: Option<u32>, old: TcpState, new: TcpState, l: &str, r: &str) -> KernelEvent {
+    fn state(
+        ts: u64,
+        sk: u64,
+        tgid: Option<u32>,
+        old: TcpState,
+        new: TcpState,
+        l: &str,
+        r: &str,
+    ) -> KernelEvent {
         KernelEvent {
             kind: Kind::State,
             ts_ns: ts,
@@ -541,16 +649,52 @@ mod tests {
         let mut m = Model::new(0, true);
         client_path(&mut m, 1, "10.0.0.2:5000");
         let c = m.by_sk(1).unwrap();
-        assert_eq!((c.state, c.tgid(), c.fd(), c.age_exact), (Established, Some(100), Some(5), true));
-        let mut close = state(30, 1, None, Established, FinWait1, "10.0.0.2:5000", "10.0.0.1:80");
+        assert_eq!(
+            (c.state, c.tgid(), c.fd(), c.age_exact),
+            (Established, Some(100), Some(5), true)
+        );
+        let mut close = state(
+            30,
+            1,
+            None,
+            Established,
+            FinWait1,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        );
         m.apply(&close);
-        close = state(40, 1, None, FinWait1, FinWait2, "10.0.0.2:5000", "10.0.0.1:80");
+        close = state(
+            40,
+            1,
+            None,
+            FinWait1,
+            FinWait2,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        );
         m.apply(&close);
-        let ch = m.apply(&state(50, 1, None, FinWait2, Close, "10.0.0.2:5000", "10.0.0.1:80"));
-        let Some(Change::Closed(c)) = ch.last() else { panic!("{ch:?}") };
+        let ch = m.apply(&state(
+            50,
+            1,
+            None,
+            FinWait2,
+            Close,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        ));
+        let Some(Change::Closed(c)) = ch.last() else {
+            panic!("{ch:?}")
+        };
         assert_eq!(c.reason, EndReason::ClosedByUs);
-        assert_eq!(c.conn.owner.as_ref().unwrap().tgid, 100, "softirq events must not change the owner");
-        assert_eq!(c.conn.path.iter().map(|p| p.0).collect::<Vec<_>>(), vec![SynSent, Established, FinWait1, FinWait2, Close]);
+        assert_eq!(
+            c.conn.owner.as_ref().unwrap().tgid,
+            100,
+            "softirq events must not change the owner"
+        );
+        assert_eq!(
+            c.conn.path.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![SynSent, Established, FinWait1, FinWait2, Close]
+        );
         assert!(m.is_empty());
     }
 
@@ -558,25 +702,68 @@ mod tests {
     fn softirq_task_never_becomes_owner() {
         let mut m = Model::new(0, true);
         // Server child: first seen in softirq with no owner, then accept names it.
-        m.apply(&state(10, 7, None, Listen, SynRecv, "10.0.0.1:80", "10.0.0.2:5000"));
+        m.apply(&state(
+            10,
+            7,
+            None,
+            Listen,
+            SynRecv,
+            "10.0.0.1:80",
+            "10.0.0.2:5000",
+        ));
         assert_eq!(m.by_sk(7).unwrap().owner, None);
-        let mut acc = state(15, 7, Some(200), SynRecv, Established, "10.0.0.1:80", "10.0.0.2:5000");
+        let mut acc = state(
+            15,
+            7,
+            Some(200),
+            SynRecv,
+            Established,
+            "10.0.0.1:80",
+            "10.0.0.2:5000",
+        );
         acc.kind = Kind::Accept;
         acc.role = Role::Server;
         m.apply(&acc);
         // Peer closes: softirq event carries the SOCKS owner (200), never current.
-        m.apply(&state(20, 7, Some(200), Established, CloseWait, "10.0.0.1:80", "10.0.0.2:5000"));
+        m.apply(&state(
+            20,
+            7,
+            Some(200),
+            Established,
+            CloseWait,
+            "10.0.0.1:80",
+            "10.0.0.2:5000",
+        ));
         let c = m.by_sk(7).unwrap();
-        assert_eq!((c.tgid(), c.role, c.state), (Some(200), Role::Server, CloseWait));
+        assert_eq!(
+            (c.tgid(), c.role, c.state),
+            (Some(200), Role::Server, CloseWait)
+        );
     }
 
     #[test]
     fn out_of_order_event_does_not_regress_state() {
         let mut m = Model::new(0, true);
         client_path(&mut m, 1, "10.0.0.2:5000");
-        m.apply(&state(40, 1, Some(100), Established, CloseWait, "10.0.0.2:5000", "10.0.0.1:80"));
+        m.apply(&state(
+            40,
+            1,
+            Some(100),
+            Established,
+            CloseWait,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        ));
         // An older event delivered late.
-        m.apply(&state(30, 1, Some(100), SynSent, Established, "10.0.0.2:5000", "10.0.0.1:80"));
+        m.apply(&state(
+            30,
+            1,
+            Some(100),
+            SynSent,
+            Established,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        ));
         assert_eq!(m.by_sk(1).unwrap().state, CloseWait);
     }
 
@@ -584,7 +771,15 @@ mod tests {
     fn socket_address_reused_by_new_connection() {
         let mut m = Model::new(0, true);
         client_path(&mut m, 1, "10.0.0.2:5000");
-        m.apply(&state(30, 1, None, Established, Close, "10.0.0.2:5000", "10.0.0.1:80"));
+        m.apply(&state(
+            30,
+            1,
+            None,
+            Established,
+            Close,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        ));
         client_path(&mut m, 1, "10.0.0.2:5001");
         assert_eq!(m.len(), 1);
         assert_eq!(m.closed.len(), 1);
@@ -601,13 +796,25 @@ mod tests {
             remote: addr("10.0.0.1:80"),
             state: Established,
             role: Role::Client,
-            owner: Some(Owner { tgid: 300, comm: "leaky".into(), fd: Some(9) }),
+            owner: Some(Owner {
+                tgid: 300,
+                comm: "leaky".into(),
+                fd: Some(9),
+            }),
             usage: Use::default(),
         };
         assert_eq!(m.apply_snapshot(std::slice::from_ref(&seen), 1000).len(), 1);
         assert!(!m.conns().next().unwrap().age_exact);
         // The peer closes: softirq event, owner unknown to the event.
-        m.apply(&state(2000, 55, None, Established, CloseWait, "10.0.0.2:6000", "10.0.0.1:80"));
+        m.apply(&state(
+            2000,
+            55,
+            None,
+            Established,
+            CloseWait,
+            "10.0.0.2:6000",
+            "10.0.0.1:80",
+        ));
         assert_eq!(m.len(), 1);
         let c = m.by_sk(55).unwrap();
         assert_eq!((c.state, c.tgid(), c.fd()), (CloseWait, Some(300), Some(9)));
@@ -619,7 +826,15 @@ mod tests {
     #[test]
     fn close_with_no_prior_event_is_counted_not_invented() {
         let mut m = Model::new(0, true);
-        let mut ev = state(10, 9, Some(1), Established, Established, "1.1.1.1:1", "2.2.2.2:2");
+        let mut ev = state(
+            10,
+            9,
+            Some(1),
+            Established,
+            Established,
+            "1.1.1.1:1",
+            "2.2.2.2:2",
+        );
         ev.kind = Kind::FdClose;
         ev.local = None;
         ev.remote = None;
@@ -631,8 +846,24 @@ mod tests {
     fn fd_close_after_peer_reset_is_recorded_on_closed_conn() {
         let mut m = Model::new(0, true);
         client_path(&mut m, 1, "10.0.0.2:5000");
-        m.apply(&state(30, 1, Some(100), Established, Close, "10.0.0.2:5000", "10.0.0.1:80"));
-        let mut ev = state(40, 1, Some(100), Close, Close, "10.0.0.2:5000", "10.0.0.1:80");
+        m.apply(&state(
+            30,
+            1,
+            Some(100),
+            Established,
+            Close,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        ));
+        let mut ev = state(
+            40,
+            1,
+            Some(100),
+            Close,
+            Close,
+            "10.0.0.2:5000",
+            "10.0.0.1:80",
+        );
         ev.kind = Kind::FdClose;
         m.apply(&ev);
         assert_eq!(m.closed[0].conn.fd_closed_ns, Some(40));
@@ -668,7 +899,9 @@ mod tests {
     fn property_random_interleavings_close_every_socket_once() {
         let mut seed = 7u64;
         let mut rnd = move |n: usize| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) as usize) % n
         };
         let paths: [&[TcpState]; 3] = [
@@ -703,7 +936,11 @@ mod tests {
                     m.apply(&e);
                 }
             }
-            assert!(m.is_empty(), "round {round}: {:?}", m.conns().collect::<Vec<_>>());
+            assert!(
+                m.is_empty(),
+                "round {round}: {:?}",
+                m.conns().collect::<Vec<_>>()
+            );
             assert_eq!(m.closed.len(), n, "round {round}");
         }
     }

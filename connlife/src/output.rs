@@ -21,15 +21,23 @@ pub fn duration(secs: f64) -> String {
 /// Parse "500ms", "30s", "2m", "1h" (also a bare number of seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 30s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (examples: 500ms, 30s, 2m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration {s:?}"));
@@ -146,7 +154,10 @@ fn states(m: &std::collections::BTreeMap<String, u32>) -> String {
     if m.is_empty() {
         return "none".into();
     }
-    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> {
@@ -175,7 +186,10 @@ fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> 
         )?;
     }
     for f in &s.fds {
-        let eta = f.eta_s.map(|e| format!(", limit in ~{}", duration(e))).unwrap_or_default();
+        let eta = f
+            .eta_s
+            .map(|e| format!(", limit in ~{}", duration(e)))
+            .unwrap_or_default();
         writeln!(
             w,
             "         pid {}: {} fds open of {} ({} TCP), {:+}/min{}",
@@ -207,30 +221,70 @@ pub fn sparkline(values: &[u32], max: u32, width: usize) -> String {
 }
 
 fn write_postmortem(w: &mut impl Write, p: &Postmortem, st: &Style) -> io::Result<()> {
-    writeln!(w, "{}", st.paint("1", &format!("=== post-mortem: pid {} ({}) ===", p.pid, p.comm)))?;
-    writeln!(w, "ending:   {} after {} traced", p.ending, duration(p.lifetime_s))?;
-    writeln!(w, "fds:      peak {} of limit {}", p.peak_fds, opt(p.fd_limit))?;
+    writeln!(
+        w,
+        "{}",
+        st.paint(
+            "1",
+            &format!("=== post-mortem: pid {} ({}) ===", p.pid, p.comm)
+        )
+    )?;
+    writeln!(
+        w,
+        "ending:   {} after {} traced",
+        p.ending,
+        duration(p.lifetime_s)
+    )?;
+    writeln!(
+        w,
+        "fds:      peak {} of limit {}",
+        p.peak_fds,
+        opt(p.fd_limit)
+    )?;
     for e in &p.fd_exhausted {
-        writeln!(w, "          {} from {}() at +{} (TCP then: {})", e.errno, e.syscall, duration(e.at_s), states(&e.tcp_by_state))?;
+        writeln!(
+            w,
+            "          {} from {}() at +{} (TCP then: {})",
+            e.errno,
+            e.syscall,
+            duration(e.at_s),
+            states(&e.tcp_by_state)
+        )?;
     }
     if !p.timeline.is_empty() {
         let fds: Vec<u32> = p.timeline.iter().map(|t| t.open_fds).collect();
         let max = (*fds.iter().max().unwrap_or(&1)).max(1);
         let t0 = p.timeline.first().map(|t| t.at_s).unwrap_or(0.0);
         let t1 = p.timeline.last().map(|t| t.at_s).unwrap_or(0.0);
-        writeln!(w, "climb:    open fds    {} (+{} .. +{}, scale 0..{}, limit {})",
+        writeln!(
+            w,
+            "climb:    open fds    {} (+{} .. +{}, scale 0..{}, limit {})",
             sparkline(&fds, max, 60),
             duration(t0),
             duration(t1),
             max,
             opt(p.fd_limit)
         )?;
-        let mut names: Vec<&String> = p.timeline.iter().flat_map(|t| t.tcp_by_state.keys()).collect();
+        let mut names: Vec<&String> = p
+            .timeline
+            .iter()
+            .flat_map(|t| t.tcp_by_state.keys())
+            .collect();
         names.sort();
         names.dedup();
         for name in names {
-            let v: Vec<u32> = p.timeline.iter().map(|t| *t.tcp_by_state.get(name).unwrap_or(&0)).collect();
-            writeln!(w, "          {:<11} {} (last {})", name, sparkline(&v, max, 60), v.last().unwrap_or(&0))?;
+            let v: Vec<u32> = p
+                .timeline
+                .iter()
+                .map(|t| *t.tcp_by_state.get(name).unwrap_or(&0))
+                .collect();
+            writeln!(
+                w,
+                "          {:<11} {} (last {})",
+                name,
+                sparkline(&v, max, 60),
+                v.last().unwrap_or(&0)
+            )?;
         }
     }
     writeln!(w, "open at the end:")?;
@@ -255,9 +309,21 @@ fn write_postmortem(w: &mut impl Write, p: &Postmortem, st: &Style) -> io::Resul
         )?;
     }
     for g in &p.groups {
-        writeln!(w, "group:    {} idle unreused to {} (+{}/min)", g.count, g.raddr, g.growth_per_min)?;
+        writeln!(
+            w,
+            "group:    {} idle unreused to {} (+{}/min)",
+            g.count, g.raddr, g.growth_per_min
+        )?;
     }
-    writeln!(w, "findings: raised {}", if p.findings_raised.is_empty() { "none".into() } else { format!("{:?}", p.findings_raised) })?;
+    writeln!(
+        w,
+        "findings: raised {}",
+        if p.findings_raised.is_empty() {
+            "none".into()
+        } else {
+            format!("{:?}", p.findings_raised)
+        }
+    )?;
     writeln!(w, "{} {}", st.paint("1", "verdict:"), p.verdict)
 }
 
@@ -287,15 +353,32 @@ mod tests {
 
     #[test]
     fn plain_when_not_a_tty() {
-        let out = Output::Lost(crate::session::Lost { kernel: 3, decode_errors: 1 });
+        let out = Output::Lost(crate::session::Lost {
+            kernel: 3,
+            decode_errors: 1,
+        });
         let mut buf = Vec::new();
-        write_human(&mut buf, &out, &Style { color: false, hinted: Default::default() }).unwrap();
+        write_human(
+            &mut buf,
+            &out,
+            &Style {
+                color: false,
+                hinted: Default::default(),
+            },
+        )
+        .unwrap();
         let s = String::from_utf8(buf).unwrap();
         assert!(!s.contains('\x1b'));
         assert!(s.contains("3 events lost"));
-        let _ = Style { color: false, hinted: Default::default() };
+        let _ = Style {
+            color: false,
+            hinted: Default::default(),
+        };
         let mut buf = Vec::new();
         write_json(&mut buf, &out).unwrap();
-        assert_eq!(String::from_utf8(buf).unwrap(), "{\"type\":\"lost\",\"kernel\":3,\"decode_errors\":1}\n");
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"type\":\"lost\",\"kernel\":3,\"decode_errors\":1}\n"
+        );
     }
 }

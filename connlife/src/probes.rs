@@ -47,7 +47,10 @@ pub const REQUIRED: &[&str] = &[
 
 /// Discover features and build the [`Config`] for the programs.
 pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let mut cfg = Config::default();
     let mut tracepoints = Vec::new();
     let mut formats = std::collections::HashMap::new();
@@ -60,7 +63,10 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     }
     for required in REQUIRED {
         if !formats.contains_key(required) {
-            let (_, cat, name) = connlife_common::PROGRAMS.iter().find(|(p, ..)| p == required).unwrap();
+            let (_, cat, name) = connlife_common::PROGRAMS
+                .iter()
+                .find(|(p, ..)| p == required)
+                .unwrap();
             bail!("tracepoint {cat}/{name} is missing on kernel {kernel}: connlife needs it");
         }
     }
@@ -91,7 +97,8 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     }
     cfg.exit_pid = off("sched_process_exit", "pid")?;
     cfg.exit_group_dead = off("sched_process_exit", "group_dead").unwrap_or(OFFSET_ABSENT);
-    let use_counting = formats.contains_key("sock_send_length") && formats.contains_key("sock_recv_length");
+    let use_counting =
+        formats.contains_key("sock_send_length") && formats.contains_key("sock_recv_length");
     if use_counting {
         cfg.len_sk = off("sock_send_length", "sk")?;
         cfg.len_family = off("sock_send_length", "family")?;
@@ -99,7 +106,13 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
         cfg.len_ret = off("sock_send_length", "ret")?;
         cfg.len_flags = off("sock_send_length", "flags")?;
         let recv = &formats["sock_recv_length"];
-        for (field, at) in [("sk", cfg.len_sk), ("family", cfg.len_family), ("protocol", cfg.len_protocol), ("ret", cfg.len_ret), ("flags", cfg.len_flags)] {
+        for (field, at) in [
+            ("sk", cfg.len_sk),
+            ("family", cfg.len_family),
+            ("protocol", cfg.len_protocol),
+            ("ret", cfg.len_ret),
+            ("flags", cfg.len_flags),
+        ] {
             if recv.offset(field) != Some(at) {
                 bail!("sock_recv_length.{field} differs from sock_send_length; unsupported kernel");
             }
@@ -123,7 +136,10 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
 }
 
 fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
-    let m = |ty: &str, path: &[&str]| btf.member_offset(ty, path).with_context(|| format!("kernel BTF: {ty}.{}", path.join(".")));
+    let m = |ty: &str, path: &[&str]| {
+        btf.member_offset(ty, path)
+            .with_context(|| format!("kernel BTF: {ty}.{}", path.join(".")))
+    };
     cfg.task_files = m("task_struct", &["files"])?;
     cfg.task_exit_code = m("task_struct", &["exit_code"])?;
     cfg.files_fdt = m("files_struct", &["fdt"])?;
@@ -151,7 +167,8 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
 /// Address of a kernel text symbol from /proc/kallsyms (root sees real addresses).
 fn kallsyms_address(symbol: &str) -> anyhow::Result<u64> {
     let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-    let addr = parse_kallsyms(&text, symbol).ok_or_else(|| anyhow!("{symbol} not found in /proc/kallsyms"))?;
+    let addr = parse_kallsyms(&text, symbol)
+        .ok_or_else(|| anyhow!("{symbol} not found in /proc/kallsyms"))?;
     if addr == 0 {
         bail!("/proc/kallsyms hides addresses (kptr_restrict): run as root");
     }
@@ -163,7 +180,9 @@ pub fn parse_kallsyms(text: &str, symbol: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let mut parts = line.split_whitespace();
         let (addr, _kind, name) = (parts.next()?, parts.next()?, parts.next()?);
-        (name == symbol).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+        (name == symbol)
+            .then(|| u64::from_str_radix(addr, 16).ok())
+            .flatten()
     })
 }
 
@@ -172,7 +191,10 @@ mod tests {
     #[test]
     fn kallsyms_exact_name_only() {
         let text = "ffffffff8123e9b0 t sock_close.cold\nffffffff81e7edd0 t sock_close\n";
-        assert_eq!(super::parse_kallsyms(text, "sock_close"), Some(0xffffffff81e7edd0));
+        assert_eq!(
+            super::parse_kallsyms(text, "sock_close"),
+            Some(0xffffffff81e7edd0)
+        );
         assert_eq!(super::parse_kallsyms(text, "nope"), None);
     }
 }

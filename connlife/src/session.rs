@@ -16,12 +16,32 @@ use crate::{
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
 pub enum Input {
-    Start { pids: Vec<u32>, now_ns: u64, use_counting: bool, close_wait_after_ns: u64, idle_after_ns: u64 },
-    Snapshot { now_ns: u64, sockets: Vec<SeenSocket> },
-    Event { event: KernelEvent },
-    Tick { now_ns: u64, fds: Vec<FdSample> },
-    Lost { now_ns: u64, kernel: u64, decode_errors: u64 },
-    End { now_ns: u64 },
+    Start {
+        pids: Vec<u32>,
+        now_ns: u64,
+        use_counting: bool,
+        close_wait_after_ns: u64,
+        idle_after_ns: u64,
+    },
+    Snapshot {
+        now_ns: u64,
+        sockets: Vec<SeenSocket>,
+    },
+    Event {
+        event: KernelEvent,
+    },
+    Tick {
+        now_ns: u64,
+        fds: Vec<FdSample>,
+    },
+    Lost {
+        now_ns: u64,
+        kernel: u64,
+        decode_errors: u64,
+    },
+    End {
+        now_ns: u64,
+    },
 }
 
 /// What a session produces; each is one `--json` line with its `type`.
@@ -181,7 +201,10 @@ impl Session {
             last_groups: Vec::new(),
             opened: 0,
             closed: 0,
-            lost: Lost { kernel: 0, decode_errors: 0 },
+            lost: Lost {
+                kernel: 0,
+                decode_errors: 0,
+            },
             exited: Vec::new(),
         }
     }
@@ -196,7 +219,13 @@ impl Session {
 
     pub fn apply(&mut self, input: &Input) -> Vec<Output> {
         match input {
-            Input::Start { pids, now_ns, use_counting, close_wait_after_ns, idle_after_ns } => {
+            Input::Start {
+                pids,
+                now_ns,
+                use_counting,
+                close_wait_after_ns,
+                idle_after_ns,
+            } => {
                 self.pids = pids.clone();
                 self.start_ns = *now_ns;
                 self.model.use_counting = *use_counting;
@@ -214,16 +243,31 @@ impl Session {
             }
             Input::Event { event } => self.on_event(event),
             Input::Tick { now_ns, fds } => self.on_tick(*now_ns, fds),
-            Input::Lost { kernel, decode_errors, .. } => {
+            Input::Lost {
+                kernel,
+                decode_errors,
+                ..
+            } => {
                 if *kernel != self.lost.kernel || *decode_errors != self.lost.decode_errors {
-                    self.lost = Lost { kernel: *kernel, decode_errors: *decode_errors };
+                    self.lost = Lost {
+                        kernel: *kernel,
+                        decode_errors: *decode_errors,
+                    };
                     return vec![Output::Lost(self.lost.clone())];
                 }
                 Vec::new()
             }
             Input::End { now_ns } => {
-                let running: Vec<u32> = self.pids.iter().filter(|p| !self.exited.contains(p)).copied().collect();
-                running.into_iter().map(|pid| Output::Postmortem(self.postmortem(pid, *now_ns))).collect()
+                let running: Vec<u32> = self
+                    .pids
+                    .iter()
+                    .filter(|p| !self.exited.contains(p))
+                    .copied()
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|pid| Output::Postmortem(self.postmortem(pid, *now_ns)))
+                    .collect()
             }
         }
     }
@@ -233,7 +277,12 @@ impl Session {
         for change in self.model.apply(ev) {
             match change {
                 Change::Opened(_) => self.opened += 1,
-                Change::Transition { id, from, to, ts_ns } if self.transitions => {
+                Change::Transition {
+                    id,
+                    from,
+                    to,
+                    ts_ns,
+                } if self.transitions => {
                     if let Some(c) = self.model.get(id) {
                         out.push(Output::Transition(TransitionRecord {
                             pid: c.tgid(),
@@ -248,7 +297,12 @@ impl Session {
                     } else if let Some(c) = self.model.closed.back().filter(|c| c.conn.id == id) {
                         out.push(Output::Transition(TransitionRecord {
                             pid: c.conn.tgid(),
-                            comm: c.conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+                            comm: c
+                                .conn
+                                .owner
+                                .as_ref()
+                                .map(|o| o.comm.clone())
+                                .unwrap_or_default(),
                             fd: c.conn.fd(),
                             laddr: c.conn.local.to_string(),
                             raddr: c.conn.remote.to_string(),
@@ -263,7 +317,12 @@ impl Session {
                     self.closed += 1;
                     out.push(Output::Closed(closed_record(&c, self.model.use_counting)));
                 }
-                Change::ProcessExit { tgid, comm, status, ts_ns } => {
+                Change::ProcessExit {
+                    tgid,
+                    comm,
+                    status,
+                    ts_ns,
+                } => {
                     let p = self.procs.entry(tgid).or_default();
                     p.exited = Some((status, comm));
                     if self.pids.contains(&tgid) && !self.exited.contains(&tgid) {
@@ -271,13 +330,23 @@ impl Session {
                         out.push(Output::Postmortem(self.postmortem(tgid, ts_ns)));
                     }
                 }
-                Change::FdExhausted { tgid, comm, errno, syscall, ts_ns } => {
+                Change::FdExhausted {
+                    tgid,
+                    comm,
+                    errno,
+                    syscall,
+                    ts_ns,
+                } => {
                     let tcp_by_state = detect::tcp_by_state(&self.model, Some(tgid));
                     let p = self.procs.entry(tgid).or_default();
                     let rec = FdExhausted {
                         pid: tgid,
                         comm,
-                        errno: if errno == connlife_common::ENFILE { "ENFILE" } else { "EMFILE" },
+                        errno: if errno == connlife_common::ENFILE {
+                            "ENFILE"
+                        } else {
+                            "EMFILE"
+                        },
                         syscall: match syscall {
                             1 => "socket",
                             2 => "accept",
@@ -314,7 +383,10 @@ impl Session {
         let mut out: Vec<Output> = r.appeared.into_iter().map(Output::Finding).collect();
         out.extend(r.resolved.into_iter().map(Output::Resolved));
         for g in &r.groups {
-            let prev = self.last_groups.iter().find(|p| p.pid == g.pid && p.raddr == g.raddr);
+            let prev = self
+                .last_groups
+                .iter()
+                .find(|p| p.pid == g.pid && p.raddr == g.raddr);
             if prev.is_none_or(|p| p.count != g.count) {
                 out.push(Output::Group(g.clone()));
             }
@@ -338,7 +410,11 @@ impl Session {
         for f in self.tracker.active() {
             *findings.entry(f.kind.name().to_string()).or_default() += 1;
         }
-        let fds = self.procs.values().filter_map(|p| detect::fd_pressure(&p.samples, FD_WINDOW_NS)).collect();
+        let fds = self
+            .procs
+            .values()
+            .filter_map(|p| detect::fd_pressure(&p.samples, FD_WINDOW_NS))
+            .collect();
         Summary {
             at_s: self.rel(now_ns),
             by_state,
@@ -365,23 +441,34 @@ impl Session {
                     (format!("exited with status {code}"), Some(code), None, comm)
                 }
             }
-            None => ("still running (report at detach)".to_string(), None, None, String::new()),
+            None => (
+                "still running (report at detach)".to_string(),
+                None,
+                None,
+                String::new(),
+            ),
         };
         let mut groups: BTreeMap<(TcpState, String), OpenGroup> = BTreeMap::new();
         let mut comm = comm;
-        for c in self.model.conns().filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen) {
+        for c in self
+            .model
+            .conns()
+            .filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
+        {
             if comm.is_empty() {
                 comm = c.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default();
             }
             let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
-            let g = groups.entry((c.state, c.remote.to_string())).or_insert(OpenGroup {
-                state: c.state,
-                raddr: c.remote.to_string(),
-                count: 0,
-                oldest_s: age,
-                newest_s: age,
-                fds: Vec::new(),
-            });
+            let g = groups
+                .entry((c.state, c.remote.to_string()))
+                .or_insert(OpenGroup {
+                    state: c.state,
+                    raddr: c.remote.to_string(),
+                    count: 0,
+                    oldest_s: age,
+                    newest_s: age,
+                    fds: Vec::new(),
+                });
             g.count += 1;
             g.oldest_s = g.oldest_s.max(age);
             g.newest_s = g.newest_s.min(age);
@@ -390,7 +477,7 @@ impl Session {
             }
         }
         let mut open_at_end: Vec<OpenGroup> = groups.into_values().collect();
-        open_at_end.sort_by(|a, b| b.count.cmp(&a.count));
+        open_at_end.sort_by_key(|g| std::cmp::Reverse(g.count));
         for g in &mut open_at_end {
             g.fds.sort_unstable();
         }
@@ -398,26 +485,53 @@ impl Session {
         let timeline: Vec<TimelinePoint> = samples
             .iter()
             .filter(|s| s.pid == pid)
-            .map(|s| TimelinePoint { at_s: self.rel(s.ts_ns), open_fds: s.open_fds, tcp_by_state: s.tcp_by_state.clone() })
+            .map(|s| TimelinePoint {
+                at_s: self.rel(s.ts_ns),
+                open_fds: s.open_fds,
+                tcp_by_state: s.tcp_by_state.clone(),
+            })
             .collect();
-        let findings_at_end: Vec<Finding> = self.tracker.active().filter(|f| f.pid == Some(pid)).cloned().collect();
-        let groups: Vec<Group> = self.last_groups.iter().filter(|g| g.pid == pid).cloned().collect();
+        let findings_at_end: Vec<Finding> = self
+            .tracker
+            .active()
+            .filter(|f| f.pid == Some(pid))
+            .cloned()
+            .collect();
+        let groups: Vec<Group> = self
+            .last_groups
+            .iter()
+            .filter(|g| g.pid == pid)
+            .cloned()
+            .collect();
         let fd_limit = samples.iter().rev().find_map(|s| s.limit);
         let peak_fds = samples.iter().map(|s| s.open_fds).max().unwrap_or(0);
         let fd_exhausted = p.map(|p| p.exhausted.clone()).unwrap_or_default();
-        let verdict = verdict(&open_at_end, &findings_at_end, &fd_exhausted, fd_limit, peak_fds);
+        let verdict = verdict(
+            &open_at_end,
+            &findings_at_end,
+            &fd_exhausted,
+            fd_limit,
+            peak_fds,
+        );
         Postmortem {
             pid,
             comm,
             ending,
             exit_code,
             signal,
-            lifetime_s: detect::secs(now_ns.saturating_sub(p.map(|p| p.first_ns).unwrap_or(self.start_ns))),
+            lifetime_s: detect::secs(
+                now_ns.saturating_sub(p.map(|p| p.first_ns).unwrap_or(self.start_ns)),
+            ),
             fd_limit,
             peak_fds,
             fd_exhausted,
             open_at_end,
-            findings_raised: self.tracker.raised.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+            findings_raised: self
+                .tracker
+                .raised
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), *v))
+                .collect(),
             findings_at_end,
             groups,
             timeline,
@@ -426,12 +540,24 @@ impl Session {
     }
 }
 
-fn verdict(open: &[OpenGroup], findings: &[Finding], exhausted: &[FdExhausted], limit: Option<u64>, peak: u32) -> String {
+fn verdict(
+    open: &[OpenGroup],
+    findings: &[Finding],
+    exhausted: &[FdExhausted],
+    limit: Option<u64>,
+    peak: u32,
+) -> String {
     let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
-    let (unreused, close_wait) = (count(FindingKind::EstablishedUnreused), count(FindingKind::CloseWaitStuck));
+    let (unreused, close_wait) = (
+        count(FindingKind::EstablishedUnreused),
+        count(FindingKind::CloseWaitStuck),
+    );
     let mut parts = Vec::new();
     if !exhausted.is_empty() {
-        parts.push(format!("ran out of file descriptors ({} at {:.1}s)", exhausted[0].errno, exhausted[0].at_s));
+        parts.push(format!(
+            "ran out of file descriptors ({} at {:.1}s)",
+            exhausted[0].errno, exhausted[0].at_s
+        ));
     } else if let Some(limit) = limit.filter(|&l| peak as u64 * 10 >= l * 9) {
         parts.push(format!("came within 10% of its fd limit ({peak}/{limit})"));
     }
@@ -439,12 +565,16 @@ fn verdict(open: &[OpenGroup], findings: &[Finding], exhausted: &[FdExhausted], 
         let top = open.iter().find(|g| g.state == TcpState::Established);
         parts.push(format!(
             "{unreused} ESTABLISHED connections idle after at most one exchange{}: {}",
-            top.map(|g| format!(" (most to {})", g.raddr)).unwrap_or_default(),
+            top.map(|g| format!(" (most to {})", g.raddr))
+                .unwrap_or_default(),
             FindingKind::EstablishedUnreused.hint()
         ));
     }
     if close_wait > 0 {
-        parts.push(format!("{close_wait} connections stuck in CLOSE_WAIT: {}", FindingKind::CloseWaitStuck.hint()));
+        parts.push(format!(
+            "{close_wait} connections stuck in CLOSE_WAIT: {}",
+            FindingKind::CloseWaitStuck.hint()
+        ));
     }
     if parts.is_empty() {
         "no connection leak found".to_string()
@@ -457,7 +587,11 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
     let conn = &c.conn;
     ClosedRecord {
         pid: conn.tgid(),
-        comm: conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+        comm: conn
+            .owner
+            .as_ref()
+            .map(|o| o.comm.clone())
+            .unwrap_or_default(),
         fd: conn.fd(),
         laddr: conn.local.to_string(),
         raddr: conn.remote.to_string(),
@@ -465,7 +599,11 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
         reason: c.reason,
         lifetime_s: detect::secs(c.ended_ns.saturating_sub(conn.opened_ns)),
         lifetime_exact: conn.age_exact,
-        path: conn.path.iter().map(|&(s, t)| (s, detect::secs(t.saturating_sub(conn.opened_ns)))).collect(),
+        path: conn
+            .path
+            .iter()
+            .map(|&(s, t)| (s, detect::secs(t.saturating_sub(conn.opened_ns))))
+            .collect(),
         fd_closed: conn.fd_closed_ns.is_some(),
         bytes_sent: conn.usage.bytes_sent,
         bytes_received: conn.usage.bytes_received,

@@ -22,15 +22,23 @@ pub fn parse_format(text: &str) -> anyhow::Result<Format> {
     let mut fields = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
         let mut decl = None;
         let mut offset = None;
         let mut size = None;
         for part in rest.split(';').map(str::trim) {
             if let Some(v) = part.strip_prefix("offset:") {
-                offset = Some(v.parse::<u32>().with_context(|| format!("bad offset in {line:?}"))?);
+                offset = Some(
+                    v.parse::<u32>()
+                        .with_context(|| format!("bad offset in {line:?}"))?,
+                );
             } else if let Some(v) = part.strip_prefix("size:") {
-                size = Some(v.parse::<u32>().with_context(|| format!("bad size in {line:?}"))?);
+                size = Some(
+                    v.parse::<u32>()
+                        .with_context(|| format!("bad size in {line:?}"))?,
+                );
             } else if decl.is_none() && !part.is_empty() && !part.contains(':') {
                 decl = Some(part);
             }
@@ -65,7 +73,13 @@ pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
     }
     let target = c"/sys/kernel/tracing";
     let rc = unsafe {
-        libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
@@ -75,10 +89,16 @@ pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
 }
 
 /// Read and parse `events/<category>/<name>/format`; `Ok(None)` when the tracepoint is absent.
-pub fn read_format(root: &std::path::Path, category: &str, name: &str) -> anyhow::Result<Option<Format>> {
+pub fn read_format(
+    root: &std::path::Path,
+    category: &str,
+    name: &str,
+) -> anyhow::Result<Option<Format>> {
     let path = root.join("events").join(category).join(name).join("format");
     match fs::read_to_string(&path) {
-        Ok(text) => parse_format(&text).map(Some).with_context(|| format!("parsing {}", path.display())),
+        Ok(text) => parse_format(&text)
+            .map(Some)
+            .with_context(|| format!("parsing {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -5,12 +5,19 @@ use std::process::{Command, Output};
 const CONNLIFE: &str = env!("CARGO_BIN_EXE_connlife");
 
 fn run(args: &[&str]) -> Output {
-    Command::new(CONNLIFE).args(args).env("RUST_BACKTRACE", "1").output().expect("run connlife")
+    Command::new(CONNLIFE)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run connlife")
 }
 
 fn one_clear_line(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     err
 }
 
@@ -18,7 +25,10 @@ fn one_clear_line(out: &Output) -> String {
 fn missing_pid_is_a_usage_error() {
     let out = run(&["--pid", "999999999"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(one_clear_line(&out), "connlife: no such process: 999999999\n");
+    assert_eq!(
+        one_clear_line(&out),
+        "connlife: no such process: 999999999\n"
+    );
 }
 
 #[test]
@@ -41,7 +51,10 @@ fn unreadable_or_corrupt_record_file_fails_cleanly() {
     let out = run(&["report", "/nonexistent/record.jsonl"]);
     assert_eq!(out.status.code(), Some(1));
     let err = one_clear_line(&out);
-    assert!(err.starts_with("connlife: cannot read record file /nonexistent/record.jsonl"), "{err}");
+    assert!(
+        err.starts_with("connlife: cannot read record file /nonexistent/record.jsonl"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let bad = std::env::temp_dir().join(format!("connlife-bad-{}.jsonl", std::process::id()));
@@ -64,10 +77,23 @@ fn not_root_says_so_in_one_line() {
         return;
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", CONNLIFE, "--pid", "1"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            CONNLIFE,
+            "--pid",
+            "1",
+        ])
         .output()
         .expect("setpriv (util-linux)");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = one_clear_line(&out);
     assert!(err.starts_with("connlife: needs root"), "{err}");
     assert_eq!(err.lines().count(), 1);

@@ -5,7 +5,9 @@
 //! `bookworm-backports`, so the host's apt configuration is never touched), unpacked with
 //! `dpkg-deb -x` into the cache directory and booted under QEMU. QEMU uses TCG
 //! (`-accel tcg -cpu max`): development machines and CI are themselves VMs where /dev/kvm exists
-//! but nested KVM fails, and TCG still boots a cloud kernel to userspace in a few seconds.
+//! but nested KVM fails, and TCG still boots a cloud kernel to userspace in a few seconds. QEMU
+//! must be 8 or newer (7.2 corrupts 6.12 guests under TCG): an older host QEMU is replaced by the
+//! one from bookworm-backports, fetched into the cache the same way.
 //! There is no disk image: the xtask writes a small initramfs (cpio newc, gzip) holding a static
 //! busybox with its applet links, the sock_diag modules of that kernel (decompressed on the host,
 //! as busybox `insmod` cannot read .ko.xz/.ko.zst), the payload files with the shared libraries
@@ -26,8 +28,9 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Modules loaded in the guest, in this order, when the kernel builds them as modules.
 const GUEST_MODULES: &[&str] = &["inet_diag", "tcp_diag"];
-const QEMU: &str = "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot";
+const QEMU: &str = "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none";
 const APPEND: &str = "console=ttyS0 panic=-1 quiet";
+const QEMU_SUITE: &str = "bookworm-backports";
 const BEGIN: &str = "@@CONNLIFE-BEGIN@@";
 const END: &str = "@@CONNLIFE-END rc=";
 const UNAME: &str = "@@CONNLIFE-UNAME ";
@@ -107,6 +110,7 @@ pub fn load_list(path: &Path) -> Result<Vec<KernelSpec>> {
 
 /// Install what the VM needs, idempotent and quiet when present.
 pub fn ensure_host_tools() -> Result<()> {
+    // qemu-system-x86 also brings the libraries of the backports QEMU (see qemu_command);
     // xz-utils/zstd decompress modules; iproute2 gives the stand-in payload `ss`.
     let wanted = "qemu-system-x86 busybox-static cpio xz-utils zstd iproute2".split(' ');
     let mut query = Command::new("dpkg-query");
@@ -137,32 +141,53 @@ pub fn ensure_host_tools() -> Result<()> {
 pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf)> {
     let dir = cache.join(&spec.name);
     let root = dir.join("root");
-    let stamp = dir.join("fetched");
-    let suite = spec.suite.as_deref().unwrap_or("host");
-    let key = format!("{suite}|{}", spec.package);
-    let cached = fs::read_to_string(&stamp).is_ok_and(|s| s.lines().next() == Some(&key));
-    if !cached {
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let package = resolve_package(spec, cache)?;
+    let suite = spec.suite.as_deref();
+    let key = format!("{}|{}", suite.unwrap_or("host"), spec.package);
+    if !is_fetched(&dir, &key) {
+        apt_update(suite, cache)?;
+        let package = resolve_package(suite, cache, &spec.package)?;
         eprintln!("test-kernels: {}: downloading {package}", spec.name);
-        let mut download = apt(spec, cache, "apt-get");
-        download.args(["-q", "download", &package]);
-        run(download.current_dir(&dir))?;
-        let deb = only_file(&dir, |n| n.ends_with(".deb"))?;
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-        fs::remove_file(&deb)?;
-        fs::write(&stamp, format!("{key}\n{package}\n"))?;
+        unpack_debs(suite, cache, &dir, &[&package], &key)?;
     }
     let vmlinuz = only_file(&root.join("boot"), |n| n.starts_with("vmlinuz-"))?;
     let bases = [root.join("lib/modules"), root.join("usr/lib/modules")];
-    let base = bases
-        .iter()
-        .find(|d| d.is_dir())
-        .context("no lib/modules")?;
+    let base = bases.iter().find(|d| d.is_dir());
+    let base = base.context("no lib/modules in the kernel package")?;
     let modules = fs::read_dir(base)?.next().context("empty lib/modules")??;
-    let modules = modules.path();
-    Ok((vmlinuz, modules))
+    Ok((vmlinuz, modules.path()))
+}
+
+/// The QEMU to boot with. Debian 12's QEMU 7.2 corrupts 6.12 guests under TCG (oopses in
+/// kmem_cache_alloc in about a third of the boots) while 10.0 does not, so a host QEMU older
+/// than 8 is replaced by the one from bookworm-backports, unpacked into `cache/qemu` like the
+/// kernels (its shared libraries are those the host's qemu-system-x86 already pulled in).
+fn qemu_command(cache: &Path) -> Result<Command> {
+    let host = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()?;
+    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    let version = host.split("version ").nth(1).unwrap_or("");
+    if version.split('.').next().and_then(|m| m.parse().ok()) >= Some(8) {
+        return Ok(Command::new("qemu-system-x86_64"));
+    }
+    let (dir, suite, key) = (cache.join("qemu"), Some(QEMU_SUITE), "backports-qemu");
+    if !is_fetched(&dir, key) {
+        eprintln!("test-kernels: host QEMU {version}: using the one from {QEMU_SUITE}");
+        apt_update(suite, cache)?;
+        let debs = ["qemu-system-x86", "qemu-system-data", "seabios"];
+        unpack_debs(suite, cache, &dir, &debs, key)?;
+    }
+    let root = dir.join("root/usr");
+    let bin = root.join("bin/qemu-system-x86_64");
+    let ldd = Command::new("ldd").arg(&bin).output()?.stdout;
+    let ldd = String::from_utf8_lossy(&ldd);
+    let missing: Vec<&str> = ldd.lines().filter(|l| l.contains("not found")).collect();
+    ensure!(missing.is_empty(), "{}: missing {missing:?}", bin.display());
+    let mut cmd = Command::new(bin);
+    cmd.arg("-L").arg(root.join("share/qemu"));
+    cmd.arg("-L").arg(root.join("share/seabios"));
+    cmd.args(["-audio", "none"]); // the host's (older) audio modules would not load
+    Ok(cmd)
 }
 
 /// Boots `spec` with `payload` and judges what the guest printed. Guest failures (exit status,
@@ -180,7 +205,7 @@ pub fn run_kernel(
     let log_path = dir.join("serial.log");
     let log = fs::File::create(&log_path)?;
     let started = Instant::now();
-    let mut qemu = Command::new("qemu-system-x86_64");
+    let mut qemu = qemu_command(cache)?;
     qemu.args(QEMU.split(' ')).arg("-kernel").arg(&vmlinuz);
     qemu.arg("-initrd").arg(&initrd).args(["-append", APPEND]);
     qemu.stdin(Stdio::null())
@@ -418,22 +443,25 @@ fn add_file(stage: &Path, host: &Path, guest: &str) -> Result<()> {
     Ok(())
 }
 
+/// Points a private apt list (under `cache/apt/<suite>`) at `suite` and updates it.
+fn apt_update(suite: Option<&str>, cache: &Path) -> Result<()> {
+    let Some(suite) = suite else { return Ok(()) };
+    let dir = cache.join("apt").join(suite);
+    fs::create_dir_all(dir.join("lists/partial"))?;
+    fs::create_dir_all(dir.join("cache"))?;
+    let line = format!("deb [signed-by={KEYRING}] {MIRROR} {suite} main\n");
+    fs::write(dir.join("sources.list"), line)?;
+    run(apt(Some(suite), cache, "apt-get").args(["-qq", "update"]))
+}
+
 /// Resolves a glob to the matching package with the highest version numbers.
-fn resolve_package(spec: &KernelSpec, cache: &Path) -> Result<String> {
-    if let Some(suite) = &spec.suite {
-        let dir = cache.join("apt").join(suite);
-        fs::create_dir_all(dir.join("lists/partial"))?;
-        fs::create_dir_all(dir.join("cache"))?;
-        let line = format!("deb [signed-by={KEYRING}] {MIRROR} {suite} main\n");
-        fs::write(dir.join("sources.list"), line)?;
-        run(apt(spec, cache, "apt-get").args(["-qq", "update"]))?;
+fn resolve_package(suite: Option<&str>, cache: &Path, pattern: &str) -> Result<String> {
+    if !pattern.contains('*') {
+        return Ok(pattern.to_string());
     }
-    if !spec.package.contains('*') {
-        return Ok(spec.package.clone());
-    }
-    let regex = format!("^{}$", spec.package.replace('.', "\\.").replace('+', "\\+"));
+    let regex = format!("^{}$", pattern.replace('.', "\\.").replace('+', "\\+"));
     let regex = regex.replace('*', ".*");
-    let mut search = apt(spec, cache, "apt-cache");
+    let mut search = apt(suite, cache, "apt-cache");
     let found = search.args(["search", "--names-only", &regex]).output()?;
     let text = String::from_utf8_lossy(&found.stdout);
     let numbers = |n: &&str| -> Vec<u64> {
@@ -442,14 +470,50 @@ fn resolve_package(spec: &KernelSpec, cache: &Path) -> Result<String> {
     };
     let names = text.lines().filter_map(|l| l.split(" - ").next());
     let best = names.max_by_key(numbers).map(str::to_string);
-    best.with_context(|| format!("no package matches {} (apt-get update?)", spec.package))
+    best.with_context(|| format!("no package matches {pattern} (apt-get update?)"))
 }
 
-/// `apt-get`/`apt-cache` for this spec: with a private sources list and state for a suite.
-fn apt(spec: &KernelSpec, cache: &Path, tool: &str) -> Command {
+/// Downloads `packages` and unpacks them all into `dir/root`, then stamps `dir` with `key`.
+fn unpack_debs(
+    suite: Option<&str>,
+    cache: &Path,
+    dir: &Path,
+    packages: &[&str],
+    key: &str,
+) -> Result<()> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir)?;
+    let mut download = apt(suite, cache, "apt-get");
+    run(download
+        .args(["-q", "download"])
+        .args(packages)
+        .current_dir(dir))?;
+    for deb in fs::read_dir(dir)?.flatten().map(|e| e.path()) {
+        if deb.extension().is_some_and(|e| e == "deb") {
+            run(Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(dir.join("root")))?;
+            fs::remove_file(&deb)?;
+        }
+    }
+    fs::write(
+        dir.join("fetched"),
+        format!("{key}\n{}\n", packages.join(" ")),
+    )?;
+    Ok(())
+}
+
+fn is_fetched(dir: &Path, key: &str) -> bool {
+    let stamp = fs::read_to_string(dir.join("fetched"));
+    stamp.is_ok_and(|s| s.lines().next() == Some(key))
+}
+
+/// `apt-get`/`apt-cache`, with a private sources list and state when a suite is given.
+fn apt(suite: Option<&str>, cache: &Path, tool: &str) -> Command {
     let mut cmd = Command::new(tool);
     cmd.args(["-o", "APT::Sandbox::User=root"]);
-    if let Some(suite) = &spec.suite {
+    if let Some(suite) = suite {
         let dir = cache.join("apt").join(suite);
         let dir = fs::canonicalize(&dir).unwrap_or(dir); // apt-get download runs elsewhere
         let list = dir.join("sources.list");

@@ -22,8 +22,13 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match a.as_slice() {
         ["demo"] => demo(),
-        ["server", mode, rest @ ..] => server(mode == &"close", rest.first().copied().unwrap_or("127.0.0.1:0")),
-        ["client", mode, addr, count, interval, rest @ ..] => client(mode, addr, count, interval, rest),
+        ["server", mode, rest @ ..] => server(
+            mode == &"close",
+            rest.first().copied().unwrap_or("127.0.0.1:0"),
+        ),
+        ["client", mode, addr, count, interval, rest @ ..] => {
+            client(mode, addr, count, interval, rest)
+        }
         ["hold", addr, count] => hold(addr, count),
         ["demo-client", keepalive, closing] => demo_client(keepalive, closing),
         _ => Err(USAGE.to_string()),
@@ -63,7 +68,10 @@ fn serve(mut s: TcpStream, close: bool) {
         }
         let body = "ok\n";
         let conn = if close { "close" } else { "keep-alive" };
-        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n{body}", body.len());
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n{body}",
+            body.len()
+        );
         if s.write_all(resp.as_bytes()).is_err() || close {
             return;
         }
@@ -72,7 +80,10 @@ fn serve(mut s: TcpStream, close: bool) {
 
 fn server(close: bool, addr: &str) -> Result<(), String> {
     let l = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
-    say(&format!("ready {}", l.local_addr().map_err(|e| e.to_string())?));
+    say(&format!(
+        "ready {}",
+        l.local_addr().map_err(|e| e.to_string())?
+    ));
     for s in l.incoming().flatten() {
         thread::spawn(move || serve(s, close));
     }
@@ -94,7 +105,13 @@ fn request(s: &mut TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-fn client(mode: &str, addr: &str, count: &str, interval: &str, rest: &[&str]) -> Result<(), String> {
+fn client(
+    mode: &str,
+    addr: &str,
+    count: &str,
+    interval: &str,
+    rest: &[&str],
+) -> Result<(), String> {
     let addr: SocketAddr = addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
     let count: u64 = count.parse().map_err(|e| format!("count: {e}"))?;
     let interval = Duration::from_millis(interval.parse().map_err(|e| format!("interval: {e}"))?);
@@ -158,7 +175,11 @@ fn hold(addr: &str, count: &str) -> Result<(), String> {
         held.push(TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?);
     }
     for s in &held {
-        say(&format!("conn fd={} local={}", s.as_raw_fd(), s.local_addr().map_err(|e| e.to_string())?));
+        say(&format!(
+            "conn fd={} local={}",
+            s.as_raw_fd(),
+            s.local_addr().map_err(|e| e.to_string())?
+        ));
     }
     say(&format!("ready {count}"));
     loop {
@@ -171,9 +192,21 @@ fn hold(addr: &str, count: &str) -> Result<(), String> {
 fn demo() -> Result<(), String> {
     let keep = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let close = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let (ka, ca) = (keep.local_addr().map_err(|e| e.to_string())?, close.local_addr().map_err(|e| e.to_string())?);
-    thread::spawn(move || keep.incoming().flatten().for_each(|s| drop(thread::spawn(move || serve(s, false)))));
-    thread::spawn(move || close.incoming().flatten().for_each(|s| drop(thread::spawn(move || serve(s, true)))));
+    let (ka, ca) = (
+        keep.local_addr().map_err(|e| e.to_string())?,
+        close.local_addr().map_err(|e| e.to_string())?,
+    );
+    thread::spawn(move || {
+        keep.incoming()
+            .flatten()
+            .for_each(|s| drop(thread::spawn(move || serve(s, false))))
+    });
+    thread::spawn(move || {
+        close
+            .incoming()
+            .flatten()
+            .for_each(|s| drop(thread::spawn(move || serve(s, true))))
+    });
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut client = Command::new(&me)
         .args(["demo-client", &ka.to_string(), &ca.to_string()])
@@ -182,7 +215,9 @@ fn demo() -> Result<(), String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     say(&format!("pid {}", client.id()));
-    say(&format!("ready keep-alive server {ka}, closing server {ca}"));
+    say(&format!(
+        "ready keep-alive server {ka}, closing server {ca}"
+    ));
     // Start the client a moment later so a tracer attached on our first line sees it begin.
     thread::sleep(Duration::from_secs(2));
     if let Some(stdin) = client.stdin.as_mut() {

@@ -26,7 +26,10 @@ pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_connlife-workload");
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn require_root() {
-    assert!(unsafe { libc::geteuid() } == 0, "privileged test: run as root (it loads eBPF programs; CI runs as root)");
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "privileged test: run as root (it loads eBPF programs; CI runs as root)"
+    );
 }
 
 /// A fresh network namespace with lo up, kept alive by an fd.
@@ -38,9 +41,17 @@ impl NetNs {
     pub fn new() -> NetNs {
         require_root();
         let fd = std::thread::spawn(|| unsafe {
-            assert_eq!(libc::unshare(libc::CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+            assert_eq!(
+                libc::unshare(libc::CLONE_NEWNET),
+                0,
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            );
             lo_up();
-            let fd = libc::open(c"/proc/thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let fd = libc::open(
+                c"/proc/thread-self/ns/net".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
             assert!(fd >= 0, "open netns: {}", std::io::Error::last_os_error());
             OwnedFd::from_raw_fd(fd)
         })
@@ -88,8 +99,12 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
-        cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        cmd.stdout(Stdio::piped())
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -107,7 +122,12 @@ impl Proc {
             }
         });
         let stdin = child.stdin.take();
-        Proc { child, lines: rx, stdin, name: name.to_string() }
+        Proc {
+            child,
+            lines: rx,
+            stdin,
+            name: name.to_string(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -173,7 +193,10 @@ impl Connlife {
         }
         cmd.args(extra);
         let proc = Proc::spawn(cmd, "connlife");
-        let mut c = Connlife { proc, seen: Vec::new() };
+        let mut c = Connlife {
+            proc,
+            seen: Vec::new(),
+        };
         c.wait_for(|v| v["type"] == "summary");
         c
     }
@@ -185,13 +208,17 @@ impl Connlife {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.proc.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("connlife printed non-JSON {line:?}: {e}"));
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("connlife printed non-JSON {line:?}: {e}"));
                     self.seen.push(v.clone());
                     if pred(&v) {
                         return v;
                     }
                 }
-                Err(e) => panic!("connlife: no matching line ({e}); seen so far:\n{}", self.dump()),
+                Err(e) => panic!(
+                    "connlife: no matching line ({e}); seen so far:\n{}",
+                    self.dump()
+                ),
             }
         }
     }
@@ -210,7 +237,11 @@ impl Connlife {
     /// Collect lines for `d` (for asserting that something does NOT happen).
     pub fn collect_for(&mut self, d: Duration) {
         let deadline = Instant::now() + d;
-        while let Ok(line) = self.proc.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(line) = self
+            .proc
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             if let Ok(v) = serde_json::from_str(&line) {
                 self.seen.push(v);
             }
@@ -234,7 +265,11 @@ impl Connlife {
     }
 
     pub fn dump(&self) -> String {
-        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+        self.seen
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
