@@ -26,6 +26,8 @@ pub mod maps {
     pub const CONNECT_FDS: &str = "CONNECT_FDS";
     /// Per-CPU `u64` counters indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
+    /// Per-CPU count of `floor_count` runs (benchmark floor).
+    pub const FLOOR: &str = "FLOOR";
 }
 
 /// Name of the global holding [`Config`] in the eBPF object.
@@ -53,6 +55,9 @@ pub const PROGRAMS: &[(&str, &str, &str)] = &[
     ("sock_send_length", "sock", "sock_send_length"),
     ("sock_recv_length", "sock", "sock_recv_length"),
 ];
+
+/// The benchmark's floor program: counts `sock/inet_sock_set_state` and nothing else.
+pub const FLOOR_PROGRAM: &str = "floor_count";
 
 /// What an [`Event`] reports.
 #[repr(u32)]

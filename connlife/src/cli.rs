@@ -28,6 +28,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark floor: attach one program that only counts sock/inet_sock_set_state; on
+    /// Ctrl-C print {"type":"floor","count":N}.
+    #[command(hide = true)]
+    Floor,
     /// Show which tracepoints and kernel fields this kernel offers, and what connlife can do here.
     Check {
         #[arg(long)]

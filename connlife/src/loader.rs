@@ -186,6 +186,25 @@ impl Tracer {
     }
 }
 
+/// `connlife floor`: attach only the counting program (the benchmark's floor), wait for
+/// SIGINT/SIGTERM, return how many times the state tracepoint fired.
+pub async fn run_floor() -> anyhow::Result<u64> {
+    use connlife_common::FLOOR_PROGRAM;
+    use tokio::signal::unix::{signal, SignalKind};
+    let root = preflight()?;
+    let (config, _) = probes::discover(&root)?;
+    raise_memlock();
+    let mut ebpf = EbpfLoader::new().override_global(CONFIG_GLOBAL, &config, true).load(OBJECT).context("loading the eBPF object")?;
+    let prog: &mut TracePoint = ebpf.program_mut(FLOOR_PROGRAM).context("floor program")?.try_into()?;
+    prog.load()?;
+    prog.attach("sock", "inet_sock_set_state")?;
+    eprintln!("ready");
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    let map: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(maps::FLOOR).context("map FLOOR")?)?;
+    Ok(map.get(&0, 0)?.iter().sum())
+}
+
 struct RingFd(RawFd);
 impl AsRawFd for RingFd {
     fn as_raw_fd(&self) -> RawFd {

@@ -26,11 +26,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Report { file, json }) => live::report(&file, json),
         Some(Command::Check { json }) => check(json),
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(live::run(cli.trace))),
+        Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
+            println!("{{\"type\":\"floor\",\"count\":{count}}}");
+        }),
+        None => runtime().and_then(|rt| rt.block_on(live::run(cli.trace))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,6 +38,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 fn check(json: bool) -> anyhow::Result<()> {

@@ -72,6 +72,8 @@ pub struct Summary {
     pub opened: u64,
     pub closed: u64,
     pub lost_events: u64,
+    /// Kernel events received since start.
+    pub events: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -180,6 +182,7 @@ pub struct Session {
     last_groups: Vec<Group>,
     opened: u64,
     closed: u64,
+    events: u64,
     lost: Lost,
     /// Traced pids that have exited, in order.
     pub exited: Vec<u32>,
@@ -201,6 +204,7 @@ impl Session {
             last_groups: Vec::new(),
             opened: 0,
             closed: 0,
+            events: 0,
             lost: Lost {
                 kernel: 0,
                 decode_errors: 0,
@@ -241,7 +245,10 @@ impl Session {
                 self.opened += changes.len() as u64;
                 Vec::new()
             }
-            Input::Event { event } => self.on_event(event),
+            Input::Event { event } => {
+                self.events += 1;
+                self.on_event(event)
+            }
             Input::Tick { now_ns, fds } => self.on_tick(*now_ns, fds),
             Input::Lost {
                 kernel,
@@ -425,6 +432,7 @@ impl Session {
             opened: self.opened,
             closed: self.closed,
             lost_events: self.lost.kernel + self.lost.decode_errors,
+            events: self.events,
         }
     }
 

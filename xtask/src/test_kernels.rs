@@ -20,6 +20,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -208,9 +209,8 @@ pub fn run_kernel(
     let mut qemu = qemu_command(cache)?;
     qemu.args(QEMU.split(' ')).arg("-kernel").arg(&vmlinuz);
     qemu.arg("-initrd").arg(&initrd).args(["-append", APPEND]);
-    qemu.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    let out = log.try_clone()?;
+    qemu.stdin(Stdio::null()).stdout(out).stderr(log);
     let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
     let timed_out = loop {
         if child.try_wait()?.is_some() {
@@ -266,6 +266,7 @@ pub fn result_from_output(
     let mut problems = Vec::new();
     match status {
         Some(0) => {}
+        Some(143) => problems.push("payload timed out in the guest (status 143)".into()),
         Some(rc) => problems.push(format!("exit status {rc}")),
         None => problems.push("no exit status (guest did not finish)".to_string()),
     }
@@ -409,7 +410,7 @@ poweroff -f
 "#
     );
     fs::write(stage.join("init"), init)?;
-    run(Command::new("chmod").arg("755").arg(stage.join("init")))?;
+    fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
     let out = dir.join("initramfs.cpio.gz");
     let cpio = "find . -print0 | cpio --null -o -H newc -R 0:0 --quiet | gzip -1";
     let mut sh = Command::new("sh");
