@@ -19,8 +19,7 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
-        bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -357,9 +356,7 @@ fn on_state(ctx: &TracePointContext) -> Option<()> {
                 // A socket that existed before we attached.
                 _ => match adopt_preseeded(sk) {
                     Some(info) => info,
-                    None if cfg!(filter_active) == 0 => {
-                        new_info(0, -1, ROLE_UNKNOWN, sock_netns(sk))
-                    }
+                    None if cfg!(filter_active) == 0 => new_info(0, -1, ROLE_UNKNOWN, sock_netns(sk)),
                     None => return None,
                 },
             };
@@ -620,10 +617,7 @@ fn on_exit(ctx: &TracePointContext) -> Option<()> {
     let task = unsafe { bpf_get_current_task() };
     ev.ret = kread(task, cfg!(task_exit_code)).unwrap_or(0);
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    debug!(
-        ctx,
-        "traced process {} exited, wait status {}", tgid, ev.ret
-    );
+    debug!(ctx, "traced process {} exited, wait status {}", tgid, ev.ret);
     emit(&ev);
     Some(())
 }

@@ -107,13 +107,7 @@ fn words<const N: usize>(buf: &[u8], be: bool, at: usize, what: &'static str) ->
     let need = at.saturating_add(4 * N);
     let b = buf.get(at..need).ok_or(truncated(what, need, buf.len()))?;
     let le = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
-    Ok(std::array::from_fn(|i| {
-        if be {
-            le(i).swap_bytes()
-        } else {
-            le(i)
-        }
-    }))
+    Ok(std::array::from_fn(|i| if be { le(i).swap_bytes() } else { le(i) }))
 }
 
 /// The NUL-terminated string at `off` in the string section.
@@ -134,8 +128,7 @@ impl Btf {
             m if m == MAGIC.swap_bytes() => true,
             m => return Err(BtfError::BadMagic(m)),
         };
-        let [hdr_len, type_off, type_len, str_off, str_len] =
-            words(data, be, 4, "header")?.map(|w| w as usize);
+        let [hdr_len, type_off, type_len, str_off, str_len] = words(data, be, 4, "header")?.map(|w| w as usize);
         if hdr_len < HDR_LEN {
             return Err(malformed(format!("header length {hdr_len} < {HDR_LEN}")));
         }
@@ -305,8 +298,7 @@ impl Btf {
                 // Without kind_flag, a bitfield shows in the INT encoding (bit offset, width).
                 let r = self.ty(self.resolve(mty)?)?;
                 let (enc, bytes) = (r.aux[0], r.size_type);
-                let int_bf = r.kind == INT
-                    && ((enc >> 16) & 0xff != 0 || enc & 0xff != bytes.wrapping_mul(8));
+                let int_bf = r.kind == INT && ((enc >> 16) & 0xff != 0 || enc & 0xff != bytes.wrapping_mul(8));
                 let bitfield = bf_size != 0 || bits % 8 != 0 || (!t.kflag && int_bf);
                 return Ok(Some((u64::from(bits), mty, bitfield)));
             }
@@ -413,12 +405,7 @@ mod tests {
         assert_eq!(b.comp("outer", kf | st, 32, &m), 24);
         b.ty("inner_t", TYPEDEF << 24, inner, &[]); // 25
         let bf3 = b.ty("bf3", INT << 24, 4, &[3]); // 26
-        let m = [
-            ("a", bf3, 0),
-            ("b", int, 36),
-            ("c", char_, 40),
-            ("f", proto, 64),
-        ];
+        let m = [("a", bf3, 0), ("b", int, 36), ("c", char_, 40), ("f", proto, 64)];
         b.comp("legacy", st, 8, &m); // 27: no kind_flag; a, b are bitfields
         b.comp("outer", st, 0, &[]); // 28: empty duplicate after the real one
         b
@@ -446,29 +433,13 @@ mod tests {
             ] {
                 let p = split(path);
                 let got = btf.member_offset(s, &p).unwrap();
-                assert_eq!(
-                    (got, btf.member_size(s, &p).unwrap()),
-                    (off, size),
-                    "{s}.{path}"
-                );
+                assert_eq!((got, btf.member_size(s, &p).unwrap()), (off, size), "{s}.{path}");
             }
             assert!(btf.has_struct("inner") && btf.has_struct("outer") && !btf.has_struct("e"));
             for (s, path, msg) in [
-                (
-                    "outer",
-                    "flags",
-                    "`outer.flags` is a bitfield and has no byte offset",
-                ),
-                (
-                    "legacy",
-                    "a",
-                    "`legacy.a` is a bitfield and has no byte offset",
-                ),
-                (
-                    "legacy",
-                    "b",
-                    "`legacy.b` is a bitfield and has no byte offset",
-                ),
+                ("outer", "flags", "`outer.flags` is a bitfield and has no byte offset"),
+                ("legacy", "a", "`legacy.a` is a bitfield and has no byte offset"),
+                ("legacy", "b", "`legacy.b` is a bitfield and has no byte offset"),
                 ("outer", "in.a.z", "`outer.in.a` is not a struct or union"),
                 ("outer", "in.zz", "`outer.in` has no member `zz`"),
                 ("nope", "", "no struct or union named `nope` in BTF"),
@@ -494,10 +465,7 @@ mod tests {
         assert!(matches!(Btf::parse(&bad), Err(BtfError::BadMagic(0xeb00))));
         let mut b = Builder::default();
         b.ty("x", 20 << 24, 0, &[]);
-        assert!(matches!(
-            Btf::parse(&b.build(false)),
-            Err(BtfError::UnknownKind(20))
-        ));
+        assert!(matches!(Btf::parse(&b.build(false)), Err(BtfError::UnknownKind(20))));
         // Random corruption must never panic or hang (cycles are depth/budget limited).
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..5000 {
@@ -538,22 +506,14 @@ mod tests {
             task_struct.exit_code files_struct.fdt fdtable.fd fdtable.max_fds file.f_op
             file.private_data file_operations.release socket.sk socket.type net.ns.inum";
         for spec in fields.split_whitespace() {
-            let (spec, stable) = spec
-                .split_once('=')
-                .map_or((spec, None), |(s, o)| (s, Some(o)));
+            let (spec, stable) = spec.split_once('=').map_or((spec, None), |(s, o)| (s, Some(o)));
             let (s, path) = spec.split_once('.').unwrap();
-            let (off, size) = (
-                btf.member_offset(s, &split(path)),
-                btf.member_size(s, &split(path)),
-            );
+            let (off, size) = (btf.member_offset(s, &split(path)), btf.member_size(s, &split(path)));
             eprintln!("{spec}: offset {off:?} size {size:?}");
             assert!(off.is_ok() && size.is_ok(), "{spec}: {off:?} {size:?}");
             assert!(stable.is_none_or(|o| o.parse().ok() == off.ok()), "{spec}");
         }
-        assert_eq!(
-            btf.member_size("sock_common", &["skc_v6_daddr"]).unwrap(),
-            16
-        );
+        assert_eq!(btf.member_size("sock_common", &["skc_v6_daddr"]).unwrap(), 16);
         // A kind_flag bitfield in current kernels (`u8 sk_gso_disabled : 1`), absent in old ones.
         let r = btf.member_offset("sock", &["sk_gso_disabled"]);
         assert!(matches!(

@@ -28,6 +28,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a long-lived agent on this host: all processes, Prometheus /metrics, JSON findings.
+    Agent(crate::agent::AgentArgs),
     /// Benchmark floor: attach one program that only counts sock/inet_sock_set_state; on
     /// Ctrl-C print {"type":"floor","count":N}.
     #[command(hide = true)]
@@ -79,8 +81,8 @@ pub struct TraceArgs {
 /// Check that each pid names a live user process; one clear line otherwise.
 pub fn validate_pids(pids: &[u32]) -> Result<(), String> {
     for &pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_err(|_| format!("no such process: {pid}"))?;
+        let stat =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| format!("no such process: {pid}"))?;
         if is_kernel_thread(&stat) {
             return Err(format!(
                 "pid {pid} is a kernel thread: it has no sockets of its own to trace"
@@ -116,8 +118,7 @@ mod tests {
 
     #[test]
     fn bad_duration_is_a_usage_error() {
-        let err =
-            Cli::try_parse_from(["connlife", "--pid", "1", "--idle-after", "soon"]).unwrap_err();
+        let err = Cli::try_parse_from(["connlife", "--pid", "1", "--idle-after", "soon"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("invalid duration"));
     }

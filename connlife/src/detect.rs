@@ -93,8 +93,10 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         TcpState::CloseWait if now.saturating_sub(c.state_since_ns) >= th.close_wait_after_ns => {
             FindingKind::CloseWaitStuck
         }
+        // Reuse is the client's choice: an accepted connection idling is the client's leak,
+        // reported on the client's side.
         TcpState::Established
-            if idle >= th.idle_after_ns && c.usage.exchanges <= 1 && use_counting =>
+            if idle >= th.idle_after_ns && c.usage.exchanges <= 1 && use_counting && c.role != Role::Server =>
         {
             FindingKind::EstablishedUnreused
         }
@@ -178,9 +180,7 @@ impl Tracker {
             .filter(|f| f.kind == FindingKind::EstablishedUnreused)
         {
             let Some(pid) = f.pid else { continue };
-            let e = counts
-                .entry((pid, f.raddr.clone()))
-                .or_insert((0, f.comm.clone()));
+            let e = counts.entry((pid, f.raddr.clone())).or_insert((0, f.comm.clone()));
             e.0 += 1;
         }
         self.group_history.retain(|k, _| counts.contains_key(k));
@@ -252,9 +252,7 @@ pub fn fd_pressure(samples: &[FdSample], window_ns: u64) -> Option<FdPressure> {
         0.0
     };
     let eta_s = match last.limit {
-        Some(limit) if per_s > 0.0 => {
-            Some(((limit as f64 - last.open_fds as f64).max(0.0) / per_s).round())
-        }
+        Some(limit) if per_s > 0.0 => Some(((limit as f64 - last.open_fds as f64).max(0.0) / per_s).round()),
         _ => None,
     };
     Some(FdPressure {
@@ -292,14 +290,7 @@ mod tests {
         group_min: 3,
     };
 
-    fn ev(
-        ts: u64,
-        sk: u64,
-        old: TcpState,
-        new: TcpState,
-        port: u16,
-        exchanges: u32,
-    ) -> KernelEvent {
+    fn ev(ts: u64, sk: u64, old: TcpState, new: TcpState, port: u16, exchanges: u32) -> KernelEvent {
         KernelEvent {
             kind: Kind::State,
             ts_ns: ts,
@@ -339,14 +330,7 @@ mod tests {
     fn close_wait_after_threshold_then_resolved_by_close() {
         let mut m = Model::new(0, true);
         open(&mut m, 0, 1, 1);
-        m.apply(&ev(
-            NS,
-            1,
-            TcpState::Established,
-            TcpState::CloseWait,
-            40001,
-            1,
-        ));
+        m.apply(&ev(NS, 1, TcpState::Established, TcpState::CloseWait, 40001, 1));
         assert!(scan(&m, 20 * NS, &TH).is_empty(), "not yet");
         let f = scan(&m, 32 * NS, &TH);
         assert_eq!(f.len(), 1);
@@ -356,14 +340,7 @@ mod tests {
         );
         let mut t = Tracker::default();
         assert_eq!(t.update(32 * NS, f, &TH).appeared.len(), 1);
-        m.apply(&ev(
-            40 * NS,
-            1,
-            TcpState::CloseWait,
-            TcpState::LastAck,
-            40001,
-            1,
-        ));
+        m.apply(&ev(40 * NS, 1, TcpState::CloseWait, TcpState::LastAck, 40001, 1));
         let r = t.update(41 * NS, scan(&m, 41 * NS, &TH), &TH);
         assert_eq!(r.resolved.len(), 1);
     }

@@ -178,9 +178,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let state = |v: u8| -> Result<Option<TcpState>, DecodeError> {
         match v {
             0 => Ok(None),
-            v => TcpState::from_kernel(v)
-                .map(Some)
-                .ok_or(DecodeError::BadState(v)),
+            v => TcpState::from_kernel(v).map(Some).ok_or(DecodeError::BadState(v)),
         }
     };
     let (local, remote) = match raw.family as u16 {
@@ -190,14 +188,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             Some(SocketAddr::new(v4(&raw.daddr), raw.dport)),
         ),
         AF_INET6 => (
-            Some(SocketAddr::new(
-                IpAddr::V6(Ipv6Addr::from(raw.saddr)),
-                raw.sport,
-            )),
-            Some(SocketAddr::new(
-                IpAddr::V6(Ipv6Addr::from(raw.daddr)),
-                raw.dport,
-            )),
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(raw.saddr)), raw.sport)),
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(raw.daddr)), raw.dport)),
         ),
         other => return Err(DecodeError::BadFamily(other as u8)),
     };
@@ -286,10 +278,7 @@ pub(crate) mod tests {
         assert_eq!(decode(&good[..10]), Err(DecodeError::SizeMismatch(10)));
         let mut long = good.clone();
         long.push(0);
-        assert_eq!(
-            decode(&long),
-            Err(DecodeError::SizeMismatch(EVENT_SIZE + 1))
-        );
+        assert_eq!(decode(&long), Err(DecodeError::SizeMismatch(EVENT_SIZE + 1)));
         let mut e = raw_state(1, 7, 2);
         e.kind = 99;
         assert_eq!(decode(&bytes_of(&e)), Err(DecodeError::UnknownKind(99)));
@@ -307,9 +296,7 @@ pub(crate) mod tests {
             let len = (seed % 200) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     (seed >> 33) as u8
                 })
                 .collect();

@@ -25,10 +25,7 @@ use crate::{
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -36,6 +33,8 @@ pub fn monotonic_ns() -> u64 {
 /// Where outputs go: human text or JSON lines on stdout, and the recording of inputs.
 pub struct Sink {
     json: bool,
+    /// Agent: only findings, groups, fd exhaustion, losses and summaries (for log shippers).
+    pub findings_only: bool,
     style: Style,
     out: std::io::Stdout,
     record: Option<BufWriter<File>>,
@@ -44,16 +43,15 @@ pub struct Sink {
 impl Sink {
     pub fn new(json: bool, record: Option<&Path>) -> anyhow::Result<Sink> {
         let record = match record {
-            Some(p) => {
-                Some(BufWriter::new(File::create(p).with_context(|| {
-                    format!("creating record file {}", p.display())
-                })?))
-            }
+            Some(p) => Some(BufWriter::new(
+                File::create(p).with_context(|| format!("creating record file {}", p.display()))?,
+            )),
             None => None,
         };
         let out = std::io::stdout();
         Ok(Sink {
             json,
+            findings_only: false,
             style: Style {
                 color: !json && out.is_terminal(),
                 hinted: Default::default(),
@@ -66,6 +64,9 @@ impl Sink {
     pub fn emit(&mut self, outputs: &[Output]) {
         let mut w = self.out.lock();
         for o in outputs {
+            if self.findings_only && matches!(o, Output::Closed(_) | Output::Transition(_) | Output::Postmortem(_)) {
+                continue;
+            }
             let _ = if self.json {
                 output::write_json(&mut w, o)
             } else {
@@ -75,7 +76,7 @@ impl Sink {
         let _ = w.flush();
     }
 
-    fn record(&mut self, input: &Input) -> anyhow::Result<()> {
+    pub(crate) fn record(&mut self, input: &Input) -> anyhow::Result<()> {
         if let Some(w) = &mut self.record {
             serde_json::to_writer(&mut *w, input)?;
             w.write_all(b"\n")?;
@@ -84,7 +85,7 @@ impl Sink {
     }
 
     /// Flushed after every batch, so a killed connlife leaves a readable record.
-    fn flush_record(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn flush_record(&mut self) -> anyhow::Result<()> {
         if let Some(w) = &mut self.record {
             w.flush().context("writing the record file")?;
         }
@@ -93,7 +94,7 @@ impl Sink {
 }
 
 /// Feed one input to the session, recording it first, and print what it produced.
-fn feed(session: &mut Session, sink: &mut Sink, input: Input) -> anyhow::Result<()> {
+pub(crate) fn feed(session: &mut Session, sink: &mut Sink, input: Input) -> anyhow::Result<()> {
     sink.record(&input)?;
     let out = session.apply(&input);
     sink.emit(&out);
@@ -111,6 +112,11 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
         .iter()
         .filter_map(|s| {
             let state = TcpState::from_kernel(s.state)?;
+            // TIME_WAIT sockets are not full sockets: the kernel reports no transition when
+            // they expire, so the model would keep them forever.
+            if state == TcpState::TimeWait {
+                return None;
+            }
             let owner = s.owners.first().map(|o| Owner {
                 tgid: o.tgid,
                 comm: o.comm.clone(),
@@ -123,10 +129,7 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
             } else {
                 Role::Client
             };
-            let ago = |ms: Option<u32>| {
-                ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000))
-                    .unwrap_or(0)
-            };
+            let ago = |ms: Option<u32>| ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000)).unwrap_or(0);
             Some(SeenSocket {
                 netns: s.netns,
                 local: s.local,
@@ -147,22 +150,14 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
 }
 
 /// Snapshot existing sockets, give their owners to the kernel (by cookie) and the model.
-fn snapshot_into(
-    tracer: &mut Tracer,
-    pids: Option<&[u32]>,
-    now_ns: u64,
-) -> anyhow::Result<Vec<SeenSocket>> {
+pub(crate) fn snapshot_into(tracer: &mut Tracer, pids: Option<&[u32]>, now_ns: u64) -> anyhow::Result<Vec<SeenSocket>> {
     let sockets = snapshot::take(pids).context("snapshot of existing sockets (sock_diag)")?;
     for s in &sockets {
         let Some(o) = s.owners.first() else { continue };
         let mut comm = [0u8; 16];
         let n = o.comm.len().min(15);
         comm[..n].copy_from_slice(&o.comm.as_bytes()[..n]);
-        let role = if s.state == 10 {
-            ROLE_LISTENER
-        } else {
-            ROLE_CLIENT
-        };
+        let role = if s.state == 10 { ROLE_LISTENER } else { ROLE_CLIENT };
         let info = SockInfo {
             tgid: o.tgid,
             fd: o.fd,
@@ -181,11 +176,7 @@ fn snapshot_into(
     }
     let seen = seen_sockets(&sockets, now_ns);
     // Server-side sockets of a listener we own: correct the role in the kernel too.
-    for s in sockets
-        .iter()
-        .zip(&seen)
-        .filter(|(_, seen)| seen.role == Role::Server)
-    {
+    for s in sockets.iter().zip(&seen).filter(|(_, seen)| seen.role == Role::Server) {
         if let (Some(o), true) = (s.0.owners.first(), s.0.cookie != 0) {
             let mut comm = [0u8; 16];
             let n = o.comm.len().min(15);
@@ -206,9 +197,12 @@ fn snapshot_into(
 }
 
 fn fd_samples(session: &Session, now_ns: u64) -> Vec<FdSample> {
-    session
-        .pids()
-        .iter()
+    fd_samples_of(session, session.pids(), now_ns)
+}
+
+/// Read /proc for each pid (those gone are skipped) with its TCP connections by state.
+pub(crate) fn fd_samples_of(session: &Session, pids: &[u32], now_ns: u64) -> Vec<FdSample> {
+    pids.iter()
         .filter(|pid| !session.exited.contains(pid))
         .filter_map(|&pid| {
             let p = snapshot::process_fds(pid).ok()?;
@@ -224,13 +218,11 @@ fn fd_samples(session: &Session, now_ns: u64) -> Vec<FdSample> {
 }
 
 /// Refresh use counters of the connections a detector could flag (idle ESTABLISHED).
-fn poll_use(session: &mut Session, tracer: &Tracer) {
+pub(crate) fn poll_use(session: &mut Session, tracer: &Tracer) {
     let candidates: Vec<u64> = session
         .model
         .conns()
-        .filter(|c| {
-            c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1
-        })
+        .filter(|c| c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1)
         .filter_map(|c| c.sk)
         .take(20_000)
         .collect();
@@ -272,14 +264,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     }
     let pids = (!filter.pids.is_empty()).then_some(filter.pids.as_slice());
     let sockets = snapshot_into(&mut tracer, pids, start)?;
-    feed(
-        &mut session,
-        &mut sink,
-        Input::Snapshot {
-            now_ns: start,
-            sockets,
-        },
-    )?;
+    feed(&mut session, &mut sink, Input::Snapshot { now_ns: start, sockets })?;
     let fds = fd_samples(&session, start);
     feed(&mut session, &mut sink, Input::Tick { now_ns: start, fds })?;
     sink.emit(&[Output::Summary(session.summary(start))]);
@@ -360,8 +345,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
 /// post-mortems (and the findings on the way).
 pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
     use std::io::BufRead;
-    let file =
-        File::open(path).with_context(|| format!("cannot read record file {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("cannot read record file {}", path.display()))?;
     let mut sink = Sink::new(json, None)?;
     let th = Thresholds {
         close_wait_after_ns: 0,
@@ -379,9 +363,9 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
         let input: Input = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not a connlife record line", path.display(), n + 1))?;
         match &input {
-            Input::Tick { now_ns, .. }
-            | Input::Lost { now_ns, .. }
-            | Input::Snapshot { now_ns, .. } => last_ns = *now_ns,
+            Input::Tick { now_ns, .. } | Input::Lost { now_ns, .. } | Input::Snapshot { now_ns, .. } => {
+                last_ns = *now_ns
+            }
             Input::Event { event } => last_ns = last_ns.max(event.ts_ns),
             Input::End { .. } => ended = true,
             Input::Start { .. } => {}
@@ -394,10 +378,7 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
         sink.emit(&out);
     }
     if session.pids().is_empty() {
-        anyhow::bail!(
-            "{}: no session start found (not a connlife record?)",
-            path.display()
-        );
+        anyhow::bail!("{}: no session start found (not a connlife record?)", path.display());
     }
     // A recording cut short (connlife killed): report the processes still running at the end.
     if !ended {

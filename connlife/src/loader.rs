@@ -58,7 +58,9 @@ pub fn preflight() -> anyhow::Result<std::path::PathBuf> {
         bail!("needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to load tracepoint programs); run it with sudo");
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        bail!("kernel BTF (/sys/kernel/btf/vmlinux) is absent: connlife needs a kernel built with CONFIG_DEBUG_INFO_BTF");
+        bail!(
+            "kernel BTF (/sys/kernel/btf/vmlinux) is absent: connlife needs a kernel built with CONFIG_DEBUG_INFO_BTF"
+        );
     }
     tracefs::ensure_mounted()
 }
@@ -110,11 +112,8 @@ impl Tracer {
         for &pid in &filter.pids {
             self.add_pid(pid)?;
         }
-        let mut comms: BpfHashMap<_, [u8; 16], u8> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut(maps::WANTED_COMMS)
-                .context("map WANTED_COMMS")?,
-        )?;
+        let mut comms: BpfHashMap<_, [u8; 16], u8> =
+            BpfHashMap::try_from(self.ebpf.map_mut(maps::WANTED_COMMS).context("map WANTED_COMMS")?)?;
         for comm in &filter.comms {
             let mut key = [0u8; 16];
             let n = comm.len().min(15);
@@ -125,11 +124,8 @@ impl Tracer {
     }
 
     pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
-        let mut wanted: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut(maps::WANTED_TGIDS)
-                .context("map WANTED_TGIDS")?,
-        )?;
+        let mut wanted: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.ebpf.map_mut(maps::WANTED_TGIDS).context("map WANTED_TGIDS")?)?;
         wanted.insert(pid, 1, 0).context("WANTED_TGIDS insert")
     }
 
@@ -142,24 +138,19 @@ impl Tracer {
 
     /// Listening port of a wanted process found by the snapshot: trace its accepted children.
     pub fn add_listen_port(&mut self, port: u16) -> anyhow::Result<()> {
-        let mut map: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut(maps::LISTEN_PORTS)
-                .context("map LISTEN_PORTS")?,
-        )?;
+        let mut map: BpfHashMap<_, u16, u8> =
+            BpfHashMap::try_from(self.ebpf.map_mut(maps::LISTEN_PORTS).context("map LISTEN_PORTS")?)?;
         map.insert(port, 1, 0).context("LISTEN_PORTS insert")
     }
 
     /// Current kernel view of one socket (use counters, owner); None once it is gone.
     pub fn sock_info(&self, sk: u64) -> Option<SockInfo> {
-        let map: BpfHashMap<_, u64, SockInfo> =
-            BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;
+        let map: BpfHashMap<_, u64, SockInfo> = BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;
         map.get(&sk, 0).ok()
     }
 
     pub fn counters(&self) -> anyhow::Result<KernelCounters> {
-        let map: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.ebpf.map(maps::COUNTERS).context("map COUNTERS")?)?;
+        let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map(maps::COUNTERS).context("map COUNTERS")?)?;
         let mut sums = [0u64; COUNTER_SLOTS as usize];
         for (i, sum) in sums.iter_mut().enumerate() {
             *sum = map.get(&(i as u32), 0)?.iter().sum();
@@ -176,10 +167,7 @@ impl Tracer {
     pub fn take_events(&mut self) -> anyhow::Result<EventStream> {
         let ring = self.ring.take().context("event stream already taken")?;
         let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(
-                RingFd(ring.as_raw_fd()),
-                tokio::io::Interest::READABLE,
-            )
+            tokio::io::unix::AsyncFd::register_with_interest(RingFd(ring.as_raw_fd()), tokio::io::Interest::READABLE)
         }
         .context("registering the ring buffer with tokio")?;
         Ok(EventStream { ring, fd })
@@ -194,7 +182,10 @@ pub async fn run_floor() -> anyhow::Result<u64> {
     let root = preflight()?;
     let (config, _) = probes::discover(&root)?;
     raise_memlock();
-    let mut ebpf = EbpfLoader::new().override_global(CONFIG_GLOBAL, &config, true).load(OBJECT).context("loading the eBPF object")?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, &config, true)
+        .load(OBJECT)
+        .context("loading the eBPF object")?;
     let prog: &mut TracePoint = ebpf.program_mut(FLOOR_PROGRAM).context("floor program")?.try_into()?;
     prog.load()?;
     prog.attach("sock", "inet_sock_set_state")?;
@@ -221,15 +212,8 @@ pub struct EventStream {
 
 impl EventStream {
     /// Wait until records are ready, then drain them all into `out`.
-    pub async fn next_batch(
-        &mut self,
-        out: &mut Vec<Result<KernelEvent, DecodeError>>,
-    ) -> anyhow::Result<()> {
-        let mut guard = self
-            .fd
-            .readable()
-            .await
-            .context("waiting on the ring buffer")?;
+    pub async fn next_batch(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) -> anyhow::Result<()> {
+        let mut guard = self.fd.readable().await.context("waiting on the ring buffer")?;
         guard.clear_ready();
         self.drain(out);
         Ok(())
@@ -257,9 +241,7 @@ fn raise_memlock() {
 /// Forward aya-log records from the kernel programs to the `log` crate (shown with RUST_LOG).
 /// They travel in their own ring buffer, so they are not ordered with the events.
 fn forward_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
-    let fd = match unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
-    } {
+    let fd = match unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) } {
         Ok(fd) => fd,
         Err(e) => return log::debug!("eBPF logger not registered: {e}"),
     };

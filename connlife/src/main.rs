@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Report { file, json }) => live::report(&file, json),
         Some(Command::Check { json }) => check(json),
+        Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(connlife::agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
             println!("{{\"type\":\"floor\",\"count\":{count}}}");
         }),
@@ -50,26 +51,15 @@ fn check(json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(&features)?);
     } else {
-        println!(
-            "kernel {}: BTF {}",
-            features.kernel,
-            if features.btf { "yes" } else { "no" }
-        );
+        // One `feature NAME yes|no` line each: read by people and by the kernel matrix.
+        println!("kernel {}", features.kernel);
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        println!("feature btf {}", yes(features.btf));
         for (program, ok) in &features.tracepoints {
-            println!(
-                "  {:<22} {}",
-                program,
-                if *ok { "attachable" } else { "absent" }
-            );
+            println!("feature {program} {}", yes(*ok));
         }
-        println!(
-            "  use counting (bytes, last activity, exchanges): {}",
-            if features.use_counting {
-                "in kernel"
-            } else {
-                "no: exchanges unknown, bytes from sock_diag"
-            }
-        );
+        println!("feature use_counting {}", yes(features.use_counting));
+        println!("feature exit_group_dead {}", yes(features.exit_group_dead));
     }
     Ok(())
 }

@@ -64,6 +64,10 @@ impl Conn {
         self.owner.as_ref().and_then(|o| o.fd)
     }
     fn enter(&mut self, state: TcpState, ts: u64) {
+        // close() after shutdown() reports FIN_WAIT1 -> FIN_WAIT1: one state in the path.
+        if self.state == state && !self.path.is_empty() {
+            return;
+        }
         if self.path.len() < MAX_PATH {
             self.path.push((state, ts));
         }
@@ -201,11 +205,7 @@ impl Model {
         let mut changes = Vec::new();
         for s in sockets {
             let key = (s.netns, s.local, s.remote);
-            if let Some(conn) = self
-                .by_tuple
-                .get(&key)
-                .and_then(|id| self.conns.get_mut(id))
-            {
+            if let Some(conn) = self.by_tuple.get(&key).and_then(|id| self.conns.get_mut(id)) {
                 merge_owner(&mut conn.owner, s.owner.as_ref());
                 continue;
             }
@@ -229,6 +229,22 @@ impl Model {
             changes.push(Change::Opened(id));
         }
         changes
+    }
+
+    /// After a re-snapshot (events were lost): drop live connections the kernel no longer has,
+    /// since their end was among the lost events. Returns how many were dropped.
+    pub fn reconcile(&mut self, seen: &[SeenSocket], snapshot_ns: u64) -> usize {
+        let present: std::collections::HashSet<TupleKey> = seen.iter().map(|s| (s.netns, s.local, s.remote)).collect();
+        let stale: Vec<ConnId> = self
+            .conns
+            .values()
+            .filter(|c| c.state_since_ns < snapshot_ns && !present.contains(&(c.netns, c.local, c.remote)))
+            .map(|c| c.id)
+            .collect();
+        for &id in &stale {
+            self.remove(id);
+        }
+        stale.len()
     }
 
     /// Apply one kernel event.
@@ -264,10 +280,11 @@ impl Model {
                 }
             }
             Kind::FdClose => {
-                let id = self.by_sk.get(&ev.sk).copied().or_else(|| {
-                    self.tuple_of(ev)
-                        .and_then(|k| self.by_tuple.get(&k).copied())
-                });
+                let id = self
+                    .by_sk
+                    .get(&ev.sk)
+                    .copied()
+                    .or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k).copied()));
                 match id.and_then(|id| self.conns.get_mut(&id)) {
                     Some(conn) => {
                         if conn.owner.is_none() {
@@ -309,10 +326,7 @@ impl Model {
         let id = match known {
             // A new socket at an address we track as ended or live in another life: a connect
             // or listen from CLOSE always starts a new connection.
-            Some(id)
-                if old == Some(TcpState::Close)
-                    && matches!(new, TcpState::SynSent | TcpState::Listen) =>
-            {
+            Some(id) if old == Some(TcpState::Close) && matches!(new, TcpState::SynSent | TcpState::Listen) => {
                 self.finish(id, ev.ts_ns, changes);
                 None
             }
@@ -384,8 +398,7 @@ impl Model {
         if self.by_tuple.get(&old) == Some(&id) {
             self.by_tuple.remove(&old);
         }
-        self.by_tuple
-            .insert((conn.netns, conn.local, conn.remote), id);
+        self.by_tuple.insert((conn.netns, conn.local, conn.remote), id);
     }
 
     fn tuple_of(&self, ev: &KernelEvent) -> Option<TupleKey> {
@@ -394,11 +407,7 @@ impl Model {
 
     /// The connection an event names by sk, or by tuple (snapshot-found), or a new one
     /// (`true` when it was opened here).
-    fn find_or_open(
-        &mut self,
-        ev: &KernelEvent,
-        changes: &mut Vec<Change>,
-    ) -> Option<(ConnId, bool)> {
+    fn find_or_open(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) -> Option<(ConnId, bool)> {
         if let Some(&id) = self.by_sk.get(&ev.sk) {
             return Some((id, false));
         }
@@ -439,8 +448,7 @@ impl Model {
             fd_closed_ns: None,
             usage: ev.sock_use,
             // The kernel starts counting at accept() too, before any data.
-            exchanges_known: self.use_counting
-                && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
+            exchanges_known: self.use_counting && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
         });
         changes.push(Change::Opened(id));
         Some((id, true))
@@ -456,18 +464,13 @@ impl Model {
         if let Some(sk) = conn.sk {
             self.by_sk.insert(sk, id);
         }
-        self.by_tuple
-            .insert((conn.netns, conn.local, conn.remote), id);
+        self.by_tuple.insert((conn.netns, conn.local, conn.remote), id);
         self.conns.insert(id, conn);
         id
     }
 
     fn evict_one(&mut self) {
-        let victim = self
-            .conns
-            .values()
-            .min_by_key(|c| c.last_activity_ns())
-            .map(|c| c.id);
+        let victim = self.conns.values().min_by_key(|c| c.last_activity_ns()).map(|c| c.id);
         if let Some(id) = victim {
             self.remove(id);
             self.evicted += 1;
@@ -608,15 +611,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn state(
-        ts: u64,
-        sk: u64,
-        tgid: Option<u32>,
-        old: TcpState,
-        new: TcpState,
-        l: &str,
-        r: &str,
-    ) -> KernelEvent {
+    fn state(ts: u64, sk: u64, tgid: Option<u32>, old: TcpState, new: TcpState, l: &str, r: &str) -> KernelEvent {
         KernelEvent {
             kind: Kind::State,
             ts_ns: ts,
@@ -653,35 +648,11 @@ mod tests {
             (c.state, c.tgid(), c.fd(), c.age_exact),
             (Established, Some(100), Some(5), true)
         );
-        let mut close = state(
-            30,
-            1,
-            None,
-            Established,
-            FinWait1,
-            "10.0.0.2:5000",
-            "10.0.0.1:80",
-        );
+        let mut close = state(30, 1, None, Established, FinWait1, "10.0.0.2:5000", "10.0.0.1:80");
         m.apply(&close);
-        close = state(
-            40,
-            1,
-            None,
-            FinWait1,
-            FinWait2,
-            "10.0.0.2:5000",
-            "10.0.0.1:80",
-        );
+        close = state(40, 1, None, FinWait1, FinWait2, "10.0.0.2:5000", "10.0.0.1:80");
         m.apply(&close);
-        let ch = m.apply(&state(
-            50,
-            1,
-            None,
-            FinWait2,
-            Close,
-            "10.0.0.2:5000",
-            "10.0.0.1:80",
-        ));
+        let ch = m.apply(&state(50, 1, None, FinWait2, Close, "10.0.0.2:5000", "10.0.0.1:80"));
         let Some(Change::Closed(c)) = ch.last() else {
             panic!("{ch:?}")
         };
@@ -702,25 +673,9 @@ mod tests {
     fn softirq_task_never_becomes_owner() {
         let mut m = Model::new(0, true);
         // Server child: first seen in softirq with no owner, then accept names it.
-        m.apply(&state(
-            10,
-            7,
-            None,
-            Listen,
-            SynRecv,
-            "10.0.0.1:80",
-            "10.0.0.2:5000",
-        ));
+        m.apply(&state(10, 7, None, Listen, SynRecv, "10.0.0.1:80", "10.0.0.2:5000"));
         assert_eq!(m.by_sk(7).unwrap().owner, None);
-        let mut acc = state(
-            15,
-            7,
-            Some(200),
-            SynRecv,
-            Established,
-            "10.0.0.1:80",
-            "10.0.0.2:5000",
-        );
+        let mut acc = state(15, 7, Some(200), SynRecv, Established, "10.0.0.1:80", "10.0.0.2:5000");
         acc.kind = Kind::Accept;
         acc.role = Role::Server;
         m.apply(&acc);
@@ -735,10 +690,7 @@ mod tests {
             "10.0.0.2:5000",
         ));
         let c = m.by_sk(7).unwrap();
-        assert_eq!(
-            (c.tgid(), c.role, c.state),
-            (Some(200), Role::Server, CloseWait)
-        );
+        assert_eq!((c.tgid(), c.role, c.state), (Some(200), Role::Server, CloseWait));
     }
 
     #[test]
@@ -771,15 +723,7 @@ mod tests {
     fn socket_address_reused_by_new_connection() {
         let mut m = Model::new(0, true);
         client_path(&mut m, 1, "10.0.0.2:5000");
-        m.apply(&state(
-            30,
-            1,
-            None,
-            Established,
-            Close,
-            "10.0.0.2:5000",
-            "10.0.0.1:80",
-        ));
+        m.apply(&state(30, 1, None, Established, Close, "10.0.0.2:5000", "10.0.0.1:80"));
         client_path(&mut m, 1, "10.0.0.2:5001");
         assert_eq!(m.len(), 1);
         assert_eq!(m.closed.len(), 1);
@@ -826,15 +770,7 @@ mod tests {
     #[test]
     fn close_with_no_prior_event_is_counted_not_invented() {
         let mut m = Model::new(0, true);
-        let mut ev = state(
-            10,
-            9,
-            Some(1),
-            Established,
-            Established,
-            "1.1.1.1:1",
-            "2.2.2.2:2",
-        );
+        let mut ev = state(10, 9, Some(1), Established, Established, "1.1.1.1:1", "2.2.2.2:2");
         ev.kind = Kind::FdClose;
         ev.local = None;
         ev.remote = None;
@@ -855,15 +791,7 @@ mod tests {
             "10.0.0.2:5000",
             "10.0.0.1:80",
         ));
-        let mut ev = state(
-            40,
-            1,
-            Some(100),
-            Close,
-            Close,
-            "10.0.0.2:5000",
-            "10.0.0.1:80",
-        );
+        let mut ev = state(40, 1, Some(100), Close, Close, "10.0.0.2:5000", "10.0.0.1:80");
         ev.kind = Kind::FdClose;
         m.apply(&ev);
         assert_eq!(m.closed[0].conn.fd_closed_ns, Some(40));
@@ -884,6 +812,24 @@ mod tests {
     }
 
     #[test]
+    fn reconcile_drops_connections_whose_end_was_lost() {
+        let mut m = Model::new(0, true);
+        client_path(&mut m, 1, "10.0.0.2:5000");
+        client_path(&mut m, 2, "10.0.0.2:5001");
+        let still = SeenSocket {
+            netns: 1,
+            local: addr("10.0.0.2:5001"),
+            remote: addr("10.0.0.1:80"),
+            state: Established,
+            role: Role::Client,
+            owner: None,
+            usage: Use::default(),
+        };
+        assert_eq!(m.reconcile(&[still], 100), 1);
+        assert!(m.by_sk(1).is_none() && m.by_sk(2).is_some());
+    }
+
+    #[test]
     fn eviction_is_counted_and_bounded() {
         let mut m = Model::new(3, true);
         for i in 0..10u64 {
@@ -899,9 +845,7 @@ mod tests {
     fn property_random_interleavings_close_every_socket_once() {
         let mut seed = 7u64;
         let mut rnd = move |n: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((seed >> 33) as usize) % n
         };
         let paths: [&[TcpState]; 3] = [
@@ -936,11 +880,7 @@ mod tests {
                     m.apply(&e);
                 }
             }
-            assert!(
-                m.is_empty(),
-                "round {round}: {:?}",
-                m.conns().collect::<Vec<_>>()
-            );
+            assert!(m.is_empty(), "round {round}: {:?}", m.conns().collect::<Vec<_>>());
             assert_eq!(m.closed.len(), n, "round {round}");
         }
     }

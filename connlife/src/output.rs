@@ -21,9 +21,7 @@ pub fn duration(secs: f64) -> String {
 /// Parse "500ms", "30s", "2m", "1h" (also a bare number of seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -33,11 +31,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ))
-        }
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration {s:?}"));
@@ -77,7 +71,11 @@ pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<(
                 Output::Finding(_) => ("FINDING ", "1;31"),
                 _ => ("RESOLVED", "32"),
             };
-            let age = if f.age_exact { duration(f.age_s) } else { format!(">={}", duration(f.age_s)) };
+            let age = if f.age_exact {
+                duration(f.age_s)
+            } else {
+                format!(">={}", duration(f.age_s))
+            };
             writeln!(
                 w,
                 "{} {:<20} pid {:>7} {:<15} fd {:>5}  {:<21} -> {:<21} {:<11} age {:>8} idle {:>8} exchanges {}",
@@ -112,8 +110,8 @@ pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<(
             c.reason,
             duration(c.lifetime_s),
             c.path.iter().map(|(s, _)| s.name()).collect::<Vec<_>>().join(">"),
-            c.bytes_sent,
-            c.bytes_received,
+            opt(c.bytes_sent),
+            opt(c.bytes_received),
             opt(c.exchanges)
         ),
         Output::Transition(t) => writeln!(
@@ -154,10 +152,7 @@ fn states(m: &std::collections::BTreeMap<String, u32>) -> String {
     if m.is_empty() {
         return "none".into();
     }
-    m.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
 }
 
 fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> {
@@ -224,23 +219,10 @@ fn write_postmortem(w: &mut impl Write, p: &Postmortem, st: &Style) -> io::Resul
     writeln!(
         w,
         "{}",
-        st.paint(
-            "1",
-            &format!("=== post-mortem: pid {} ({}) ===", p.pid, p.comm)
-        )
+        st.paint("1", &format!("=== post-mortem: pid {} ({}) ===", p.pid, p.comm))
     )?;
-    writeln!(
-        w,
-        "ending:   {} after {} traced",
-        p.ending,
-        duration(p.lifetime_s)
-    )?;
-    writeln!(
-        w,
-        "fds:      peak {} of limit {}",
-        p.peak_fds,
-        opt(p.fd_limit)
-    )?;
+    writeln!(w, "ending:   {} after {} traced", p.ending, duration(p.lifetime_s))?;
+    writeln!(w, "fds:      peak {} of limit {}", p.peak_fds, opt(p.fd_limit))?;
     for e in &p.fd_exhausted {
         writeln!(
             w,
@@ -265,11 +247,7 @@ fn write_postmortem(w: &mut impl Write, p: &Postmortem, st: &Style) -> io::Resul
             max,
             opt(p.fd_limit)
         )?;
-        let mut names: Vec<&String> = p
-            .timeline
-            .iter()
-            .flat_map(|t| t.tcp_by_state.keys())
-            .collect();
+        let mut names: Vec<&String> = p.timeline.iter().flat_map(|t| t.tcp_by_state.keys()).collect();
         names.sort();
         names.dedup();
         for name in names {

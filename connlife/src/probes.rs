@@ -63,10 +63,7 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     }
     for required in REQUIRED {
         if !formats.contains_key(required) {
-            let (_, cat, name) = connlife_common::PROGRAMS
-                .iter()
-                .find(|(p, ..)| p == required)
-                .unwrap();
+            let (_, cat, name) = connlife_common::PROGRAMS.iter().find(|(p, ..)| p == required).unwrap();
             bail!("tracepoint {cat}/{name} is missing on kernel {kernel}: connlife needs it");
         }
     }
@@ -97,8 +94,7 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     }
     cfg.exit_pid = off("sched_process_exit", "pid")?;
     cfg.exit_group_dead = off("sched_process_exit", "group_dead").unwrap_or(OFFSET_ABSENT);
-    let use_counting =
-        formats.contains_key("sock_send_length") && formats.contains_key("sock_recv_length");
+    let use_counting = formats.contains_key("sock_send_length") && formats.contains_key("sock_recv_length");
     if use_counting {
         cfg.len_sk = off("sock_send_length", "sk")?;
         cfg.len_family = off("sock_send_length", "family")?;
@@ -167,8 +163,7 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
 /// Address of a kernel text symbol from /proc/kallsyms (root sees real addresses).
 fn kallsyms_address(symbol: &str) -> anyhow::Result<u64> {
     let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-    let addr = parse_kallsyms(&text, symbol)
-        .ok_or_else(|| anyhow!("{symbol} not found in /proc/kallsyms"))?;
+    let addr = parse_kallsyms(&text, symbol).ok_or_else(|| anyhow!("{symbol} not found in /proc/kallsyms"))?;
     if addr == 0 {
         bail!("/proc/kallsyms hides addresses (kptr_restrict): run as root");
     }
@@ -180,9 +175,7 @@ pub fn parse_kallsyms(text: &str, symbol: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let mut parts = line.split_whitespace();
         let (addr, _kind, name) = (parts.next()?, parts.next()?, parts.next()?);
-        (name == symbol)
-            .then(|| u64::from_str_radix(addr, 16).ok())
-            .flatten()
+        (name == symbol).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
     })
 }
 
@@ -191,10 +184,7 @@ mod tests {
     #[test]
     fn kallsyms_exact_name_only() {
         let text = "ffffffff8123e9b0 t sock_close.cold\nffffffff81e7edd0 t sock_close\n";
-        assert_eq!(
-            super::parse_kallsyms(text, "sock_close"),
-            Some(0xffffffff81e7edd0)
-        );
+        assert_eq!(super::parse_kallsyms(text, "sock_close"), Some(0xffffffff81e7edd0));
         assert_eq!(super::parse_kallsyms(text, "nope"), None);
     }
 }

@@ -89,8 +89,9 @@ pub struct ClosedRecord {
     pub lifetime_exact: bool,
     pub path: Vec<(TcpState, f64)>,
     pub fd_closed: bool,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
+    /// Counted in the kernel; `null` on kernels without the send/recv tracepoints.
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
     pub exchanges: Option<u32>,
 }
 
@@ -182,6 +183,8 @@ pub struct Session {
     last_groups: Vec<Group>,
     opened: u64,
     closed: u64,
+    closed_by_reason: BTreeMap<String, u64>,
+    exchanges_total: u64,
     events: u64,
     lost: Lost,
     /// Traced pids that have exited, in order.
@@ -204,6 +207,8 @@ impl Session {
             last_groups: Vec::new(),
             opened: 0,
             closed: 0,
+            closed_by_reason: BTreeMap::new(),
+            exchanges_total: 0,
             events: 0,
             lost: Lost {
                 kernel: 0,
@@ -215,6 +220,33 @@ impl Session {
 
     pub fn pids(&self) -> &[u32] {
         &self.pids
+    }
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+    pub fn closed_by_reason(&self) -> &BTreeMap<String, u64> {
+        &self.closed_by_reason
+    }
+    pub fn exchanges_total(&self) -> u64 {
+        self.exchanges_total
+    }
+    /// Fd pressure of every sampled process that is still running.
+    pub fn fd_pressures(&self) -> Vec<FdPressure> {
+        self.procs
+            .values()
+            .filter(|p| p.exited.is_none())
+            .filter_map(|p| detect::fd_pressure(&p.samples, FD_WINDOW_NS))
+            .collect()
+    }
+    /// Drop fd history of processes not sampled for `max_age_ns` (agent: they are gone).
+    pub fn forget_stale_processes(&mut self, now_ns: u64, max_age_ns: u64) {
+        let pids = &self.pids;
+        self.procs.retain(|pid, p| {
+            pids.contains(pid)
+                || p.samples
+                    .last()
+                    .is_some_and(|s| now_ns.saturating_sub(s.ts_ns) <= max_age_ns)
+        });
     }
 
     fn rel(&self, ts: u64) -> f64 {
@@ -251,9 +283,7 @@ impl Session {
             }
             Input::Tick { now_ns, fds } => self.on_tick(*now_ns, fds),
             Input::Lost {
-                kernel,
-                decode_errors,
-                ..
+                kernel, decode_errors, ..
             } => {
                 if *kernel != self.lost.kernel || *decode_errors != self.lost.decode_errors {
                     self.lost = Lost {
@@ -265,12 +295,7 @@ impl Session {
                 Vec::new()
             }
             Input::End { now_ns } => {
-                let running: Vec<u32> = self
-                    .pids
-                    .iter()
-                    .filter(|p| !self.exited.contains(p))
-                    .copied()
-                    .collect();
+                let running: Vec<u32> = self.pids.iter().filter(|p| !self.exited.contains(p)).copied().collect();
                 running
                     .into_iter()
                     .map(|pid| Output::Postmortem(self.postmortem(pid, *now_ns)))
@@ -284,12 +309,7 @@ impl Session {
         for change in self.model.apply(ev) {
             match change {
                 Change::Opened(_) => self.opened += 1,
-                Change::Transition {
-                    id,
-                    from,
-                    to,
-                    ts_ns,
-                } if self.transitions => {
+                Change::Transition { id, from, to, ts_ns } if self.transitions => {
                     if let Some(c) = self.model.get(id) {
                         out.push(Output::Transition(TransitionRecord {
                             pid: c.tgid(),
@@ -304,12 +324,7 @@ impl Session {
                     } else if let Some(c) = self.model.closed.back().filter(|c| c.conn.id == id) {
                         out.push(Output::Transition(TransitionRecord {
                             pid: c.conn.tgid(),
-                            comm: c
-                                .conn
-                                .owner
-                                .as_ref()
-                                .map(|o| o.comm.clone())
-                                .unwrap_or_default(),
+                            comm: c.conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
                             fd: c.conn.fd(),
                             laddr: c.conn.local.to_string(),
                             raddr: c.conn.remote.to_string(),
@@ -322,6 +337,11 @@ impl Session {
                 Change::Transition { .. } | Change::FdClosed { .. } => {}
                 Change::Closed(c) => {
                     self.closed += 1;
+                    let reason = serde_json::to_value(c.reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string));
+                    *self.closed_by_reason.entry(reason.unwrap_or_default()).or_default() += 1;
+                    self.exchanges_total += u64::from(c.conn.usage.exchanges);
                     out.push(Output::Closed(closed_record(&c, self.model.use_counting)));
                 }
                 Change::ProcessExit {
@@ -390,10 +410,7 @@ impl Session {
         let mut out: Vec<Output> = r.appeared.into_iter().map(Output::Finding).collect();
         out.extend(r.resolved.into_iter().map(Output::Resolved));
         for g in &r.groups {
-            let prev = self
-                .last_groups
-                .iter()
-                .find(|p| p.pid == g.pid && p.raddr == g.raddr);
+            let prev = self.last_groups.iter().find(|p| p.pid == g.pid && p.raddr == g.raddr);
             if prev.is_none_or(|p| p.count != g.count) {
                 out.push(Output::Group(g.clone()));
             }
@@ -467,16 +484,14 @@ impl Session {
                 comm = c.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default();
             }
             let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
-            let g = groups
-                .entry((c.state, c.remote.to_string()))
-                .or_insert(OpenGroup {
-                    state: c.state,
-                    raddr: c.remote.to_string(),
-                    count: 0,
-                    oldest_s: age,
-                    newest_s: age,
-                    fds: Vec::new(),
-                });
+            let g = groups.entry((c.state, c.remote.to_string())).or_insert(OpenGroup {
+                state: c.state,
+                raddr: c.remote.to_string(),
+                count: 0,
+                oldest_s: age,
+                newest_s: age,
+                fds: Vec::new(),
+            });
             g.count += 1;
             g.oldest_s = g.oldest_s.max(age);
             g.newest_s = g.newest_s.min(age);
@@ -499,37 +514,19 @@ impl Session {
                 tcp_by_state: s.tcp_by_state.clone(),
             })
             .collect();
-        let findings_at_end: Vec<Finding> = self
-            .tracker
-            .active()
-            .filter(|f| f.pid == Some(pid))
-            .cloned()
-            .collect();
-        let groups: Vec<Group> = self
-            .last_groups
-            .iter()
-            .filter(|g| g.pid == pid)
-            .cloned()
-            .collect();
+        let findings_at_end: Vec<Finding> = self.tracker.active().filter(|f| f.pid == Some(pid)).cloned().collect();
+        let groups: Vec<Group> = self.last_groups.iter().filter(|g| g.pid == pid).cloned().collect();
         let fd_limit = samples.iter().rev().find_map(|s| s.limit);
         let peak_fds = samples.iter().map(|s| s.open_fds).max().unwrap_or(0);
         let fd_exhausted = p.map(|p| p.exhausted.clone()).unwrap_or_default();
-        let verdict = verdict(
-            &open_at_end,
-            &findings_at_end,
-            &fd_exhausted,
-            fd_limit,
-            peak_fds,
-        );
+        let verdict = verdict(&open_at_end, &findings_at_end, &fd_exhausted, fd_limit, peak_fds);
         Postmortem {
             pid,
             comm,
             ending,
             exit_code,
             signal,
-            lifetime_s: detect::secs(
-                now_ns.saturating_sub(p.map(|p| p.first_ns).unwrap_or(self.start_ns)),
-            ),
+            lifetime_s: detect::secs(now_ns.saturating_sub(p.map(|p| p.first_ns).unwrap_or(self.start_ns))),
             fd_limit,
             peak_fds,
             fd_exhausted,
@@ -573,8 +570,7 @@ fn verdict(
         let top = open.iter().find(|g| g.state == TcpState::Established);
         parts.push(format!(
             "{unreused} ESTABLISHED connections idle after at most one exchange{}: {}",
-            top.map(|g| format!(" (most to {})", g.raddr))
-                .unwrap_or_default(),
+            top.map(|g| format!(" (most to {})", g.raddr)).unwrap_or_default(),
             FindingKind::EstablishedUnreused.hint()
         ));
     }
@@ -595,11 +591,7 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
     let conn = &c.conn;
     ClosedRecord {
         pid: conn.tgid(),
-        comm: conn
-            .owner
-            .as_ref()
-            .map(|o| o.comm.clone())
-            .unwrap_or_default(),
+        comm: conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
         fd: conn.fd(),
         laddr: conn.local.to_string(),
         raddr: conn.remote.to_string(),
@@ -613,8 +605,8 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
             .map(|&(s, t)| (s, detect::secs(t.saturating_sub(conn.opened_ns))))
             .collect(),
         fd_closed: conn.fd_closed_ns.is_some(),
-        bytes_sent: conn.usage.bytes_sent,
-        bytes_received: conn.usage.bytes_received,
+        bytes_sent: use_counting.then_some(conn.usage.bytes_sent),
+        bytes_received: use_counting.then_some(conn.usage.bytes_received),
         exchanges: (use_counting && conn.exchanges_known).then_some(conn.usage.exchanges),
     }
 }

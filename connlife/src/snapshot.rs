@@ -21,16 +21,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{anyhow, bail, Context, Result};
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
-use netlink_packet_sock_diag::constants::{
-    AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN, TCP_TIME_WAIT,
-};
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN, TCP_TIME_WAIT};
 use netlink_packet_sock_diag::inet::nlas::Nla;
-use netlink_packet_sock_diag::inet::{
-    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
-};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket};
 use procfs::process::{FDTarget, LimitValue, Process};
@@ -132,22 +126,12 @@ pub fn process_fds(tgid: u32) -> Result<ProcessFds> {
 
 /// Pure join, unit-tested without root: attach owners from the /proc side to the sock_diag
 /// records by inode, filter to the wanted pids.
-pub fn join(
-    diag: Vec<SnapshotSocket>,
-    procs: &[ProcessFds],
-    wanted: Option<&[u32]>,
-) -> Vec<SnapshotSocket> {
+pub fn join(diag: Vec<SnapshotSocket>, procs: &[ProcessFds], wanted: Option<&[u32]>) -> Vec<SnapshotSocket> {
     let mut owners: HashMap<u64, Vec<SocketOwner>> = HashMap::new();
-    for p in procs
-        .iter()
-        .filter(|p| wanted.is_none_or(|w| w.contains(&p.tgid)))
-    {
+    for p in procs.iter().filter(|p| wanted.is_none_or(|w| w.contains(&p.tgid))) {
         for &(fd, inode) in &p.socket_inodes {
             let (tgid, comm) = (p.tgid, p.comm.clone());
-            owners
-                .entry(inode)
-                .or_default()
-                .push(SocketOwner { tgid, fd, comm });
+            owners.entry(inode).or_default().push(SocketOwner { tgid, fd, comm });
         }
     }
     let mut out: Vec<SnapshotSocket> = diag
@@ -176,8 +160,7 @@ pub fn join(
             !s.owners.is_empty()
                 || (s.inode == 0
                     && s.state != TCP_TIME_WAIT
-                    && (listeners.contains(&(s.netns, s.local))
-                        || listeners.contains(&(s.netns, any(&s.local)))))
+                    && (listeners.contains(&(s.netns, s.local)) || listeners.contains(&(s.netns, any(&s.local)))))
         });
     }
     out
@@ -248,8 +231,8 @@ fn dump_netns(netns: u32, pids: &[u32], own_netns: u32) -> Result<Vec<SnapshotSo
     for family in [AF_INET, AF_INET6] {
         // Kernels older than 5.4 send a tcp_info shorter than the crate's struct, which fails
         // the decoding: retry without it rather than lose the sockets.
-        let dumped = dump(family, ExtensionFlags::INFO)
-            .or_else(|e| dump(family, ExtensionFlags::empty()).map_err(|_| e))?;
+        let dumped =
+            dump(family, ExtensionFlags::INFO).or_else(|e| dump(family, ExtensionFlags::empty()).map_err(|_| e))?;
         out.extend(dumped.into_iter().map(|s| SnapshotSocket { netns, ..s }));
     }
     Ok(out)
@@ -311,13 +294,11 @@ fn dump(family: u8, extensions: ExtensionFlags) -> Result<Vec<SnapshotSocket>> {
         };
         let mut offset = 0;
         while offset < buf.len() {
-            let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..])
-                .context("decoding sock_diag reply")?;
+            let msg =
+                NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..]).context("decoding sock_diag reply")?;
             offset += (msg.header.length as usize + 3) & !3;
             match msg.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    out.push(from_response(*r))
-                }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => out.push(from_response(*r)),
                 NetlinkPayload::Done(_) => return Ok(out),
                 NetlinkPayload::Error(e) => return Err(e.to_io()).context("sock_diag dump"),
                 _ => {}
@@ -362,8 +343,7 @@ mod tests {
 
     fn sock(inode: u64, state: u8, local: &str, remote: &str) -> SnapshotSocket {
         let (local, remote) = (local.parse().unwrap(), remote.parse().unwrap());
-        let (bytes_sent, bytes_received, last_send_ago_ms, last_recv_ago_ms) =
-            (None, None, None, None);
+        let (bytes_sent, bytes_received, last_send_ago_ms, last_recv_ago_ms) = (None, None, None, None);
         let (netns, cookie, owners) = (7, inode + 1000, Vec::new());
         SnapshotSocket {
             netns,
@@ -457,10 +437,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let after = process_fds(std::process::id()).unwrap();
         assert!(after.open_fds > before.open_fds && after.fd_limit.is_some());
-        assert!(after
-            .socket_inodes
-            .iter()
-            .any(|&(fd, _)| fd == l.as_raw_fd()));
+        assert!(after.socket_inodes.iter().any(|&(fd, _)| fd == l.as_raw_fd()));
         let err = process_fds(999_999_999).unwrap_err().to_string();
         assert!(err.contains("not found"), "{err}");
     }
@@ -473,12 +450,8 @@ mod tests {
     }
 
     fn find(snap: &[SnapshotSocket], local: SocketAddr, remote: SocketAddr) -> &SnapshotSocket {
-        let mut hits = snap
-            .iter()
-            .filter(|s| s.local == local && s.remote == remote);
-        let s = hits
-            .next()
-            .unwrap_or_else(|| panic!("{local} -> {remote} missing"));
+        let mut hits = snap.iter().filter(|s| s.local == local && s.remote == remote);
+        let s = hits.next().unwrap_or_else(|| panic!("{local} -> {remote} missing"));
         assert!(hits.next().is_none(), "{local} -> {remote} twice");
         s
     }
@@ -520,10 +493,7 @@ mod tests {
             .map(|l| TcpStream::connect(l.local_addr().unwrap()).unwrap());
         (&clients[0]).write_all(b"hello").unwrap();
         let peer0 = clients[0].local_addr().unwrap();
-        let server0 = accepted
-            .iter()
-            .find(|a| a.peer_addr().unwrap() == peer0)
-            .unwrap();
+        let server0 = accepted.iter().find(|a| a.peer_addr().unwrap() == peer0).unwrap();
         (&*server0).read_exact(&mut [0; 5]).unwrap();
 
         let snap = take(Some(&[pid])).unwrap();
@@ -541,10 +511,7 @@ mod tests {
         let (c0, s0) = (find(&snap, peer0, addr), find(&snap, addr, peer0));
         assert_eq!((c0.bytes_sent, s0.bytes_received), (Some(5), Some(5)));
         let backlog = find(&snap, addr, pending.local_addr().unwrap());
-        assert_eq!(
-            (backlog.state, backlog.inode, backlog.owners.len()),
-            (1, 0, 0)
-        );
+        assert_eq!((backlog.state, backlog.inode, backlog.owners.len()), (1, 0, 0));
         if let (Some(l6), Some(c6)) = (&l6, &c6) {
             let d = find(&snap, l6.local_addr().unwrap(), "[::]:0".parse().unwrap());
             assert_eq!((d.state, owners(d)), (10, vec![(pid, l6.as_raw_fd())]));
@@ -579,12 +546,7 @@ mod tests {
             let c = TcpStream::connect(l.local_addr()?)?;
             let a = l.accept()?.0;
             let (la, ca) = (l.local_addr()?, c.local_addr()?);
-            println!(
-                "READY {la} {ca} {} {} {}",
-                l.as_raw_fd(),
-                c.as_raw_fd(),
-                a.as_raw_fd()
-            );
+            println!("READY {la} {ca} {} {} {}", l.as_raw_fd(), c.as_raw_fd(), a.as_raw_fd());
             std::io::stdin().read_to_end(&mut Vec::new()).map(drop) // until the parent is done
         };
         if let Err(e) = run() {
@@ -634,9 +596,7 @@ mod tests {
         assert_eq!((c.state, owners(c)), (1, vec![(pid, fds[1])]));
         assert_eq!((a.state, owners(a)), (1, vec![(pid, fds[2])]));
         let everything = everything.unwrap();
-        assert!(everything
-            .iter()
-            .any(|s| s.cookie == c.cookie && s.owners == c.owners));
+        assert!(everything.iter().any(|s| s.cookie == c.cookie && s.owners == c.owners));
     }
 
     #[test]
@@ -669,16 +629,11 @@ mod tests {
         let pid = std::process::id();
         let t = Instant::now();
         let fds = process_fds(pid).unwrap();
-        println!(
-            "process_fds(self) with {} fds: {:?}",
-            fds.open_fds,
-            t.elapsed()
-        );
+        println!("process_fds(self) with {} fds: {:?}", fds.open_fds, t.elapsed());
         assert!(timed("take(Some(self)) with 1000 connections", Some(&[pid])).len() > 2000);
         let all = timed("take(None) with 1000 connections", None);
         let mut states = std::collections::BTreeMap::new();
-        all.iter()
-            .for_each(|s| *states.entry(s.state).or_insert(0) += 1);
+        all.iter().for_each(|s| *states.entry(s.state).or_insert(0) += 1);
         println!("states (number: count): {states:?}");
     }
 }

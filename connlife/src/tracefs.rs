@@ -30,15 +30,9 @@ pub fn parse_format(text: &str) -> anyhow::Result<Format> {
         let mut size = None;
         for part in rest.split(';').map(str::trim) {
             if let Some(v) = part.strip_prefix("offset:") {
-                offset = Some(
-                    v.parse::<u32>()
-                        .with_context(|| format!("bad offset in {line:?}"))?,
-                );
+                offset = Some(v.parse::<u32>().with_context(|| format!("bad offset in {line:?}"))?);
             } else if let Some(v) = part.strip_prefix("size:") {
-                size = Some(
-                    v.parse::<u32>()
-                        .with_context(|| format!("bad size in {line:?}"))?,
-                );
+                size = Some(v.parse::<u32>().with_context(|| format!("bad size in {line:?}"))?);
             } else if decl.is_none() && !part.is_empty() && !part.contains(':') {
                 decl = Some(part);
             }
@@ -89,11 +83,7 @@ pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
 }
 
 /// Read and parse `events/<category>/<name>/format`; `Ok(None)` when the tracepoint is absent.
-pub fn read_format(
-    root: &std::path::Path,
-    category: &str,
-    name: &str,
-) -> anyhow::Result<Option<Format>> {
+pub fn read_format(root: &std::path::Path, category: &str, name: &str) -> anyhow::Result<Option<Format>> {
     let path = root.join("events").join(category).join(name).join("format");
     match fs::read_to_string(&path) {
         Ok(text) => parse_format(&text)

@@ -14,10 +14,7 @@ fn run(args: &[&str]) -> Output {
 
 fn one_clear_line(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
     err
 }
 
@@ -25,10 +22,7 @@ fn one_clear_line(out: &Output) -> String {
 fn missing_pid_is_a_usage_error() {
     let out = run(&["--pid", "999999999"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        one_clear_line(&out),
-        "connlife: no such process: 999999999\n"
-    );
+    assert_eq!(one_clear_line(&out), "connlife: no such process: 999999999\n");
 }
 
 #[test]
@@ -88,12 +82,7 @@ fn not_root_says_so_in_one_line() {
         ])
         .output()
         .expect("setpriv (util-linux)");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let err = one_clear_line(&out);
     assert!(err.starts_with("connlife: needs root"), "{err}");
     assert_eq!(err.lines().count(), 1);

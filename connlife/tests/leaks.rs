@@ -17,14 +17,8 @@ fn go_server(ns: &NetNs, mode: &str) -> (Proc, String) {
 
 fn go_client(ns: &NetNs, addr: &str, mode: &str, extra: &[&str]) -> Proc {
     let mut cmd = ns.command(go_binary("client").to_str().unwrap());
-    cmd.args([
-        "-url",
-        &format!("http://{addr}/"),
-        "-mode",
-        mode,
-        "-wait-stdin",
-    ])
-    .args(extra);
+    cmd.args(["-url", &format!("http://{addr}/"), "-mode", mode, "-wait-stdin"])
+        .args(extra);
     Proc::spawn(cmd, &format!("go-client-{mode}"))
 }
 
@@ -43,28 +37,19 @@ fn go_transport_per_request_shows_a_growing_unreused_group() {
     let big = cl.wait_for(|v| v["type"] == "group" && v["count"].as_u64() >= Some(12));
     assert_eq!(big["pid"], client.pid());
     assert_eq!(big["raddr"], addr.as_str());
-    assert!(
-        big["growth_per_min"].as_f64().unwrap() > 0.0,
-        "growing: {big}"
-    );
+    assert!(big["growth_per_min"].as_f64().unwrap() > 0.0, "growing: {big}");
     let counts: Vec<u64> = cl
         .of_type("group")
         .iter()
         .map(|g| g["count"].as_u64().unwrap())
         .collect();
-    assert!(
-        counts.first() < counts.last(),
-        "the group grows over time: {counts:?}"
-    );
+    assert!(counts.first() < counts.last(), "the group grows over time: {counts:?}");
     let findings: Vec<_> = cl
         .of_type("finding")
         .into_iter()
         .filter(|f| f["kind"] == "established_unreused")
         .collect();
-    let fds: BTreeSet<i64> = findings
-        .iter()
-        .map(|f| f["fd"].as_i64().expect("fd"))
-        .collect();
+    let fds: BTreeSet<i64> = findings.iter().map(|f| f["fd"].as_i64().expect("fd")).collect();
     assert_eq!(fds.len(), findings.len(), "one fd per leaked connection");
     for f in &findings {
         assert_eq!(f["pid"], client.pid(), "{f}");
@@ -87,13 +72,8 @@ fn go_body_never_closed_against_closing_server_is_close_wait_stuck() {
     );
     let mut cl = Connlife::start(&[client.pid()], &["--close-wait-after", "1s"]);
     client.go();
-    let stuck = cl.wait_count(5, |v| {
-        v["type"] == "finding" && v["kind"] == "close_wait_stuck"
-    });
-    let fds: BTreeSet<i64> = stuck
-        .iter()
-        .map(|f| f["fd"].as_i64().expect("fd"))
-        .collect();
+    let stuck = cl.wait_count(5, |v| v["type"] == "finding" && v["kind"] == "close_wait_stuck");
+    let fds: BTreeSet<i64> = stuck.iter().map(|f| f["fd"].as_i64().expect("fd")).collect();
     assert_eq!(fds.len(), 5);
     for f in &stuck {
         assert_eq!(
@@ -120,24 +100,14 @@ fn go_shared_client_and_no_keepalive_client_give_no_findings() {
         );
         let mut cl = Connlife::start(
             &[client.pid()],
-            &[
-                "--idle-after",
-                "1s",
-                "--close-wait-after",
-                "1s",
-                "--interval",
-                "1s",
-            ],
+            &["--idle-after", "1s", "--close-wait-after", "1s", "--interval", "1s"],
         );
         client.go();
         client.wait_line(|l| l.starts_with("done"));
         // Well past both thresholds.
         cl.collect_for(Duration::from_secs(4));
         let findings = cl.of_type("finding");
-        assert!(
-            findings.is_empty(),
-            "{mode}: healthy client flagged: {findings:?}"
-        );
+        assert!(findings.is_empty(), "{mode}: healthy client flagged: {findings:?}");
         if expect_closed {
             let closed = cl
                 .of_type("closed")
@@ -177,21 +147,12 @@ fn go_leaky_client_dies_of_emfile_and_the_postmortem_names_the_leak() {
     let record = std::env::temp_dir().join(format!("connlife-record-{}.jsonl", std::process::id()));
     let mut cl = Connlife::start(
         &[client.pid()],
-        &[
-            "--idle-after",
-            "500ms",
-            "--record",
-            record.to_str().unwrap(),
-        ],
+        &["--idle-after", "500ms", "--record", record.to_str().unwrap()],
     );
     client.go();
     let pm = cl.wait_for(|v| v["type"] == "postmortem");
     let st = client.wait_exit();
-    assert_eq!(
-        st.code(),
-        Some(3),
-        "the Go client exits on its first error (EMFILE)"
-    );
+    assert_eq!(st.code(), Some(3), "the Go client exits on its first error (EMFILE)");
     assert_eq!(pm["pid"], client.pid());
     assert_eq!(pm["ending"], "exited with status 3", "{pm}");
     let ex = &pm["fd_exhausted"][0];
@@ -213,10 +174,7 @@ fn go_leaky_client_dies_of_emfile_and_the_postmortem_names_the_leak() {
     );
     let verdict = pm["verdict"].as_str().unwrap();
     assert!(verdict.contains("ran out of file descriptors"), "{verdict}");
-    assert!(
-        verdict.contains("idle after at most one exchange"),
-        "{verdict}"
-    );
+    assert!(verdict.contains("idle after at most one exchange"), "{verdict}");
     assert!(
         pm["timeline"].as_array().unwrap().len() >= 2,
         "the climb is there: {pm}"
@@ -230,11 +188,7 @@ fn go_leaky_client_dies_of_emfile_and_the_postmortem_names_the_leak() {
         .arg(&record)
         .output()
         .expect("connlife report");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let replayed = String::from_utf8(out.stdout).unwrap();
     let rpm: serde_json::Value = replayed
         .lines()

@@ -25,14 +25,7 @@ use std::{fs, thread};
 use crate::setup;
 
 /// Arguments the demo passes to connlife before the user's extra ones.
-const DEMO_ARGS: &[&str] = &[
-    "--idle-after",
-    "5s",
-    "--close-wait-after",
-    "5s",
-    "--interval",
-    "10s",
-];
+const DEMO_ARGS: &[&str] = &["--idle-after", "5s", "--close-wait-after", "5s", "--interval", "10s"];
 const DEMO_DURATION: Duration = Duration::from_secs(40);
 /// How long connlife gets to print its final report after SIGINT.
 const REPORT_GRACE: Duration = Duration::from_secs(15);
@@ -62,10 +55,7 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
         .current_dir(root)
         .status()
         .context("running cargo build")?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p connlife failed ({status})"
-    );
+    ensure!(status.success(), "cargo build --release -p connlife failed ({status})");
     println!("built in {}", setup::secs(started));
 
     let release = root.join("target/release");
@@ -275,10 +265,7 @@ mod tests {
         assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(
-            parse_duration("1500ms").unwrap(),
-            Duration::from_millis(1500)
-        );
+        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
     }
@@ -297,11 +284,7 @@ mod tests {
     fn demo_flow_with_stand_ins() {
         let dir = std::env::temp_dir().join(format!("xtask-run-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let workload = script(
-            &dir,
-            "workload",
-            "echo \"pid $$\"\necho more\nexec sleep 30\n",
-        );
+        let workload = script(&dir, "workload", "echo \"pid $$\"\necho more\nexec sleep 30\n");
         let marker = dir.join("report");
         let connlife = script(
             &dir,

@@ -236,14 +236,8 @@ pub fn linker_state(linker: &Path, prefix: &Path, llvm_lib: &Path) -> LinkerStat
     let lib = prefix.join("lib");
     let resolves = |name: &str| want.is_some() && fs::canonicalize(lib.join(name)).ok() == want;
     let prefix_ok = resolves("libLLVM.so") && resolves(&file_name(llvm_lib));
-    let linker = match Command::new(linker)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("{} is not installed", linker.display()))
-        }
+    let linker = match Command::new(linker).arg("--version").stdin(Stdio::null()).output() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{} is not installed", linker.display())),
         Err(e) => Err(format!("{} does not run: {e}", linker.display())),
         Ok(out) if !out.status.success() => Err(format!(
             "{} --version failed ({}): {}",
@@ -256,10 +250,7 @@ pub fn linker_state(linker: &Path, prefix: &Path, llvm_lib: &Path) -> LinkerStat
             if line.split_whitespace().any(|w| w == BPF_LINKER_VERSION) {
                 Ok(line)
             } else {
-                Err(format!(
-                    "{} is `{line}`, not {BPF_LINKER_VERSION}",
-                    linker.display()
-                ))
+                Err(format!("{} is `{line}`, not {BPF_LINKER_VERSION}", linker.display()))
             }
         }
     };
@@ -326,9 +317,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     install.args(["run", TOOLCHAIN, "cargo", "install", "--locked", "--force"]);
     install.arg(format!("bpf-linker@{BPF_LINKER_VERSION}"));
     install.args(["--no-default-features", "--features", &feature]);
-    install
-        .env("LLVM_PREFIX", &prefix)
-        .env_remove("CARGO_TARGET_DIR");
+    install.env("LLVM_PREFIX", &prefix).env_remove("CARGO_TARGET_DIR");
     // Away from this workspace, so its .cargo/config.toml does not apply.
     fs::create_dir_all(data_dir())?;
     install.current_dir(data_dir());
@@ -337,11 +326,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     if let Err(why) = state.linker {
         bail!("installed, but {why}");
     }
-    println!(
-        "built ({}, RUNPATH {}/lib)",
-        secs(started),
-        prefix.display()
-    );
+    println!("built ({}, RUNPATH {}/lib)", secs(started), prefix.display());
     Ok(())
 }
 
@@ -364,10 +349,7 @@ fn tracefs() -> Result<()> {
     }
     need_root("mount tracefs")?;
     let mut mount = Command::new("mount");
-    quiet(
-        mount.args(["-t", "tracefs", "nodev", TRACEFS]),
-        "mount-tracefs",
-    )?;
+    quiet(mount.args(["-t", "tracefs", "nodev", TRACEFS]), "mount-tracefs")?;
     println!("tracefs: mounted at {TRACEFS}");
     Ok(())
 }
@@ -388,11 +370,7 @@ pub fn missing_packages(wanted: &[&str]) -> Result<Vec<String>> {
         have.lines()
             .any(|l| l.ends_with(&format!(" {p}")) && l.starts_with("install ok installed"))
     };
-    Ok(wanted
-        .iter()
-        .filter(|p| !installed(p))
-        .map(|p| p.to_string())
-        .collect())
+    Ok(wanted.iter().filter(|p| !installed(p)).map(|p| p.to_string()).collect())
 }
 
 fn debian_packages(wanted: &[&str]) -> Result<()> {
@@ -414,11 +392,7 @@ fn debian_packages(wanted: &[&str]) -> Result<()> {
     let mut install = apt(&["-y", "-qq", "--no-install-recommends", "install"]);
     quiet(install.args(&missing), "apt-install")?;
     let still = missing_packages(wanted)?;
-    ensure!(
-        still.is_empty(),
-        "apt-get did not install {}",
-        still.join(" ")
-    );
+    ensure!(still.is_empty(), "apt-get did not install {}", still.join(" "));
     println!("installed ({})", secs(started));
     Ok(())
 }
@@ -432,10 +406,7 @@ pub fn is_root() -> bool {
 }
 
 fn need_root(what: &str) -> Result<()> {
-    ensure!(
-        is_root(),
-        "must run as root to {what} (try: sudo -E cargo xtask setup)"
-    );
+    ensure!(is_root(), "must run as root to {what} (try: sudo -E cargo xtask setup)");
     Ok(())
 }
 
@@ -453,11 +424,7 @@ fn quiet(cmd: &mut Command, log: &str) -> Result<()> {
     let saved = fs::create_dir_all(&dir).and_then(|_| fs::write(&path, &text));
     if !out.status.success() {
         let last = last_line(&out.stderr);
-        let last = if last.is_empty() {
-            last_line(&out.stdout)
-        } else {
-            last
-        };
+        let last = if last.is_empty() { last_line(&out.stdout) } else { last };
         let log = if saved.is_ok() {
             format!("; log: {}", path.display())
         } else {
@@ -600,11 +567,7 @@ mod tests {
 
     #[test]
     fn unknown_package_is_missing() {
-        if Command::new("dpkg-query")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
+        if Command::new("dpkg-query").arg("--version").output().is_err() {
             return eprintln!("skipped: no dpkg-query");
         }
         let missing = missing_packages(&["dpkg", "connlife-no-such-package"]).unwrap();

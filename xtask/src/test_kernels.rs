@@ -1,29 +1,38 @@
-//! Kernel matrix for `cargo xtask test-kernels`.
+//! Kernel matrix: `cargo xtask test-kernels`, and the last stage of `cargo xtask test`.
 //!
-//! Each kernel listed in `xtask/kernels.toml` is a Debian kernel package. It is fetched once with
-//! `apt-get download` (from a private apt list for the kernel's suite, e.g. `bullseye` or
-//! `bookworm-backports`, so the host's apt configuration is never touched), unpacked with
-//! `dpkg-deb -x` into the cache directory and booted under QEMU. QEMU uses TCG
-//! (`-accel tcg -cpu max`): development machines and CI are themselves VMs where /dev/kvm exists
-//! but nested KVM fails, and TCG still boots a cloud kernel to userspace in a few seconds. QEMU
-//! must be 8 or newer (7.2 corrupts 6.12 guests under TCG): an older host QEMU is replaced by the
-//! one from bookworm-backports, fetched into the cache the same way.
+//! connlife's privileged suite (the `kernel` integration test, `connlife/tests/kernel.rs`) and
+//! `connlife check` run as root on each row of `xtask/kernels.toml`: natively for the entry without
+//! a `package` (the host's own kernel, which cannot be booted here), and in a QEMU guest for each
+//! Debian kernel package. The suite is built once on the host; the guest gets the test binary,
+//! `connlife` and `connlife-workload` at their absolute host paths, because the test binary has
+//! those paths compiled in (`env!("CARGO_BIN_EXE_...")`).
+//!
+//! Each kernel package is fetched once with `apt-get download` (from a private apt list for the
+//! kernel's suite, e.g. `bullseye` or `bookworm-backports`, so the host's apt configuration is never
+//! touched), unpacked with `dpkg-deb -x` into `target/kernels/<name>` and booted under QEMU. QEMU
+//! uses TCG (`-accel tcg -cpu max`): development machines and CI are themselves VMs where /dev/kvm
+//! exists but nested KVM fails, and TCG still boots a cloud kernel to userspace in a few seconds.
+//! QEMU must be 8 or newer (7.2 corrupts 6.12 guests under TCG): an older host QEMU is replaced by
+//! the one from bookworm-backports, fetched into the cache the same way.
 //! There is no disk image: the xtask writes a small initramfs (cpio newc, gzip) holding a static
 //! busybox with its applet links, the sock_diag modules of that kernel (decompressed on the host,
-//! as busybox `insmod` cannot read .ko.xz/.ko.zst), the payload files with the shared libraries
-//! and ELF interpreter of each dynamic executable, and an `/init` script. `/init` mounts proc,
-//! sysfs, devtmpfs, tracefs and bpffs, brings `lo` up, loads the modules, runs the payload
-//! command between markers under a timeout, prints its exit status and powers off. The serial
-//! console is logged to `<cache>/<kernel>/serial.log`; the host parses the markers and the
-//! `feature NAME yes|no` lines, checks them against the kernel's `expect` list and renders a
-//! markdown table.
+//! as busybox `insmod` cannot read .ko.xz/.ko.zst; connlife's start-up snapshot needs them), the
+//! payload files with the shared libraries and ELF interpreter of each dynamic executable, and an
+//! `/init` script. `/init` mounts proc, sysfs, devtmpfs, a tmpfs on /tmp, tracefs and bpffs, lifts
+//! RLIMIT_MEMLOCK, brings `lo` up, loads the modules, runs the payload between markers under a
+//! timeout, prints its exit status and powers off. The serial console is logged to
+//! `target/kernels/<name>/serial.log`; the host parses the markers, the `feature NAME yes|no` lines
+//! of `connlife check` and the test harness's `test result:` line, checks the features against the
+//! row's `expect` list and renders a markdown table (`target/kernel-matrix.md`; `test-kernels` also
+//! refreshes `docs/kernel-matrix.md` when every row passed).
 
 use anyhow::{bail, ensure, Context, Result};
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -35,17 +44,37 @@ const QEMU_SUITE: &str = "bookworm-backports";
 const BEGIN: &str = "@@CONNLIFE-BEGIN@@";
 const END: &str = "@@CONNLIFE-END rc=";
 const UNAME: &str = "@@CONNLIFE-UNAME ";
+/// Whole guest run, boot to power-off. Measured under TCG on 2 shared cores: TIMEOUT_NOTE.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Feature columns always shown; any other feature gets a column when some row lacks it.
+const COLUMNS: &[&str] = &[
+    "inet_sock_set_state",
+    "sock_send_length",
+    "sock_recv_length",
+    "use_counting",
+    "exit_group_dead",
+    "btf",
+];
+/// Lines of a failed row's output repeated under the table.
+const TAIL: usize = 20;
 
-/// One kernel of the matrix.
+/// One row of the matrix.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KernelSpec {
     pub name: String,
     /// Exact Debian package name, or a glob (`*`) resolved to the highest matching version.
+    /// Empty: the host's own kernel, measured natively.
     pub package: String,
     /// Debian suite to fetch from (private apt list); `None` uses the host's apt sources.
     pub suite: Option<String>,
-    /// Features the guest must report as `yes`; a leading `!` means it must report `no`.
+    /// Features that must be reported as `yes`; a leading `!` means it must report `no`.
     pub expect: Vec<String>,
+}
+
+impl KernelSpec {
+    fn is_host(&self) -> bool {
+        self.package.is_empty()
+    }
 }
 
 /// What runs in the guest: host files copied in (host path, guest path), then a shell command.
@@ -57,14 +86,181 @@ pub struct GuestPayload {
 #[derive(Debug, Clone)]
 pub struct KernelResult {
     pub name: String,
-    /// `uname -r` in the guest.
+    /// `uname -r` of the kernel.
     pub version: String,
     pub passed: bool,
     pub summary: String,
     /// `feature NAME yes|no` lines in printed order (NAME is the part after the last `/`).
     pub features: Vec<(String, bool)>,
-    /// What the guest printed between the markers.
+    /// Tests the suite passed and failed (its `test result:` lines).
+    pub tests: (u64, u64),
+    /// Wall time of the row (for a guest: boot to power-off).
+    pub secs: f64,
+    /// What the row printed (for a guest: between the markers).
     pub output: String,
+}
+
+/// `cargo xtask test-kernels` options.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Only these rows (by name); all when empty.
+    pub only: Vec<String>,
+    /// Refresh docs/kernel-matrix.md (only after a full run where every row passed).
+    pub write_docs: bool,
+}
+
+/// The privileged suite as built on the host.
+pub struct Suite {
+    /// The `kernel` integration test binary.
+    pub tests: PathBuf,
+    pub connlife: PathBuf,
+    pub workload: PathBuf,
+}
+
+/// Runs the whole matrix: builds the suite, measures every row, prints and writes the table,
+/// and fails when any row failed (a kernel that cannot be fetched is a failed row too).
+pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let list = load_list(&root.join("xtask/kernels.toml"))?;
+    let unknown: Vec<&String> = opts
+        .only
+        .iter()
+        .filter(|n| !list.iter().any(|s| &s.name == *n))
+        .collect();
+    let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
+    ensure!(
+        unknown.is_empty(),
+        "no kernel named {unknown:?} in xtask/kernels.toml ({names:?})"
+    );
+    let rows: Vec<&KernelSpec> = list
+        .iter()
+        .filter(|s| opts.only.is_empty() || opts.only.contains(&s.name))
+        .collect();
+    ensure_host_tools()?;
+    let suite = build_suite(root)?;
+    let payload = suite_payload(&suite);
+    let cache = root.join("target/kernels");
+    let mut results = Vec::new();
+    for spec in rows {
+        let result = if spec.is_host() {
+            println!("==> {}: connlife check and the kernel suite, natively", spec.name);
+            run_host(&suite, spec)
+        } else {
+            let (package, limit) = (&spec.package, GUEST_TIMEOUT.as_secs());
+            println!("==> {}: {package} under QEMU (TCG), at most {limit} s", spec.name);
+            run_kernel(spec, &payload, &cache, GUEST_TIMEOUT)
+        };
+        let result = result.unwrap_or_else(|e| KernelResult {
+            summary: format!("{e:#}"),
+            ..result_from_output(&spec.name, "?", None, "", &[])
+        });
+        println!("{}", result.output.trim_end());
+        let verdict = if result.passed { "pass" } else { "FAIL" };
+        println!(
+            "==> {}: {verdict} in {:.0} s: {}\n",
+            spec.name, result.secs, result.summary
+        );
+        results.push(result);
+    }
+    let table = render_table(&results);
+    let took = started.elapsed().as_secs_f64();
+    println!("{table}\nkernel matrix: {} rows in {took:.0} s", results.len());
+    fs::write(root.join("target/kernel-matrix.md"), &table)?;
+    let failed: Vec<&str> = results.iter().filter(|r| !r.passed).map(|r| r.name.as_str()).collect();
+    if opts.write_docs && opts.only.is_empty() && failed.is_empty() {
+        fs::write(root.join("docs/kernel-matrix.md"), render_doc(&table, took))?;
+        println!("wrote target/kernel-matrix.md and docs/kernel-matrix.md");
+    } else if opts.write_docs {
+        println!("wrote target/kernel-matrix.md; docs/kernel-matrix.md left as it was (not a full passing run)");
+    }
+    ensure!(
+        failed.is_empty(),
+        "kernel matrix: {} failed (the output above; guest serial logs in target/kernels/<name>/serial.log)",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+/// Builds (or finds fresh) the `kernel` test binary and the two binaries it runs.
+pub fn build_suite(root: &Path) -> Result<Suite> {
+    let args = ["test", "--release", "-p", "connlife", "--test", "kernel", "--no-run"];
+    println!("$ cargo {}", args.join(" "));
+    let mut cargo = Command::new("cargo");
+    cargo.args(args).arg("--message-format=json").current_dir(root);
+    let out = cargo.stderr(Stdio::inherit()).output().context("running cargo")?;
+    ensure!(out.status.success(), "cargo test --no-run exited with {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let find = |kind: &str, name: &str| -> Result<PathBuf> {
+        let found = text.lines().find_map(|l| {
+            let target = l.split_once(r#""reason":"compiler-artifact""#)?.1;
+            let target = target.split_once(r#""target":{"#)?.1.split('}').next()?;
+            let wanted =
+                target.contains(&format!(r#""kind":["{kind}"]"#)) && target.contains(&format!(r#""name":"{name}","#));
+            wanted.then(|| json_string(l, "executable")).flatten()
+        });
+        found.with_context(|| format!("cargo did not report the {kind} executable `{name}`"))
+    };
+    Ok(Suite {
+        tests: find("test", "kernel")?,
+        connlife: find("bin", "connlife")?,
+        workload: find("bin", "connlife-workload")?,
+    })
+}
+
+/// `"key":"value"` in a line of cargo's JSON; `None` for a missing key or an escaped value.
+fn json_string(line: &str, key: &str) -> Option<PathBuf> {
+    let value = line.split_once(&format!(r#""{key}":""#))?.1.split('"').next()?;
+    (!value.contains('\\')).then(|| PathBuf::from(value))
+}
+
+/// The guest's payload: `connlife check` (its `feature` lines feed the table), then the suite.
+/// The exit status is the suite's, or 1 when only `connlife check` failed.
+pub fn suite_payload(suite: &Suite) -> GuestPayload {
+    let paths = [&suite.tests, &suite.connlife, &suite.workload];
+    let files = paths
+        .iter()
+        .map(|p| (p.to_path_buf(), p.display().to_string()))
+        .collect();
+    let (connlife, tests) = (suite.connlife.display(), suite.tests.display());
+    let command = format!(
+        r#"
+"{connlife}" check; check=$?
+echo
+"{tests}" --test-threads=1; rc=$?
+if [ $check != 0 ]; then echo "connlife check exited with status $check"; [ $rc = 0 ] && rc=1; fi
+exit $rc
+"#
+    );
+    GuestPayload { files, command }
+}
+
+/// The host row: the same as the guest's payload, natively (needs root).
+pub fn run_host(suite: &Suite, spec: &KernelSpec) -> Result<KernelResult> {
+    let started = Instant::now();
+    let version = fs::read_to_string("/proc/sys/kernel/osrelease").context("reading the host's uname -r")?;
+    let check = Command::new(&suite.connlife).arg("check").output();
+    let check = check.with_context(|| format!("running {} check", suite.connlife.display()))?;
+    let mut output = String::from_utf8_lossy(&check.stdout).into_owned();
+    output += &String::from_utf8_lossy(&check.stderr);
+    output += "\n";
+    // One pipe for stdout and stderr keeps the harness's lines in order.
+    let (mut reader, writer) = std::io::pipe()?;
+    let mut child = Command::new(&suite.tests)
+        .arg("--test-threads=1")
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .spawn()
+        .with_context(|| format!("running {}", suite.tests.display()))?;
+    reader.read_to_string(&mut output)?;
+    let mut status = child.wait()?.code();
+    if !check.status.success() {
+        output += &format!("connlife check exited with {}\n", check.status);
+        status = status.filter(|rc| *rc != 0).or(Some(1));
+    }
+    let mut result = result_from_output(&spec.name, version.trim(), status, &output, &spec.expect);
+    result.secs = started.elapsed().as_secs_f64();
+    Ok(result)
 }
 
 /// Parses the kernel list: `[[kernel]]` blocks of `key = "string"` or `key = ["a", "b"]` lines,
@@ -102,18 +298,25 @@ pub fn load_list(path: &Path) -> Result<Vec<KernelSpec>> {
             other => bail!("{at}: unknown key {other}"),
         }
     }
-    let bad = specs
-        .iter()
-        .find(|s| s.name.is_empty() || s.package.is_empty());
-    ensure!(bad.is_none(), "{}: name or package missing", path.display());
+    ensure!(
+        !specs.iter().any(|s| s.name.is_empty()),
+        "{}: a kernel without a name",
+        path.display()
+    );
+    let hosts = specs.iter().filter(|s| s.is_host()).count();
+    ensure!(
+        hosts <= 1,
+        "{}: more than one entry without a package (the host)",
+        path.display()
+    );
     Ok(specs)
 }
 
 /// Install what the VM needs, idempotent and quiet when present.
 pub fn ensure_host_tools() -> Result<()> {
     // qemu-system-x86 also brings the libraries of the backports QEMU (see qemu_command);
-    // xz-utils/zstd decompress modules; iproute2 gives the stand-in payload `ss`.
-    let wanted = "qemu-system-x86 busybox-static cpio xz-utils zstd iproute2".split(' ');
+    // xz-utils/zstd decompress modules.
+    let wanted = "qemu-system-x86 busybox-static cpio xz-utils zstd".split(' ');
     let mut query = Command::new("dpkg-query");
     query.args(["-W", "-f=${Status} ${Package}\n"]);
     let have = query.args(wanted.clone()).output()?.stdout;
@@ -127,9 +330,7 @@ pub fn ensure_host_tools() -> Result<()> {
     eprintln!("test-kernels: installing {}", missing.join(" "));
     let mut install = Command::new("apt-get");
     install.args(["install", "-yq", "--no-install-recommends"]);
-    install
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive");
+    install.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
     if !install.status()?.success() {
         run(Command::new("apt-get").args(["-q", "update"]))?;
         run(&mut install)?;
@@ -145,10 +346,18 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf
     let suite = spec.suite.as_deref();
     let key = format!("{}|{}", suite.unwrap_or("host"), spec.package);
     if !is_fetched(&dir, &key) {
-        apt_update(suite, cache)?;
-        let package = resolve_package(suite, cache, &spec.package)?;
-        eprintln!("test-kernels: {}: downloading {package}", spec.name);
-        unpack_debs(suite, cache, &dir, &[&package], &key)?;
+        let from = format!(
+            "{} from {MIRROR} {}",
+            spec.package,
+            suite.unwrap_or("(host apt sources)")
+        );
+        let fetch = || -> Result<()> {
+            apt_update(suite, cache)?;
+            let package = resolve_package(suite, cache, &spec.package)?;
+            eprintln!("test-kernels: {}: downloading {package}", spec.name);
+            unpack_debs(suite, cache, &dir, &[&package], &key)
+        };
+        fetch().with_context(|| format!("could not download the kernel {from} (network?)"))?;
     }
     let vmlinuz = only_file(&root.join("boot"), |n| n.starts_with("vmlinuz-"))?;
     let bases = [root.join("lib/modules"), root.join("usr/lib/modules")];
@@ -163,9 +372,7 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf
 /// than 8 is replaced by the one from bookworm-backports, unpacked into `cache/qemu` like the
 /// kernels (its shared libraries are those the host's qemu-system-x86 already pulled in).
 fn qemu_command(cache: &Path) -> Result<Command> {
-    let host = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()?;
+    let host = Command::new("qemu-system-x86_64").arg("--version").output()?;
     let host = String::from_utf8_lossy(&host.stdout).into_owned();
     let version = host.split("version ").nth(1).unwrap_or("");
     if version.split('.').next().and_then(|m| m.parse().ok()) >= Some(8) {
@@ -174,9 +381,12 @@ fn qemu_command(cache: &Path) -> Result<Command> {
     let (dir, suite, key) = (cache.join("qemu"), Some(QEMU_SUITE), "backports-qemu");
     if !is_fetched(&dir, key) {
         eprintln!("test-kernels: host QEMU {version}: using the one from {QEMU_SUITE}");
-        apt_update(suite, cache)?;
-        let debs = ["qemu-system-x86", "qemu-system-data", "seabios"];
-        unpack_debs(suite, cache, &dir, &debs, key)?;
+        let fetch = || -> Result<()> {
+            apt_update(suite, cache)?;
+            let debs = ["qemu-system-x86", "qemu-system-data", "seabios"];
+            unpack_debs(suite, cache, &dir, &debs, key)
+        };
+        fetch().with_context(|| format!("could not download QEMU from {MIRROR} {QEMU_SUITE} (network?)"))?;
     }
     let root = dir.join("root/usr");
     let bin = root.join("bin/qemu-system-x86_64");
@@ -192,13 +402,9 @@ fn qemu_command(cache: &Path) -> Result<Command> {
 }
 
 /// Boots `spec` with `payload` and judges what the guest printed. Guest failures (exit status,
-/// feature mismatch, timeout) give `passed: false`; only host-side problems are errors.
-pub fn run_kernel(
-    spec: &KernelSpec,
-    payload: &GuestPayload,
-    cache: &Path,
-    timeout: Duration,
-) -> Result<KernelResult> {
+/// feature mismatch, timeout) give `passed: false`; host-side problems (a kernel that cannot be
+/// downloaded, QEMU missing) are errors.
+pub fn run_kernel(spec: &KernelSpec, payload: &GuestPayload, cache: &Path, timeout: Duration) -> Result<KernelResult> {
     let (vmlinuz, modules) = fetch_kernel(spec, cache)?;
     let dir = cache.join(&spec.name);
     let guest_secs = timeout.as_secs().saturating_sub(20).max(10);
@@ -224,9 +430,7 @@ pub fn run_kernel(
     };
     let secs = started.elapsed().as_secs_f64();
     let log = String::from_utf8_lossy(&fs::read(&log_path)?).replace('\r', "");
-    let version = log
-        .lines()
-        .find_map(|l| Some(l.split_once(UNAME)?.1.trim()));
+    let version = log.lines().find_map(|l| Some(l.split_once(UNAME)?.1.trim()));
     let status = log
         .split_once(END)
         .and_then(|(_, r)| r.split("@@").next()?.parse().ok());
@@ -243,12 +447,15 @@ pub fn run_kernel(
         result.passed = false;
         result.summary = format!("timeout after {}s; {}", timeout.as_secs(), result.summary);
     }
-    result.summary += &format!(" ({secs:.1}s, log {})", log_path.display());
+    if !result.passed {
+        result.summary += &format!(" (serial log {})", log_path.display());
+    }
+    result.secs = secs;
     Ok(result)
 }
 
 /// Judges one run from its output: exit status 0 and every `expect` entry met.
-/// Also what the caller uses for the host row, measured natively.
+/// Also what the host row uses, measured natively.
 pub fn result_from_output(
     name: &str,
     version: &str,
@@ -263,7 +470,13 @@ pub fn result_from_output(
             _ => None,
         })
         .collect();
+    let mut counts = crate::Counts::default();
+    output.lines().for_each(|l| crate::add_counts(&mut counts, l));
     let mut problems = Vec::new();
+    if counts.failed > 0 {
+        let run = counts.passed + counts.failed;
+        problems.push(format!("{} of {run} tests failed", counts.failed));
+    }
     match status {
         Some(0) => {}
         Some(143) => problems.push("payload timed out in the guest (status 143)".into()),
@@ -282,11 +495,7 @@ pub fn result_from_output(
         }
     }
     let passed = problems.is_empty();
-    let summary = if passed {
-        "ok".into()
-    } else {
-        problems.join("; ")
-    };
+    let summary = if passed { "ok".into() } else { problems.join("; ") };
     let (name, version, output) = (name.into(), version.into(), output.into());
     KernelResult {
         name,
@@ -294,59 +503,94 @@ pub fn result_from_output(
         passed,
         summary,
         features,
+        tests: (counts.passed, counts.failed),
+        secs: 0.0,
         output,
     }
 }
 
-/// Markdown table: kernel, uname -r, pass/fail, one column per feature any run reported;
-/// each failure is listed below it with its reasons and the last lines the guest printed.
+/// Markdown table: kernel, uname -r, suite verdict with tests passed/run, time, then the
+/// COLUMNS features and any other feature some row lacks; the features every row has are named
+/// below it, and each failure is listed with its reasons and the last lines it printed.
 pub fn render_table(results: &[KernelResult]) -> String {
-    let mut cols = vec!["kernel", "uname -r", "result"];
-    for (f, _) in results.iter().flat_map(|r| &r.features) {
-        if !cols.contains(&f.as_str()) {
-            cols.push(f);
+    let all = results.iter().flat_map(|r| &r.features);
+    let mut cols: Vec<&str> = COLUMNS.to_vec();
+    let mut everywhere: Vec<&str> = Vec::new();
+    for (f, _) in all.clone() {
+        let lacking = all.clone().any(|(g, yes)| g == f && !yes);
+        let list = if lacking { &mut cols } else { &mut everywhere };
+        if !COLUMNS.contains(&f.as_str()) && !list.contains(&f.as_str()) {
+            list.push(f);
         }
     }
-    let mut out = format!("| {} |\n|{}\n", cols.join(" | "), "---|".repeat(cols.len()));
+    let head = ["kernel", "uname -r", "suite", "time"].iter().chain(&cols);
+    let head: Vec<&str> = head.copied().collect();
+    let mut out = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
     for r in results {
         let value = |c: &&str| r.features.iter().find(|(f, _)| f == c).map(|f| yes_no(f.1));
-        let verdict = if r.passed { "pass" } else { "FAIL" };
-        let mut cells = vec![r.name.as_str(), r.version.as_str(), verdict];
-        cells.extend(cols[3..].iter().map(|c| value(c).unwrap_or("?")));
+        let (passed, failed) = r.tests;
+        let mut suite = if r.passed { "pass" } else { "FAIL" }.to_string();
+        if passed + failed > 0 {
+            suite += &format!(" ({passed}/{})", passed + failed);
+        }
+        let time = format!("{:.0} s", r.secs);
+        let mut cells = vec![r.name.as_str(), r.version.as_str(), &suite, &time];
+        cells.extend(cols.iter().map(|c| value(c).unwrap_or("?")));
         out += &format!("| {} |\n", cells.join(" | "));
+    }
+    if !everywhere.is_empty() {
+        out += &format!(
+            "\nOther features, `yes` wherever reported: {}.\n",
+            everywhere.join(", ")
+        );
     }
     for r in results.iter().filter(|r| !r.passed) {
         let lines: Vec<&str> = r.output.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n    ");
-        out += &format!("\n- {} FAILED: {}\n    {tail}\n", r.name, r.summary);
+        let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n    ");
+        out += &format!("\n- {} FAILED: {}\n\n    {tail}\n", r.name, r.summary);
     }
     out
 }
 
-/// Stand-in payload until `connlife check --json` and the privileged suite run in the guest:
-/// reports tracepoints, BTF and bpffs, runs a dynamically linked host binary (`ss`, a sock_diag
-/// client, so this also proves the modules loaded) and a loopback TCP round trip with nc.
-pub fn probe_payload() -> GuestPayload {
-    let command = r#"
-for tp in sock/inet_sock_set_state sock/sock_send_length sock/sock_recv_length \
-          syscalls/sys_enter_close sched/sched_process_exit; do
-  [ -d /sys/kernel/tracing/events/$tp ] && echo "feature $tp yes" || echo "feature $tp no"
-done
-[ -f /sys/kernel/btf/vmlinux ] && echo "feature btf yes" || echo "feature btf no"
-grep -q ' /sys/fs/bpf bpf' /proc/mounts && echo "feature bpffs yes" || echo "feature bpffs no"
-nc -l -p 7777 > /tmp/got &
-sleep 1
-ss -tln | grep -q ':7777' && echo "feature sock_diag yes" || echo "feature sock_diag no"
-cat /proc/net/tcp
-echo ping | nc -w 2 127.0.0.1 7777
-sleep 1
-grep -q ping /tmp/got && echo "feature tcp_loopback yes" || echo "feature tcp_loopback no"
-"#;
-    let files = vec![(PathBuf::from("/usr/bin/ss"), "/usr/bin/ss".into())];
-    GuestPayload {
-        files,
-        command: command.into(),
-    }
+/// docs/kernel-matrix.md: the table with when and how it was measured.
+fn render_doc(table: &str, secs: f64) -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let date = date_utc(now.as_secs());
+    format!(
+        "# Kernel matrix
+
+Measured by `cargo xtask test-kernels` on {date} (the whole matrix took {secs:.0} s). On every row, as
+root, `connlife check` printed the features and connlife's privileged suite (`connlife/tests/kernel.rs`,
+`--test-threads=1`) ran against the real eBPF programs: natively for `host`, and for each Debian kernel of
+`xtask/kernels.toml` in a QEMU guest (TCG, 2 vCPUs, 1 GiB, busybox initramfs) booted from that kernel
+package. `cargo xtask test` runs the same matrix after the host's own tests and fails when a row fails.
+
+- suite: pass or FAIL, with the tests passed out of those run. time: the whole row; a guest's includes
+  booting and powering off under emulation.
+- `use_counting` (bytes, last activity and exchanges counted in the kernel) needs the
+  `sock_send_length`/`sock_recv_length` tracepoints (Linux 6.3). Without them connlife reports bytes and
+  exchanges as null, and the suite asserts that degradation instead.
+- `exit_group_dead` is the `group_dead` field of `sched_process_exit` (Linux 6.16). Without it connlife
+  takes the exit of the group leader (pid == tgid) as the process's end.
+
+{table}"
+    )
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC), by the days-to-civil algorithm of
+/// <https://howardhinnant.github.io/date_algorithms.html>.
+fn date_utc(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn build_initramfs(dir: &Path, mods: &Path, payload: &GuestPayload, secs: u64) -> Result<PathBuf> {
@@ -433,10 +677,7 @@ fn add_file(stage: &Path, host: &Path, guest: &str) -> Result<()> {
     let ldd = Command::new("ldd").arg(host).output()?; // fails for a static binary: no output
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         ensure!(!line.contains("not found"), "{}: {line}", host.display());
-        let lib = line
-            .split("=>")
-            .last()
-            .and_then(|s| s.split_whitespace().next());
+        let lib = line.split("=>").last().and_then(|s| s.split_whitespace().next());
         if let Some(lib) = lib.filter(|p| p.starts_with('/')) {
             add_file(stage, Path::new(lib), lib)?;
         }
@@ -475,33 +716,18 @@ fn resolve_package(suite: Option<&str>, cache: &Path, pattern: &str) -> Result<S
 }
 
 /// Downloads `packages` and unpacks them all into `dir/root`, then stamps `dir` with `key`.
-fn unpack_debs(
-    suite: Option<&str>,
-    cache: &Path,
-    dir: &Path,
-    packages: &[&str],
-    key: &str,
-) -> Result<()> {
+fn unpack_debs(suite: Option<&str>, cache: &Path, dir: &Path, packages: &[&str], key: &str) -> Result<()> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir)?;
     let mut download = apt(suite, cache, "apt-get");
-    run(download
-        .args(["-q", "download"])
-        .args(packages)
-        .current_dir(dir))?;
+    run(download.args(["-q", "download"]).args(packages).current_dir(dir))?;
     for deb in fs::read_dir(dir)?.flatten().map(|e| e.path()) {
         if deb.extension().is_some_and(|e| e == "deb") {
-            run(Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(dir.join("root")))?;
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.join("root")))?;
             fs::remove_file(&deb)?;
         }
     }
-    fs::write(
-        dir.join("fetched"),
-        format!("{key}\n{}\n", packages.join(" ")),
-    )?;
+    fs::write(dir.join("fetched"), format!("{key}\n{}\n", packages.join(" ")))?;
     Ok(())
 }
 
@@ -518,19 +744,11 @@ fn apt(suite: Option<&str>, cache: &Path, tool: &str) -> Command {
         let dir = cache.join("apt").join(suite);
         let dir = fs::canonicalize(&dir).unwrap_or(dir); // apt-get download runs elsewhere
         let list = dir.join("sources.list");
-        cmd.arg("-o")
-            .arg(format!("Dir::Etc::SourceList={}", list.display()));
-        cmd.arg("-o")
-            .arg(format!("Dir::State::Lists={}/lists", dir.display()));
-        cmd.arg("-o")
-            .arg(format!("Dir::Cache={}/cache", dir.display()));
+        cmd.arg("-o").arg(format!("Dir::Etc::SourceList={}", list.display()));
+        cmd.arg("-o").arg(format!("Dir::State::Lists={}/lists", dir.display()));
+        cmd.arg("-o").arg(format!("Dir::Cache={}/cache", dir.display()));
         cmd.args(["-o", "Dir::Etc::SourceParts=/nonexistent"]);
-        cmd.args([
-            "-o",
-            "APT::Architectures=amd64",
-            "-o",
-            "Acquire::Languages=none",
-        ]);
+        cmd.args(["-o", "APT::Architectures=amd64", "-o", "Acquire::Languages=none"]);
     }
     cmd
 }
@@ -566,5 +784,90 @@ fn yes_no(v: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "kernel 5.10.0-32-cloud-amd64
+feature btf yes
+feature inet_sock_set_state yes
+feature sys_enter_close yes
+feature sock_send_length no
+feature use_counting no
+
+running 3 tests
+test a ... ok
+test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 40.1s
+";
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_committed_list_parses_with_one_host_row() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels.toml");
+        let list = load_list(&path).unwrap();
+        assert_eq!(list.iter().filter(|s| s.is_host()).count(), 1);
+        assert!(list.iter().all(|s| !s.expect.is_empty()), "{list:?}");
+    }
+
+    #[test]
+    fn a_run_passes_on_status_zero_and_every_expectation() {
+        let expect = strings(&["btf", "!use_counting", "inet_sock_set_state"]);
+        let r = result_from_output("k", "5.10", Some(0), OUTPUT, &expect);
+        assert!(r.passed, "{}", r.summary);
+        assert_eq!(r.tests, (3, 0));
+        assert_eq!(r.features[0], ("btf".to_string(), true));
+    }
+
+    #[test]
+    fn a_run_fails_on_failed_tests_status_or_a_missing_feature() {
+        let failed = OUTPUT.replace("ok. 3 passed; 0 failed", "FAILED. 2 passed; 1 failed");
+        let expect = strings(&["use_counting", "exit_group_dead"]);
+        let r = result_from_output("k", "5.10", Some(101), &failed, &expect);
+        assert!(!r.passed);
+        let want = "1 of 3 tests failed; exit status 101; use_counting: expected yes; exit_group_dead: not reported";
+        assert_eq!(r.summary, want);
+        let r = result_from_output("k", "5.10", None, "", &[]);
+        assert_eq!(r.summary, "no exit status (guest did not finish)");
+    }
+
+    #[test]
+    fn the_table_shows_fixed_columns_and_names_the_features_every_row_has() {
+        let ok = result_from_output("old", "5.10", Some(0), OUTPUT, &[]);
+        let bad = result_from_output("new", "6.12", Some(101), "feature sys_enter_close no\nboom", &[]);
+        let table = render_table(&[ok, bad]);
+        let mut lines = table.lines();
+        let head = "| kernel | uname -r | suite | time | inet_sock_set_state | sock_send_length | sock_recv_length \
+                    | use_counting | exit_group_dead | btf | sys_enter_close |";
+        assert_eq!(lines.next(), Some(head));
+        lines.next();
+        assert_eq!(
+            lines.next(),
+            Some("| old | 5.10 | pass (3/3) | 0 s | yes | no | ? | no | ? | yes | yes |")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("| new | 6.12 | FAIL | 0 s | ? | ? | ? | ? | ? | ? | no |")
+        );
+        assert!(table.contains("- new FAILED: exit status 101\n\n    feature sys_enter_close no\n    boom\n"));
+    }
+
+    #[test]
+    fn cargo_json_gives_the_executable() {
+        let line = r#"{"reason":"compiler-artifact","target":{"kind":["test"],"name":"kernel"},"executable":"/r/k-1","fresh":true}"#;
+        assert_eq!(json_string(line, "executable"), Some(PathBuf::from("/r/k-1")));
+        assert_eq!(json_string(r#"{"executable":null}"#, "executable"), None);
+    }
+
+    #[test]
+    fn dates_are_utc_days() {
+        assert_eq!(date_utc(0), "1970-01-01");
+        assert_eq!(date_utc(951_782_400), "2000-02-29");
+        assert_eq!(date_utc(1_795_564_799), "2026-11-24");
     }
 }

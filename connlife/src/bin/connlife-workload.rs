@@ -22,13 +22,8 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match a.as_slice() {
         ["demo"] => demo(),
-        ["server", mode, rest @ ..] => server(
-            mode == &"close",
-            rest.first().copied().unwrap_or("127.0.0.1:0"),
-        ),
-        ["client", mode, addr, count, interval, rest @ ..] => {
-            client(mode, addr, count, interval, rest)
-        }
+        ["server", mode, rest @ ..] => server(mode == &"close", rest.first().copied().unwrap_or("127.0.0.1:0")),
+        ["client", mode, addr, count, interval, rest @ ..] => client(mode, addr, count, interval, rest),
         ["hold", addr, count] => hold(addr, count),
         ["demo-client", keepalive, closing] => demo_client(keepalive, closing),
         _ => Err(USAGE.to_string()),
@@ -72,7 +67,12 @@ fn serve(mut s: TcpStream, close: bool) {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n{body}",
             body.len()
         );
-        if s.write_all(resp.as_bytes()).is_err() || close {
+        if s.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+        if close {
+            // Our FIN goes out now: the server closes first, whatever the client does next.
+            let _ = s.shutdown(std::net::Shutdown::Write);
             return;
         }
     }
@@ -80,10 +80,7 @@ fn serve(mut s: TcpStream, close: bool) {
 
 fn server(close: bool, addr: &str) -> Result<(), String> {
     let l = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
-    say(&format!(
-        "ready {}",
-        l.local_addr().map_err(|e| e.to_string())?
-    ));
+    say(&format!("ready {}", l.local_addr().map_err(|e| e.to_string())?));
     for s in l.incoming().flatten() {
         thread::spawn(move || serve(s, close));
     }
@@ -98,20 +95,18 @@ fn request(s: &mut TcpStream) -> std::io::Result<()> {
     while !got.ends_with(b"ok\n") {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         got.extend_from_slice(&buf[..n]);
+    }
+    // Like an HTTP client, read a `Connection: close` response to its end (the server's FIN).
+    if got.windows(17).any(|w| w == b"Connection: close") {
+        while s.read(&mut buf)? > 0 {}
     }
     Ok(())
 }
 
-fn client(
-    mode: &str,
-    addr: &str,
-    count: &str,
-    interval: &str,
-    rest: &[&str],
-) -> Result<(), String> {
+fn client(mode: &str, addr: &str, count: &str, interval: &str, rest: &[&str]) -> Result<(), String> {
     let addr: SocketAddr = addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
     let count: u64 = count.parse().map_err(|e| format!("count: {e}"))?;
     let interval = Duration::from_millis(interval.parse().map_err(|e| format!("interval: {e}"))?);
@@ -215,9 +210,7 @@ fn demo() -> Result<(), String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     say(&format!("pid {}", client.id()));
-    say(&format!(
-        "ready keep-alive server {ka}, closing server {ca}"
-    ));
+    say(&format!("ready keep-alive server {ka}, closing server {ca}"));
     // Start the client a moment later so a tracer attached on our first line sees it begin.
     thread::sleep(Duration::from_secs(2));
     if let Some(stdin) = client.stdin.as_mut() {

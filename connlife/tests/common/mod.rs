@@ -48,10 +48,7 @@ impl NetNs {
                 std::io::Error::last_os_error()
             );
             lo_up();
-            let fd = libc::open(
-                c"/proc/thread-self/ns/net".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            );
+            let fd = libc::open(c"/proc/thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
             assert!(fd >= 0, "open netns: {}", std::io::Error::last_os_error());
             OwnedFd::from_raw_fd(fd)
         })
@@ -99,12 +96,8 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
-        cmd.stdout(Stdio::piped())
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -193,10 +186,7 @@ impl Connlife {
         }
         cmd.args(extra);
         let proc = Proc::spawn(cmd, "connlife");
-        let mut c = Connlife {
-            proc,
-            seen: Vec::new(),
-        };
+        let mut c = Connlife { proc, seen: Vec::new() };
         c.wait_for(|v| v["type"] == "summary");
         c
     }
@@ -215,10 +205,7 @@ impl Connlife {
                         return v;
                     }
                 }
-                Err(e) => panic!(
-                    "connlife: no matching line ({e}); seen so far:\n{}",
-                    self.dump()
-                ),
+                Err(e) => panic!("connlife: no matching line ({e}); seen so far:\n{}", self.dump()),
             }
         }
     }
@@ -265,11 +252,30 @@ impl Connlife {
     }
 
     pub fn dump(&self) -> String {
-        self.seen
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Does this kernel count use (sock_send_length/sock_recv_length, 6.3+)? From `connlife check`.
+pub fn use_counting() -> bool {
+    static USE: OnceLock<bool> = OnceLock::new();
+    *USE.get_or_init(|| {
+        let out = Command::new(CONNLIFE).arg("check").output().expect("connlife check");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let yes = text.lines().any(|l| l == "feature use_counting yes");
+        if !yes {
+            eprintln!("this kernel lacks sock_send_length/sock_recv_length: asserting the documented degradation (bytes and exchanges null)");
+        }
+        yes
+    })
+}
+
+/// What connlife must report for a counted figure: the value, or null where not counted.
+pub fn counted(v: u64) -> Value {
+    if use_counting() {
+        Value::from(v)
+    } else {
+        Value::Null
     }
 }
 
@@ -277,6 +283,10 @@ impl Connlife {
 pub fn go_binary(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
+        // Prebuilt (the kernel matrix VM has no Go toolchain).
+        if let Some(dir) = std::env::var_os("CONNLIFE_GO_DIR") {
+            return PathBuf::from(dir);
+        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let out = root.join("target").join("go-workloads");
         std::fs::create_dir_all(&out).expect("mkdir target/go-workloads");

@@ -1,0 +1,158 @@
+//! The agent with a real Prometheus (Debian's `prometheus`) scraping it on loopback while a
+//! real Go client leaks CLOSE_WAIT sockets: the stuck-connection metric rises and the
+//! documented alert rule (deploy/prometheus/connlife-alerts.yml) fires.
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Instant query through Prometheus' HTTP API; the sum of the result vector (None if empty).
+fn prom_value(port: u16, query: &str) -> Option<f64> {
+    let (_, body) = http_get(port, &format!("/api/v1/query?query={}", encode(query)))?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let result = v["data"]["result"].as_array()?;
+    if result.is_empty() {
+        return None;
+    }
+    Some(
+        result
+            .iter()
+            .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
+    require_root();
+    let (agent_port, prom_port) = (free_port(), free_port());
+    let mut cmd = Command::new(CONNLIFE);
+    cmd.args([
+        "agent",
+        "--listen",
+        &format!("127.0.0.1:{agent_port}"),
+        "--interval",
+        "1s",
+    ]);
+    cmd.args(["--close-wait-after", "2s", "--idle-after", "1h", "--top-n", "100"]);
+    let agent = Proc::spawn(cmd, "agent");
+    until("agent /healthz", || {
+        http_get(agent_port, "/healthz").filter(|(s, _)| *s == 200)
+    });
+
+    // Prometheus with the documented rules, `for:` shortened so the test does not wait 10 min.
+    let dir = std::env::temp_dir().join(format!("connlife-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules_src = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/connlife-alerts.yml");
+    let rules = std::fs::read_to_string(rules_src).expect("deploy/prometheus/connlife-alerts.yml");
+    let fast: String = rules
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("for:") {
+                "    for: 1s"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("rules.yml"), fast).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: connlife\n    static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n"
+        ),
+    )
+    .unwrap();
+    let mut prom = Command::new("prometheus");
+    prom.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+    let _prom = Proc::spawn(prom, "prometheus");
+    until("prometheus to scrape the agent", || {
+        prom_value(prom_port, "up{job=\"connlife\"}").filter(|v| *v == 1.0)
+    });
+
+    let ns = NetNs::new();
+    let mut server = ns.command(go_binary("server").to_str().unwrap());
+    server.args(["-mode", "close"]);
+    let server = Proc::spawn(server, "go-server");
+    let addr = ready_addr(&server);
+    let query = "sum(connlife_stuck_connections{kind=\"close_wait_stuck\",comm=\"client\"})";
+    assert_eq!(
+        prom_value(prom_port, query).unwrap_or(0.0),
+        0.0,
+        "nothing stuck before the leak"
+    );
+    let mut client = ns.command(go_binary("client").to_str().unwrap());
+    client.args([
+        "-url",
+        &format!("http://{addr}/"),
+        "-mode",
+        "body-not-closed",
+        "-count",
+        "4",
+    ]);
+    client.args(["-interval", "100ms", "-hold", "-1s"]);
+    let _client = Proc::spawn(client, "go-client");
+
+    let stuck = until("the stuck metric to reach 4", || {
+        prom_value(prom_port, query).filter(|v| *v >= 4.0)
+    });
+    assert_eq!(stuck, 4.0);
+    let alert = until("ConnlifeCloseWaitStuck to fire", || {
+        let (_, body) = http_get(prom_port, "/api/v1/alerts")?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "ConnlifeCloseWaitStuck" && a["state"] == "firing")
+            .cloned()
+    });
+    assert_eq!(alert["labels"]["comm"], "client", "{alert}");
+    let lost = prom_value(prom_port, "sum(connlife_lost_events_total)").expect("lost events exported");
+    assert_eq!(lost, 0.0, "no events lost at this rate");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(dir);
+}
