@@ -830,6 +830,13 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_costs_a_known_bounded_size() {
+        let bytes = Model::bytes_per_conn();
+        eprintln!("model: about {bytes} bytes per live connection");
+        assert!(bytes < 1024, "{bytes}");
+    }
+
+    #[test]
     fn eviction_is_counted_and_bounded() {
         let mut m = Model::new(3, true);
         for i in 0..10u64 {
