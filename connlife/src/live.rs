@@ -23,6 +23,23 @@ use crate::{
     snapshot,
 };
 
+/// Processes whose comm is one of `comms` (the kernel's 15-character name).
+fn pids_with_comm(comms: &[String]) -> Vec<u32> {
+    if comms.is_empty() {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comms.iter().any(|c| c.get(..15).unwrap_or(c) == comm.trim_end())
+        })
+        .collect()
+}
+
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -262,7 +279,16 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     if !tracer.features.use_counting {
         eprintln!("connlife: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): exchanges are unknown, established_unreused is off");
     }
-    let pids = (!filter.pids.is_empty()).then_some(filter.pids.as_slice());
+    // --comm: the processes running now under those names are traced from their snapshot on.
+    let mut wanted = filter.pids.clone();
+    for pid in pids_with_comm(&filter.comms) {
+        if !wanted.contains(&pid) {
+            tracer.add_pid(pid)?;
+            feed(&mut session, &mut sink, Input::Track { pid, now_ns: start })?;
+            wanted.push(pid);
+        }
+    }
+    let pids = (!filter.is_all()).then_some(wanted.as_slice());
     let sockets = snapshot_into(&mut tracer, pids, start)?;
     feed(&mut session, &mut sink, Input::Snapshot { now_ns: start, sockets })?;
     let fds = fd_samples(&session, start);
@@ -292,7 +318,15 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
                 r?;
                 for item in batch.drain(..) {
                     match item {
-                        Ok(event) => feed(&mut session, &mut sink, Input::Event { event })?,
+                        Ok(event) => {
+                            // --comm: a matching process becomes one we report on.
+                            if let Some(pid) = event.tgid.filter(|p| !session.pids().contains(p)) {
+                                if args.comms.iter().any(|c| c.get(..15).unwrap_or(c) == event.comm) {
+                                    feed(&mut session, &mut sink, Input::Track { pid, now_ns: event.ts_ns })?;
+                                }
+                            }
+                            feed(&mut session, &mut sink, Input::Event { event })?
+                        }
                         Err(e) => {
                             decode_errors += 1;
                             log::warn!("corrupt ring-buffer record: {e}");
@@ -368,7 +402,7 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
             }
             Input::Event { event } => last_ns = last_ns.max(event.ts_ns),
             Input::End { .. } => ended = true,
-            Input::Start { .. } => {}
+            Input::Start { .. } | Input::Track { .. } => {}
         }
         let out: Vec<Output> = session
             .apply(&input)

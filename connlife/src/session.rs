@@ -23,6 +23,11 @@ pub enum Input {
         close_wait_after_ns: u64,
         idle_after_ns: u64,
     },
+    /// A process matched by --comm, reported on from now (fd readings, post-mortem).
+    Track {
+        pid: u32,
+        now_ns: u64,
+    },
     Snapshot {
         now_ns: u64,
         sockets: Vec<SeenSocket>,
@@ -275,6 +280,13 @@ impl Session {
             Input::Snapshot { now_ns, sockets } => {
                 let changes = self.model.apply_snapshot(sockets, *now_ns);
                 self.opened += changes.len() as u64;
+                Vec::new()
+            }
+            Input::Track { pid, now_ns } => {
+                if !self.pids.contains(pid) {
+                    self.pids.push(*pid);
+                    self.procs.entry(*pid).or_default().first_ns = *now_ns;
+                }
                 Vec::new()
             }
             Input::Event { event } => {
