@@ -552,13 +552,13 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
     let info = match SOCKS.get_ptr_mut(&sk) {
         Some(info) => info,
         None => {
-            // First sight of a socket opened before we attached: the sender is its owner.
+            // First sight of a socket opened before we attached: the sender is its owner, so
+            // an unwanted sender ends it here, before any kernel read (this is the hot path).
             let tgid = current_tgid();
-            let info = match adopt_preseeded(sk) {
-                Some(info) => info,
-                None if wanted(tgid) => new_info(tgid, -1, ROLE_UNKNOWN, sock_netns(sk)),
-                None => return None,
-            };
+            if !wanted(tgid) {
+                return None;
+            }
+            let info = adopt_preseeded(sk).unwrap_or_else(|| new_info(tgid, -1, ROLE_UNKNOWN, sock_netns(sk)));
             insert_sock(sk, &info);
             let mut ev = blank_event(EventKind::Claim, tgid);
             fill_owner(&mut ev, &info);
