@@ -98,6 +98,9 @@ struct Shared {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    // Handlers first: SIGTERM during start-up still stops gracefully.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let filter = Filter {
         pids: Vec::new(),
         comms: args.comms.clone(),
@@ -147,8 +150,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         attached_programs: tracer.attached.len() as u64,
         ..Default::default()
     };
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_interval = 0u64;
     let mut batch = Vec::new();

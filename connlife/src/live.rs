@@ -255,6 +255,9 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         pids: args.pids.clone(),
         comms: args.comms.clone(),
     };
+    // Handlers first: a Ctrl-C right after the start-up view must give the report, not kill us.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let mut tracer = Tracer::load(&filter)?;
     let mut events = tracer.take_events()?;
     let mut sink = Sink::new(args.json, args.record.as_deref())?;
@@ -305,8 +308,6 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         session.model.len()
     );
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_summary = start;
     let deadline = args.duration.map(|d| start + d.as_nanos() as u64);

@@ -352,7 +352,7 @@ impl Model {
                 None => return,
             },
         };
-        self.learn_local_port(id, ev);
+        self.learn_tuple(id, ev);
         let conn = self.conns.get_mut(&id).expect("indexed");
         merge_owner(&mut conn.owner, event_owner(ev).as_ref());
         absorb_use(conn, ev.sock_use);
@@ -383,22 +383,30 @@ impl Model {
         }
     }
 
-    /// At SYN_SENT the kernel has not picked the local port yet (it shows :0); take the real
-    /// one from the next event and re-key the tuple index.
-    fn learn_local_port(&mut self, id: ConnId, ev: &KernelEvent) {
-        let Some(local) = ev.local else { return };
-        let Some(conn) = self.conns.get_mut(&id) else {
+    /// Complete a connection's tuple from a later event: at SYN_SENT the kernel has not picked
+    /// the local port yet (it shows :0), and before 6.x the first event of an accepted socket
+    /// (LISTEN -> SYN_RECV) still carries the listener's addresses (remote 0.0.0.0:0).
+    fn learn_tuple(&mut self, id: ConnId, ev: &KernelEvent) {
+        let (Some(local), Some(remote)) = (ev.local, ev.remote) else {
             return;
         };
-        if conn.local.port() != 0 || local.port() == 0 {
-            return;
-        }
+        let Some(conn) = self.conns.get_mut(&id) else { return };
         let old = (conn.netns, conn.local, conn.remote);
-        conn.local = local;
-        if self.by_tuple.get(&old) == Some(&id) {
-            self.by_tuple.remove(&old);
+        if conn.local.port() == 0 && local.port() != 0 {
+            conn.local = local;
         }
-        self.by_tuple.insert((conn.netns, conn.local, conn.remote), id);
+        if conn.remote.port() == 0 && remote.port() != 0 && conn.state != TcpState::Listen {
+            conn.remote = remote;
+        }
+        let new = (conn.netns, conn.local, conn.remote);
+        if new != old {
+            if self.by_tuple.get(&old) == Some(&id) {
+                self.by_tuple.remove(&old);
+            }
+            if tuple_complete(&new, conn.state) {
+                self.by_tuple.insert(new, id);
+            }
+        }
     }
 
     fn tuple_of(&self, ev: &KernelEvent) -> Option<TupleKey> {
@@ -415,7 +423,14 @@ impl Model {
             self.unmatched += 1;
             return None;
         };
-        if let Some(&id) = self.by_tuple.get(&key) {
+        // A birth is a new socket: never the snapshot's (nor a listener sharing its tuple).
+        let birth = ev.kind == Kind::State
+            && matches!(
+                (ev.old_state, ev.new_state),
+                (Some(TcpState::Close), Some(TcpState::SynSent | TcpState::Listen))
+                    | (Some(TcpState::Listen), Some(TcpState::SynRecv))
+            );
+        if let Some(&id) = self.by_tuple.get(&key).filter(|_| !birth) {
             let conn = self.conns.get_mut(&id).expect("indexed");
             if conn.sk.is_none() {
                 conn.sk = Some(ev.sk);
@@ -464,7 +479,10 @@ impl Model {
         if let Some(sk) = conn.sk {
             self.by_sk.insert(sk, id);
         }
-        self.by_tuple.insert((conn.netns, conn.local, conn.remote), id);
+        let key = (conn.netns, conn.local, conn.remote);
+        if tuple_complete(&key, conn.state) {
+            self.by_tuple.insert(key, id);
+        }
         self.conns.insert(id, conn);
         id
     }
@@ -547,6 +565,12 @@ impl Model {
         });
         changes
     }
+}
+
+/// Only complete tuples identify a connection: a connecting socket shows local port 0 and an
+/// accepted one may briefly show the listener's remote 0.0.0.0:0.
+fn tuple_complete(key: &TupleKey, state: TcpState) -> bool {
+    key.1.port() != 0 && (key.2.port() != 0 || state == TcpState::Listen)
 }
 
 fn event_owner(ev: &KernelEvent) -> Option<Owner> {
@@ -827,6 +851,53 @@ mod tests {
         };
         assert_eq!(m.reconcile(&[still], 100), 1);
         assert!(m.by_sk(1).is_none() && m.by_sk(2).is_some());
+    }
+
+    #[test]
+    fn concurrent_connects_with_unassigned_local_port_stay_apart() {
+        let mut m = Model::new(0, true);
+        let r = "10.0.0.1:80";
+        m.apply(&state(10, 1, Some(100), Close, SynSent, "10.0.0.2:0", r));
+        m.apply(&state(11, 2, Some(100), Close, SynSent, "10.0.0.2:0", r));
+        assert_eq!((m.len(), m.closed.len()), (2, 0));
+        m.apply(&state(12, 1, Some(100), SynSent, Established, "10.0.0.2:5000", r));
+        m.apply(&state(13, 2, Some(100), SynSent, Established, "10.0.0.2:5001", r));
+        assert_eq!(m.by_sk(1).unwrap().local, addr("10.0.0.2:5000"));
+        assert_eq!(m.by_sk(2).unwrap().local, addr("10.0.0.2:5001"));
+    }
+
+    /// Before 6.x the first event of an accepted socket carries the listener's tuple.
+    #[test]
+    fn accepted_child_with_listener_tuple_does_not_take_over_the_listener() {
+        let mut m = Model::new(0, true);
+        let listener = SeenSocket {
+            netns: 1,
+            local: addr("10.0.0.1:80"),
+            remote: addr("0.0.0.0:0"),
+            state: Listen,
+            role: Role::Listener,
+            owner: Some(Owner {
+                tgid: 7,
+                comm: "srv".into(),
+                fd: Some(3),
+            }),
+            usage: Use::default(),
+        };
+        m.apply_snapshot(&[listener], 0);
+        m.apply(&state(10, 9, None, Listen, SynRecv, "10.0.0.1:80", "0.0.0.0:0"));
+        m.apply(&state(
+            11,
+            9,
+            None,
+            SynRecv,
+            Established,
+            "10.0.0.1:80",
+            "10.0.0.2:5000",
+        ));
+        assert_eq!(m.len(), 2, "listener and child");
+        let child = m.by_sk(9).unwrap();
+        assert_eq!((child.remote, child.path.len()), (addr("10.0.0.2:5000"), 2));
+        assert!(m.conns().any(|c| c.state == Listen && c.sk.is_none()));
     }
 
     #[test]
