@@ -1,48 +1,53 @@
 //! `cargo xtask bench`: what a tracer costs a TCP connection churn, side by side in one run.
 //!
-//! The churn runs in a child process (target/release/xtask bench --churn-child): N client threads
-//! connect to a loopback server pool in the same process, send 32 bytes, read 32 back and close,
-//! for a fixed time. Every configuration (nothing attached, connlife's in-kernel `floor` counter,
-//! connlife on all processes and on the churn's pid, libbpf-tools tcpstates and tcplife) runs once
-//! per round, each round in a rotated order so that drift spreads over all of them. The churn
-//! child is started paused, the tracer attaches, then the churn runs; the tracer is stopped with
-//! SIGINT while the churn child still lives (connlife stops by itself when its pids exit).
-//! A benchmark: it prints numbers and asserts nothing about them.
+//! The churn runs in a child process (`target/release/xtask bench --child churn`): N client threads
+//! connect to a loopback server pool in the same process, send 32 bytes, read 32 back and close
+//! (client first), for a fixed time. Every configuration (nothing attached, connlife's in-kernel
+//! `floor` counter, connlife on all processes and on the churn's pid, libbpf-tools tcpstates and
+//! tcplife) runs once per round, each round in a rotated order so that drift spreads over all of
+//! them. The churn child starts paused, the tracer attaches, the churn runs, and the tracer is
+//! stopped with SIGINT while the churn child still lives (connlife stops by itself when its pids
+//! exit, without a final summary). A benchmark: it prints numbers and asserts nothing about them.
+//! Every child is killed when its handle drops (errors included) and shares our process group,
+//! so a Ctrl-C reaches them all.
 //!
 //! `--memory` measures connlife's resident memory per tracked connection instead: K idle
-//! connections held by `connlife-workload hold` processes (at most 25,000 each, one loopback
-//! listener of this process per holder, so each stays within the ephemeral port range).
+//! connections held by `connlife-workload hold` processes, each against its own `--child sink`
+//! (accepts and keeps). Both sides need one fd per connection, so they are split into chunks that
+//! fit RLIMIT_NOFILE's hard limit (raising it needs CAP_SYS_RESOURCE) and the ephemeral port range.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::ValueEnum;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
-const TCPSTATES: &str = "/usr/sbin/tcpstates";
-const TCPLIFE: &str = "/usr/sbin/tcplife";
-/// connlife events per churned connection: 5 state changes per end, 1 accept, 2 fd closes,
+/// connlife events per churned connection: 5 state changes at each end, 1 accept, 2 fd closes,
 /// 2 exchanges. The listener's own changes happen before the tracer attaches.
 const CONNLIFE_PER_CONN: u64 = 15;
-/// State changes per connection (both ends), what the floor counter should see.
+/// State changes per connection (both ends): what the floor counter should count.
 const STATES_PER_CONN: u64 = 10;
-const HOLD_CHUNK: usize = 25_000;
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const SUMMARY: &str = r#"{"type":"summary""#;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Churn time per configuration and round.
     #[arg(long, default_value_t = 5)]
     seconds_per_round: u64,
+    /// Rounds, each running every configuration once (after one discarded warm-up churn).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Churn client threads (as many server threads answer them).
     #[arg(long, default_value_t = 2)]
     clients: usize,
+    /// Only these configurations (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    configs: Vec<Config>,
     /// Measure connlife's memory per tracked connection instead of the churn.
     #[arg(long)]
     memory: bool,
@@ -53,25 +58,32 @@ pub struct Args {
     #[arg(long)]
     no_build: bool,
     #[arg(long, hide = true)]
-    churn_child: bool,
+    child: Option<String>,
 }
 
 pub fn bench(root: &Path, args: Args) -> Result<()> {
-    if args.churn_child {
-        return churn_child(args.clients, args.seconds_per_round);
+    match args.child.as_deref() {
+        Some("churn") => return churn_child(args.clients, args.seconds_per_round),
+        Some("sink") => return sink_child(),
+        Some(other) => bail!("unknown bench child {other}"),
+        None => {}
     }
     ensure!(crate::setup::is_root(), "the bench loads eBPF programs: run it as root");
     crate::setup::setup_for_run().context("setup")?;
     if !args.no_build {
         crate::cargo(root, &["build", "--release", "-p", "connlife", "-p", "xtask"], &[])?;
     }
-    let release = root.join("target/release");
-    let dir = root.join("target/bench");
+    let (release, dir) = (root.join("target/release"), root.join("target/bench"));
     fs::create_dir_all(&dir).context("creating target/bench")?;
-    if args.memory {
-        memory(&release, &dir, &args.memory_conns)
-    } else {
-        churn(&release, &dir, &args)
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "{} cpus, /proc/loadavg {}",
+        thread::available_parallelism()?,
+        load.trim()
+    );
+    match args.memory {
+        true => memory(&release, &dir, &args.memory_conns),
+        false => churn(&release, &dir, &args),
     }
 }
 
@@ -80,9 +92,7 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
+        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
@@ -92,13 +102,24 @@ impl Proc {
         let what = cmd.get_program().to_string_lossy().into_owned();
         Ok(Proc(cmd.spawn().with_context(|| format!("starting {what}"))?))
     }
-    fn pid(&self) -> u32 {
-        self.0.id()
+
+    /// Polls `ready` until it holds, failing if the process exits or `secs` pass.
+    fn wait_for(&mut self, what: &str, secs: u64, mut ready: impl FnMut() -> bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !ready() {
+            if let Some(status) = self.0.try_wait()? {
+                bail!("exited ({status}) before {what}");
+            }
+            ensure!(Instant::now() < deadline, "no {what} after {secs} s");
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
     }
-    /// SIGINT, then up to 15 s to finish its report, then SIGKILL.
+
+    /// SIGINT, then up to 15 s to print its report (SIGKILL on drop after that).
     fn interrupt(&mut self) -> Result<()> {
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGINT) };
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.0.try_wait()?.is_none() {
             ensure!(Instant::now() < deadline, "no exit 15 s after SIGINT");
@@ -106,40 +127,73 @@ impl Proc {
         }
         Ok(())
     }
+
+    /// Its stdout's lines, read on a thread so that waiting for one can time out.
+    fn lines(&mut self) -> Result<Receiver<String>> {
+        let out = self.0.stdout.take().context("no stdout pipe")?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(|l| l.ok())
+                .try_for_each(|l| tx.send(l))
+        });
+        Ok(rx)
+    }
 }
 
-/// Lines of a child's pipe, read on a thread (so waiting for one can time out).
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(|l| l.ok()) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
+/// The rest of the first line starting with `prefix`.
 fn next_line(rx: &Receiver<String>, prefix: &str, timeout: Duration) -> Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).map_err(|e| anyhow::anyhow!("{e}"));
-        let line = line.with_context(|| format!("waiting for a `{prefix}` line"))?;
-        if line.starts_with(prefix) {
-            return Ok(line);
+        let line = rx
+            .recv_timeout(left)
+            .map_err(|e| anyhow!("waiting for a `{prefix}` line: {e}"))?;
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return Ok(rest.trim().to_string());
         }
     }
 }
 
 fn shell_line(cmd: &Command) -> String {
-    let args = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
-    let prog = cmd.get_program().to_string_lossy().into_owned();
-    std::iter::once(prog).chain(args).collect::<Vec<_>>().join(" ")
+    let args = cmd.get_args().map(|a| a.to_string_lossy());
+    std::iter::once(cmd.get_program().to_string_lossy())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn piped(cmd: &mut Command) -> &mut Command {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped())
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard one; returns it.
+fn raise_nofile() -> libc::rlim_t {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls only read or write the struct passed; async-signal-safe (pre_exec).
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+    }
+    rl.rlim_max
+}
+
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    Ok(out.flush()?)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The churn child
+// Children: the churn and the sink
 
+/// `ready ADDR`, waits for a line, churns for `secs`, prints `done CONNS FAILED SECONDS`, then
+/// lives on until its stdin closes.
 fn churn_child(clients: usize, secs: u64) -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the churn server")?;
     let addr = listener.local_addr()?;
@@ -147,27 +201,19 @@ fn churn_child(clients: usize, secs: u64) -> Result<()> {
         let l = listener.try_clone()?;
         thread::spawn(move || serve(l));
     }
-    let say = |line: String| -> Result<()> {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
-        Ok(out.flush()?)
-    };
-    say(format!("ready {addr}"))?;
-    let mut go = String::new();
-    std::io::stdin().read_line(&mut go)?;
+    say(&format!("ready {addr}"))?;
+    std::io::stdin().read_line(&mut String::new())?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let workers: Vec<_> = (0..clients)
         .map(|_| thread::spawn(move || client(addr, deadline)))
         .collect();
-    let (mut conns, mut errors) = (0, 0);
+    let (mut conns, mut failed) = (0, 0);
     for w in workers {
-        let (c, e) = w.join().expect("churn client panicked");
-        (conns, errors) = (conns + c, errors + e);
+        let (c, f) = w.join().expect("churn client panicked");
+        (conns, failed) = (conns + c, failed + f);
     }
-    let took = started.elapsed().as_secs_f64();
-    say(format!("done {conns} {errors} {took:.6}"))?;
-    // Stay alive (and traced) until the parent has stopped the tracer: EOF on stdin.
+    say(&format!("done {conns} {failed} {:.6}", started.elapsed().as_secs_f64()))?;
     std::io::stdin().read_to_end(&mut Vec::new())?;
     Ok(())
 }
@@ -184,25 +230,40 @@ fn serve(l: TcpListener) {
 
 /// Connections completed and failed until `deadline`.
 fn client(addr: SocketAddr, deadline: Instant) -> (u64, u64) {
-    let (mut ok, mut errors) = (0, 0);
+    let (mut ok, mut failed) = (0, 0);
     let mut buf = [b'x'; 32];
     while Instant::now() < deadline {
         let r = TcpStream::connect(addr).and_then(|mut s| {
             s.write_all(&buf)?;
             s.read_exact(&mut buf)
         });
-        match r {
-            Ok(()) => ok += 1,
-            Err(_) => errors += 1,
-        }
+        *(if r.is_ok() { &mut ok } else { &mut failed }) += 1;
     }
-    (ok, errors)
+    (ok, failed)
+}
+
+/// `ready ADDR`, then accepts and keeps every connection until its stdin closes.
+fn sink_child() -> Result<()> {
+    raise_nofile();
+    let l = TcpListener::bind("127.0.0.1:0").context("binding the sink")?;
+    say(&format!("ready {}", l.local_addr()?))?;
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            match s {
+                Ok(s) => held.push(s),
+                Err(e) => return eprintln!("sink: accept: {e} after {} connections", held.len()),
+            }
+        }
+    });
+    std::io::stdin().read_to_end(&mut Vec::new())?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Overhead rounds
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Config {
     Baseline,
     Floor,
@@ -212,66 +273,50 @@ enum Config {
     Tcplife,
 }
 
+use Config::*;
+
 impl Config {
-    const ALL: [Config; 6] = [
-        Config::Baseline,
-        Config::Floor,
-        Config::ConnlifeAll,
-        Config::ConnlifePid,
-        Config::Tcpstates,
-        Config::Tcplife,
-    ];
-    fn name(self) -> &'static str {
-        match self {
-            Config::Baseline => "baseline",
-            Config::Floor => "floor",
-            Config::ConnlifeAll => "connlife-all",
-            Config::ConnlifePid => "connlife-pid",
-            Config::Tcpstates => "tcpstates",
-            Config::Tcplife => "tcplife",
-        }
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
-    fn is_connlife(self) -> bool {
-        matches!(self, Config::ConnlifeAll | Config::ConnlifePid)
-    }
-    /// The tracer's command (stdout and stderr not set yet); None for the baseline.
+
+    /// The tracer's command (stdio not set yet); None for the baseline.
     fn command(self, connlife: &Path, churn_pid: &str) -> Option<Command> {
-        let mut cmd = Command::new(match self {
-            Config::Baseline => return None,
-            Config::Tcpstates => Path::new(TCPSTATES),
-            Config::Tcplife => Path::new(TCPLIFE),
-            _ => connlife,
-        });
-        match self {
-            Config::Floor => cmd.arg("floor"),
-            Config::ConnlifeAll => cmd.args(["--json", "--interval", "1s"]),
-            Config::ConnlifePid => cmd.args(["--json", "--interval", "1s", "--pid", churn_pid]),
-            _ => &mut cmd,
+        let (bin, args): (&Path, &[&str]) = match self {
+            Baseline => return None,
+            Floor => (connlife, &["floor"]),
+            ConnlifeAll => (connlife, &["--json", "--interval", "1s"]),
+            ConnlifePid => (connlife, &["--json", "--interval", "1s", "--pid", churn_pid]),
+            Tcpstates => (Path::new("/usr/sbin/tcpstates"), &[]),
+            Tcplife => (Path::new("/usr/sbin/tcplife"), &[]),
         };
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
         Some(cmd)
     }
-    /// Why it cannot run here, if it cannot.
-    fn unavailable(self, connlife: &Path) -> Option<String> {
-        let bin = match self.command(connlife, "1") {
-            Some(cmd) => PathBuf::from(cmd.get_program()),
-            None => return None,
-        };
-        if !bin.is_file() {
-            return Some(format!("{} not found", bin.display()));
+
+    /// Events it should count for `conns` churned connections, if it counts them.
+    fn expected(self, conns: u64) -> Option<u64> {
+        match self {
+            Floor => Some(STATES_PER_CONN * conns),
+            ConnlifeAll | ConnlifePid => Some(CONNLIFE_PER_CONN * conns),
+            _ => None,
         }
-        let floor = Command::new(connlife).args(["floor", "--help"]).output();
-        (self == Config::Floor && !floor.is_ok_and(|o| o.status.success()))
-            .then(|| "not available: connlife has no `floor` subcommand".to_string())
     }
 }
 
 struct Sample {
     config: Config,
     conns: u64,
-    errors: u64,
+    /// Connections that failed (connect, write or read).
+    failed: u64,
     secs: f64,
-    /// Events received, expected, lost (connlife: kernel drops + decode errors).
-    events: Option<(u64, u64, Option<u64>)>,
+    /// Events received while attached and lost (connlife: kernel drops + decode errors).
+    events: Option<(u64, Option<u64>)>,
+    /// CPU seconds (user + system) the tracer process used, start-up included.
+    tracer_cpu: Option<f64>,
 }
 
 impl Sample {
@@ -282,185 +327,192 @@ impl Sample {
 
 fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     let connlife = release.join("connlife");
-    let xtask = release.join("xtask");
-    ensure!(xtask.is_file(), "{} is missing (drop --no-build)", xtask.display());
-    let secs = args.seconds_per_round.to_string();
-    let mut churn_cmd = Command::new(&xtask);
-    churn_cmd.args(["bench", "--churn-child", "--seconds-per-round", &secs]);
-    churn_cmd.args(["--clients", &args.clients.to_string()]);
-    println!("churn: {}  (paused until the tracer is ready)", shell_line(&churn_cmd));
-    let mut configs = Vec::new();
-    let mut missing = Vec::new();
-    for c in Config::ALL {
-        match c.unavailable(&connlife) {
-            Some(why) => missing.push((c, why)),
-            None => configs.push(c),
-        }
-        if let Some(cmd) = c.command(&connlife, "<churn pid>") {
-            println!("{:<13} {}", c.name(), shell_line(&cmd));
+    let (secs, clients) = (args.seconds_per_round, args.clients);
+    let mut churn_cmd = Command::new(release.join("xtask"));
+    churn_cmd.args(format!("bench --child churn --seconds-per-round {secs} --clients {clients}").split(' '));
+    println!(
+        "churn         {}  (paused until the tracer is ready)",
+        shell_line(&churn_cmd)
+    );
+    let wanted = if args.configs.is_empty() {
+        Config::value_variants()
+    } else {
+        &args.configs[..]
+    };
+    let (mut configs, mut missing) = (Vec::new(), Vec::new());
+    for &c in wanted {
+        let Some(cmd) = c.command(&connlife, "<churn pid>") else {
+            configs.push(c);
+            continue;
+        };
+        println!("{:<13} {}", c.name(), shell_line(&cmd));
+        let bin = Path::new(cmd.get_program());
+        let help = || {
+            Command::new(bin)
+                .args(["floor", "--help"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !bin.is_file() {
+            missing.push((c, format!("not available: {} not found", bin.display())));
+        } else if c == Floor && !help() {
+            missing.push((c, "not available: connlife has no `floor` subcommand".to_string()));
+        } else {
+            configs.push(c);
         }
     }
+    println!();
+    let warm_up = churn_round(Baseline, &mut churn_cmd, &connlife, dir, secs).context("warm-up")?;
+    println!("warm-up  baseline      {:>7.0} conn/s  (discarded)", warm_up.rate());
     let mut samples = Vec::new();
-    for round in 0..args.rounds {
+    for round in 1..=args.rounds {
         let mut order = configs.clone();
-        order.rotate_left(round % configs.len());
-        for &c in &order {
-            let s = churn_round(c, &mut churn_cmd, &connlife, dir, args.seconds_per_round);
-            let s = s.with_context(|| format!("round {} of {}", round + 1, c.name()))?;
-            print!(
-                "round {} {:<13} {:>8.0} conn/s  {:>8} conns  {} errors",
-                round + 1,
-                c.name(),
-                s.rate(),
-                s.conns,
-                s.errors
-            );
-            if let Some((recv, expected, lost)) = s.events {
-                let per = recv as f64 / s.conns.max(1) as f64;
-                print!("  events {recv}/{expected} ({per:.2}/conn)");
-                if let Some(lost) = lost {
-                    print!("  lost {lost}");
-                }
+        order.rotate_left((round - 1) % configs.len().max(1));
+        for c in order {
+            let s = churn_round(c, &mut churn_cmd, &connlife, dir, secs)
+                .with_context(|| format!("round {round}, {}", c.name()))?;
+            let (name, rate, conns, took) = (c.name(), s.rate(), s.conns, s.secs);
+            print!("round {round}  {name:<13} {rate:>7.0} conn/s  {conns:>7} conns in {took:.2} s");
+            if let Some(cpu) = s.tracer_cpu {
+                print!("  tracer cpu {cpu:.2} s");
+            }
+            if s.failed > 0 {
+                print!("  ({} failed)", s.failed);
+            }
+            if let (Some((recv, lost)), Some(expected)) = (s.events, c.expected(conns)) {
+                print!(
+                    "  events {recv}/{expected} ({:.2}/conn)",
+                    recv as f64 / conns.max(1) as f64
+                );
+                lost.into_iter().for_each(|l| print!("  lost {l}"));
             }
             println!();
             samples.push(s);
         }
     }
+    let rounds = args.rounds;
     println!(
-        "\n{:<14} {:>10} {:>6}   {:<36} {:>8}",
-        "config", "conn/s", "ratio", "events recv/expected (per conn)", "lost"
+        "\nmedian of {rounds} rounds of {secs} s, {clients} client threads; events, lost: sums; tracer cpu: its user+sys seconds"
     );
-    println!(
-        "{:<14} {:>10} {:>6}   (median of {} rounds of {} s, {} clients)",
-        "", "", "", args.rounds, secs, args.clients
-    );
-    let base = median(&samples, Config::Baseline);
+    println!("config          conn/s  ratio   events recv/expected (per conn)      lost  tracer cpu s");
+    let rate = |c| median(&samples, c, |s| Some(s.rate())).unwrap_or(f64::NAN);
+    let base = rate(Baseline);
     for c in configs {
-        let rate = median(&samples, c);
-        let mut events = String::new();
-        let mut lost = String::new();
-        let mine: Vec<&Sample> = samples.iter().filter(|s| s.config == c).collect();
-        if let Some(&s) = mine.iter().max_by_key(|s| s.events.map(|e| e.0)) {
-            if let Some((recv, expected, l)) = s.events {
-                let per = recv as f64 / s.conns.max(1) as f64;
-                events = format!("{recv}/{expected} ({per:.2})");
-                lost = l.map(|l| l.to_string()).unwrap_or_default();
-            }
+        let (name, rate) = (c.name(), rate(c));
+        let cpu = median(&samples, c, |s| s.tracer_cpu)
+            .map(|t| format!("{t:.2}"))
+            .unwrap_or_default();
+        let (mut recv, mut conns, mut lost) = (0, 0, None::<u64>);
+        for s in samples.iter().filter(|s| s.config == c) {
+            let Some((r, l)) = s.events else { continue };
+            (recv, conns, lost) = (recv + r, conns + s.conns, l.map(|l| l + lost.unwrap_or(0)).or(lost));
         }
-        let ratio = rate / base;
-        println!("{:<14} {rate:>10.0} {ratio:>6.2}   {events:<36} {lost:>8}", c.name());
+        let per = recv as f64 / conns.max(1) as f64;
+        let events = c
+            .expected(conns)
+            .map(|e| format!("{recv}/{e} ({per:.2})"))
+            .unwrap_or_default();
+        let lost = lost.map(|l| l.to_string()).unwrap_or_default();
+        println!(
+            "{name:<13} {rate:>8.0} {:>6.2}   {events:<34} {lost:>6}  {cpu:>12}",
+            rate / base
+        );
     }
     for (c, why) in missing {
-        println!("{:<14} {why}", c.name());
+        println!("{:<13} {why}", c.name());
     }
-    println!("(events: the round with the most; connlife expects {CONNLIFE_PER_CONN}/conn, the floor {STATES_PER_CONN}/conn)");
+    println!("(per conn: connlife expects {CONNLIFE_PER_CONN}, the floor {STATES_PER_CONN}; connlife-all also sees the rest of the machine)");
     Ok(())
 }
 
-fn median(samples: &[Sample], c: Config) -> f64 {
-    let mut r: Vec<f64> = samples.iter().filter(|s| s.config == c).map(Sample::rate).collect();
+/// The median over `c`'s rounds of what `f` gives (None when it gives nothing).
+fn median(samples: &[Sample], c: Config, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+    let mut r: Vec<f64> = samples.iter().filter(|s| s.config == c).filter_map(f).collect();
     r.sort_by(f64::total_cmp);
-    match r.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => r[n / 2],
-        n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
-    }
+    let n = r.len();
+    (n > 0).then(|| (r[(n - 1) / 2] + r[n / 2]) / 2.0)
 }
 
 fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, secs: u64) -> Result<Sample> {
-    let mut churn = Proc::spawn(churn_cmd.stdin(Stdio::piped()).stdout(Stdio::piped()))?;
-    let out = lines(churn.0.stdout.take().context("churn stdout")?);
-    let mut go: ChildStdin = churn.0.stdin.take().context("churn stdin")?;
+    let mut churn = Proc::spawn(piped(churn_cmd))?;
+    let (out, mut go) = (churn.lines()?, churn.0.stdin.take().context("churn stdin")?);
     next_line(&out, "ready", Duration::from_secs(10))?;
-    let (out_path, err_path) = (
-        dir.join(format!("{}.out", c.name())),
-        dir.join(format!("{}.err", c.name())),
-    );
-    let mut tracer = match c.command(connlife, &churn.pid().to_string()) {
-        None => None,
-        Some(mut cmd) => {
-            let stdout = match c {
-                Config::Tcpstates | Config::Tcplife => Stdio::null(),
-                _ => fs::File::create(&out_path)?.into(),
-            };
-            cmd.stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(fs::File::create(&err_path)?);
-            let mut p = Proc::spawn(&mut cmd)?;
-            wait_ready(c, &mut p, &out_path, &err_path)?;
-            Some(p)
-        }
-    };
+    let (out_path, err_path) = (dir.join(c.name() + ".out"), dir.join(c.name() + ".err"));
+    let mut tracer = None;
+    if let Some(mut cmd) = c.command(connlife, &churn.0.id().to_string()) {
+        // tcpstates and tcplife print a line per event: to /dev/null, as one would run them.
+        let stdout = match c {
+            Tcpstates | Tcplife => Stdio::null(),
+            _ => fs::File::create(&out_path)?.into(),
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(fs::File::create(&err_path)?);
+        let p = tracer.insert(Proc::spawn(&mut cmd)?);
+        // Attached: connlife's first summary, the floor's `ready`, or (tcpstates, tcplife, whose
+        // header sits in a stdio buffer) a bpf_link among the tracer's fds.
+        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+        let pid = p.0.id();
+        let attached = p.wait_for("attaching", 60, || match c {
+            Floor => read(&err_path).lines().any(|l| l.trim() == "ready"),
+            ConnlifeAll | ConnlifePid => read(&out_path).contains(SUMMARY),
+            _ => has_bpf_link(pid),
+        });
+        attached.with_context(|| format!("{}: {}", c.name(), read(&err_path).trim()))?;
+        thread::sleep(Duration::from_millis(200));
+    }
     writeln!(go, "go")?;
     let done = next_line(&out, "done", Duration::from_secs(secs + 60))?;
-    let f: Vec<&str> = done.split_whitespace().collect();
-    let parse = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).context("bad `done` line");
-    let (conns, errors, took) = (parse(1)? as u64, parse(2)? as u64, parse(3)?);
-    let mut events = None;
+    let f: Vec<f64> = done.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    let [conns, failed, took] = f[..] else {
+        bail!("bad churn line `done {done}`")
+    };
+    let (mut events, mut tracer_cpu) = (None, None);
     if let Some(p) = tracer.as_mut() {
         thread::sleep(Duration::from_millis(300)); // the last events in flight
+        tracer_cpu = cpu_seconds(p.0.id());
         p.interrupt().with_context(|| format!("stopping {}", c.name()))?;
         let text = fs::read_to_string(&out_path).unwrap_or_default();
-        if c.is_connlife() {
-            let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(r#"{"type":"summary""#)).collect();
-            let (first, last) = (summaries.first(), summaries.last());
-            let get = |l: Option<&&str>, key| l.and_then(|l| json_u64(l, key));
-            let recv = get(last, "events").context("no final summary")? - get(first, "events").unwrap_or(0);
-            events = Some((recv, CONNLIFE_PER_CONN * conns, get(last, "lost_events")));
-        } else if c == Config::Floor {
-            let line = text.lines().find(|l| l.contains(r#""type":"floor""#));
-            let count = line.and_then(|l| json_u64(l, "count")).context("no floor count")?;
-            events = Some((count, STATES_PER_CONN * conns, None));
-        }
+        let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(SUMMARY)).collect();
+        let get = |l: Option<&&str>, key| l.and_then(|l| json_u64(l, key));
+        events = match c {
+            Floor => {
+                let line = text.lines().find(|l| l.contains(r#""type":"floor""#));
+                Some((line.and_then(|l| json_u64(l, "count")).context("no floor count")?, None))
+            }
+            ConnlifeAll | ConnlifePid => {
+                let last = get(summaries.last(), "events").context("no final summary")?;
+                let recv = last - get(summaries.first(), "events").unwrap_or(0);
+                Some((recv, get(summaries.last(), "lost_events")))
+            }
+            _ => None,
+        };
         let _ = fs::remove_file(&out_path);
     }
     drop(go); // EOF: the churn child exits
+    let (conns, failed) = (conns as u64, failed as u64);
     Ok(Sample {
         config: c,
         conns,
-        errors,
+        failed,
         secs: took,
         events,
+        tracer_cpu,
     })
 }
 
-/// Waits until the tracer is attached: connlife's first summary, the floor's `ready`, or a
-/// bpf_link among the fds of tcpstates/tcplife (their header sits in a stdio buffer).
-fn wait_ready(c: Config, p: &mut Proc, out: &Path, err: &Path) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
-        if let Some(status) = p.0.try_wait()? {
-            bail!(
-                "{} exited before it was ready ({status}): {}",
-                c.name(),
-                read(err).trim()
-            );
-        }
-        let ready = match c {
-            Config::Floor => read(err).lines().any(|l| l.trim() == "ready"),
-            _ if c.is_connlife() => read(out).contains(r#"{"type":"summary""#),
-            _ => has_bpf_link(p.pid()),
-        };
-        if ready {
-            thread::sleep(Duration::from_millis(200));
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{} not ready after {READY_TIMEOUT:?}",
-            c.name()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+/// utime + stime of a live process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let ticks: f64 = fields.next()?.parse::<f64>().ok()? + fields.next()?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
 }
 
 fn has_bpf_link(pid: u32) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten()
-        .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("bpf_link")))
+    let mut fds = fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten();
+    fds.any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("bpf_link")))
 }
 
 /// `"key":123` in a JSON line (the last occurrence: summaries end with their counters).
@@ -475,116 +527,88 @@ fn json_u64(line: &str, key: &str) -> Option<u64> {
 // Memory per tracked connection
 
 fn memory(release: &Path, dir: &Path, ks: &[usize]) -> Result<()> {
-    let (connlife, workload) = (release.join("connlife"), release.join("connlife-workload"));
-    let most = ks.iter().copied().max().unwrap_or(0);
-    // Our listeners keep the server ends; the holders inherit the limit.
-    let limit = (most + 8192) as libc::rlim_t;
-    let rl = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
-    // SAFETY: setrlimit reads a valid struct.
-    ensure!(
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } == 0,
-        "setrlimit(NOFILE, {limit})"
-    );
-    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    let mut addrs = Vec::new();
-    for _ in 0..most.div_ceil(HOLD_CHUNK).max(1) {
-        let l = TcpListener::bind("127.0.0.1:0")?;
-        addrs.push(l.local_addr()?);
-        let held = held.clone();
-        thread::spawn(move || l.incoming().flatten().for_each(|s| held.lock().unwrap().push(s)));
-    }
+    let (connlife, xtask) = (release.join("connlife"), release.join("xtask"));
+    let workload = release.join("connlife-workload");
+    // One fd per connection on each side, within the hard limit and the ephemeral port range.
+    let chunk = (raise_nofile().saturating_sub(1000) as usize).clamp(1000, 25_000);
     let args = ["--json", "--interval", "1s", "--idle-after", "1h"];
     println!(
         "connlife: {} {} --pid <holder pid>...",
         connlife.display(),
         args.join(" ")
     );
+    let hold = workload.display();
+    println!("holders:  {hold} hold <sink addr> <count>  (<= {chunk} each; RLIMIT_NOFILE soft raised to hard)");
     println!(
-        "holders:  {} hold <listener of this process> <count <= {HOLD_CHUNK}>",
-        workload.display()
+        "sinks:    {} bench --child sink  (one per holder: accepts and keeps)",
+        xtask.display()
     );
-    println!(
-        "\n{:>8} {:>12} {:>12} {:>12} {:>14} {:>12}",
-        "conns", "ESTABLISHED", "VmRSS", "VmHWM", "bytes/conn", "snapshot"
-    );
+    println!("\n  conns holders ESTABLISHED       VmRSS       VmHWM bytes/conn  snapshot");
     let mut base_rss = None;
-    for &k in std::iter::once(&0).chain(ks) {
-        let mut holders = Vec::new();
-        let mut pids = Vec::new();
-        let mut left = k;
-        for addr in &addrs {
-            let n = left.min(HOLD_CHUNK);
+    for k in std::iter::once(0).chain(ks.iter().copied()) {
+        let (mut sinks, mut holders) = (Vec::new(), Vec::new());
+        for n in (0..k.div_ceil(chunk).max(1)).map(|i| (k - i * chunk).min(chunk)) {
+            let mut sink = Proc::spawn(piped(Command::new(&xtask).args(["bench", "--child", "sink"])))?;
+            let addr = next_line(&sink.lines()?, "ready", Duration::from_secs(10))?;
+            sinks.push(sink);
             let mut cmd = Command::new(&workload);
-            cmd.args(["hold", &addr.to_string(), &n.to_string()])
-                .stdout(Stdio::piped());
-            let mut p = Proc::spawn(&mut cmd)?;
-            let out = lines(p.0.stdout.take().context("holder stdout")?);
-            pids.push(p.pid().to_string());
-            holders.push((p, out));
-            left -= n;
-            if left == 0 {
-                break;
-            }
+            piped(cmd.args(["hold", &addr, &n.to_string()]));
+            // SAFETY: raise_nofile only makes two async-signal-safe syscalls.
+            unsafe { cmd.pre_exec(|| Ok(_ = raise_nofile())) };
+            let mut holder = Proc::spawn(&mut cmd)?;
+            holders.push((holder.lines()?, holder));
         }
-        for (_, out) in &holders {
-            next_line(out, "ready", Duration::from_secs(300)).context("holder not ready")?;
+        for (out, _) in &holders {
+            next_line(out, "ready", Duration::from_secs(600)).context("holder not ready")?;
         }
-        let out_path = dir.join("memory.out");
+        let (out_path, err_path) = (dir.join("memory.out"), dir.join("memory.err"));
+        let pids: Vec<String> = holders.iter().map(|(_, h)| h.0.id().to_string()).collect();
         let mut cmd = Command::new(&connlife);
         cmd.args(args).args(pids.iter().flat_map(|p| ["--pid", p]));
         cmd.stdout(fs::File::create(&out_path)?)
-            .stderr(fs::File::create(dir.join("memory.err"))?);
+            .stderr(fs::File::create(&err_path)?);
         let started = Instant::now();
         let mut p = Proc::spawn(&mut cmd)?;
-        let summary = loop {
+        let mut summary = String::new();
+        p.wait_for("first summary", 600, || {
             let text = fs::read_to_string(&out_path).unwrap_or_default();
-            if let Some(l) = text.lines().find(|l| l.starts_with(r#"{"type":"summary""#)) {
-                break l.to_string();
-            }
-            ensure!(
-                p.0.try_wait()?.is_none(),
-                "connlife exited: see {}",
-                dir.join("memory.err").display()
-            );
-            ensure!(started.elapsed() < Duration::from_secs(600), "no summary after 600 s");
-            thread::sleep(Duration::from_millis(5));
-        };
-        let snapshot = started.elapsed();
-        let status = fs::read_to_string(format!("/proc/{}/status", p.pid()))?;
-        let kb = |key: &str| {
-            status
+            summary = text
                 .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .unwrap_or(0)
+                .find(|l| l.starts_with(SUMMARY))
+                .unwrap_or_default()
+                .to_string();
+            !summary.is_empty()
+        })
+        .with_context(|| format!("connlife: see {}", err_path.display()))?;
+        let snapshot = started.elapsed().as_secs_f64();
+        let status = fs::read_to_string(format!("/proc/{}/status", p.0.id()))?;
+        let bytes = |key: &str| {
+            let field = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok());
+            1024 * field.unwrap_or(0u64)
         };
-        let (rss, hwm) = (kb("VmRSS:") * 1024, kb("VmHWM:") * 1024);
+        let (rss, hwm) = (bytes("VmRSS:"), bytes("VmHWM:"));
         let states = summary
             .split(r#""by_state":{"#)
             .nth(1)
-            .and_then(|s| s.split('}').next())
-            .unwrap_or("");
-        let established = json_u64(states, "ESTABLISHED").unwrap_or(0);
-        let per = match base_rss {
-            Some(b) if k > 0 => format!("{:.0}", (rss as f64 - b as f64) / k as f64),
+            .and_then(|s| s.split('}').next());
+        let established = states.and_then(|s| json_u64(s, "ESTABLISHED")).unwrap_or(0);
+        let per = match *base_rss.get_or_insert(rss) {
+            b if k > 0 => format!("{:.0}", (rss as f64 - b as f64) / k as f64),
             _ => "-".to_string(),
         };
-        base_rss.get_or_insert(rss);
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+        let (mib, n) = (|b: u64| format!("{:.1} MiB", b as f64 / 1048576.0), holders.len());
         println!(
-            "{k:>8} {established:>12} {:>12} {:>12} {per:>14} {:>10.2} s",
+            "{k:>7} {n:>7} {established:>11} {:>11} {:>11} {per:>10} {snapshot:>7.2} s",
             mib(rss),
-            mib(hwm),
-            snapshot.as_secs_f64()
+            mib(hwm)
         );
         p.interrupt().context("stopping connlife")?;
-        held.lock().unwrap().clear(); // server ends close first: no TIME_WAIT on the holders' ports
-        drop(holders);
+        drop(sinks); // the server ends close first: no TIME_WAIT on the holders' ports
         thread::sleep(Duration::from_millis(500));
     }
-    println!("(VmRSS right after the first summary, which follows the start-up snapshot; bytes/conn = (VmRSS - VmRSS at 0) / conns)");
+    println!("(VmRSS right after the first summary, which follows the start-up snapshot;");
+    println!(" bytes/conn = (VmRSS - VmRSS at 0 conns) / conns; snapshot = connlife start to that summary)");
     Ok(())
 }

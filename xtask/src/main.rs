@@ -54,7 +54,7 @@ enum Cmd {
     /// Overhead of connlife and other tracers on a TCP connection churn (or --memory).
     Bench(bench::Args),
     /// connlife check and the privileged suite on the host and on each kernel of xtask/kernels.toml
-    /// under QEMU; writes target/kernel-matrix.md and, when all pass, docs/kernel-matrix.md.
+    /// under QEMU; writes target/kernel-matrix.md and, after a full run, docs/kernel-matrix.md.
     TestKernels {
         /// Only this row of xtask/kernels.toml (repeatable); docs are then left as they are.
         #[arg(long = "kernel", value_name = "NAME")]

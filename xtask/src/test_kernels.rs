@@ -24,7 +24,7 @@
 //! `target/kernels/<name>/serial.log`; the host parses the markers, the `feature NAME yes|no` lines
 //! of `connlife check` and the test harness's `test result:` line, checks the features against the
 //! row's `expect` list and renders a markdown table (`target/kernel-matrix.md`; `test-kernels` also
-//! refreshes `docs/kernel-matrix.md` when every row passed).
+//! refreshes `docs/kernel-matrix.md` when every row could be measured).
 
 use anyhow::{bail, ensure, Context, Result};
 use std::fs;
@@ -44,8 +44,9 @@ const QEMU_SUITE: &str = "bookworm-backports";
 const BEGIN: &str = "@@CONNLIFE-BEGIN@@";
 const END: &str = "@@CONNLIFE-END rc=";
 const UNAME: &str = "@@CONNLIFE-UNAME ";
-/// Whole guest run, boot to power-off. Measured under TCG on 2 shared cores: TIMEOUT_NOTE.
-const GUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Whole guest run, boot to power-off. Measured under TCG on 2 shared cores: 11-20 s a kernel;
+/// this leaves room for one test to wait out its 60 s PATIENCE and still report.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(150);
 /// Feature columns always shown; any other feature gets a column when some row lacks it.
 const COLUMNS: &[&str] = &[
     "inet_sock_set_state",
@@ -55,7 +56,7 @@ const COLUMNS: &[&str] = &[
     "exit_group_dead",
     "btf",
 ];
-/// Lines of a failed row's output repeated under the table.
+/// Lines of a failed row's output repeated under the table when no test panicked.
 const TAIL: usize = 20;
 
 /// One row of the matrix.
@@ -105,7 +106,7 @@ pub struct KernelResult {
 pub struct Options {
     /// Only these rows (by name); all when empty.
     pub only: Vec<String>,
-    /// Refresh docs/kernel-matrix.md (only after a full run where every row passed).
+    /// Refresh docs/kernel-matrix.md (only after a full run where every row was measured).
     pub write_docs: bool,
 }
 
@@ -167,11 +168,13 @@ pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
     println!("{table}\nkernel matrix: {} rows in {took:.0} s", results.len());
     fs::write(root.join("target/kernel-matrix.md"), &table)?;
     let failed: Vec<&str> = results.iter().filter(|r| !r.passed).map(|r| r.name.as_str()).collect();
-    if opts.write_docs && opts.only.is_empty() && failed.is_empty() {
+    // A row that never ran (download, QEMU or boot failure) has no uname: not worth documenting.
+    let measured = results.iter().all(|r| r.version != "?");
+    if opts.write_docs && opts.only.is_empty() && measured {
         fs::write(root.join("docs/kernel-matrix.md"), render_doc(&table, took))?;
         println!("wrote target/kernel-matrix.md and docs/kernel-matrix.md");
     } else if opts.write_docs {
-        println!("wrote target/kernel-matrix.md; docs/kernel-matrix.md left as it was (not a full passing run)");
+        println!("wrote target/kernel-matrix.md; docs/kernel-matrix.md left as it was (not a full run)");
     }
     ensure!(
         failed.is_empty(),
@@ -448,7 +451,9 @@ pub fn run_kernel(spec: &KernelSpec, payload: &GuestPayload, cache: &Path, timeo
         result.summary = format!("timeout after {}s; {}", timeout.as_secs(), result.summary);
     }
     if !result.passed {
-        result.summary += &format!(" (serial log {})", log_path.display());
+        let root = cache.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
+        let shown = log_path.strip_prefix(root).unwrap_or(&log_path);
+        result.summary += &format!(" (serial log {})", shown.display());
     }
     result.secs = secs;
     Ok(result)
@@ -545,11 +550,29 @@ pub fn render_table(results: &[KernelResult]) -> String {
         );
     }
     for r in results.iter().filter(|r| !r.passed) {
-        let lines: Vec<&str> = r.output.lines().collect();
-        let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n    ");
-        out += &format!("\n- {} FAILED: {}\n\n    {tail}\n", r.name, r.summary);
+        let why = failure_lines(&r.output).join("\n    ");
+        out += &format!("\n- {} FAILED: {}\n\n    {why}\n", r.name, r.summary);
     }
     out
+}
+
+/// Why a row failed, from what it printed: each failed test's name and panic message (the
+/// harness's `---- NAME stdout ----`, `thread ... panicked at FILE:LINE:` and the next line), or
+/// the last TAIL lines when no test panicked (boot failure, connlife check failure, timeout).
+fn failure_lines(output: &str) -> Vec<&str> {
+    let lines: Vec<&str> = output.lines().collect();
+    let mut why = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("---- ") && line.ends_with(" stdout ----") {
+            why.push(*line);
+        } else if line.contains("' panicked at ") || line.contains("' (") && line.contains(") panicked at ") {
+            why.extend(lines[i..].iter().take(2));
+        }
+    }
+    if why.is_empty() {
+        why = lines[lines.len().saturating_sub(TAIL)..].to_vec();
+    }
+    why
 }
 
 /// docs/kernel-matrix.md: the table with when and how it was measured.
@@ -567,8 +590,9 @@ root, `connlife check` printed the features and connlife's privileged suite (`co
 `xtask/kernels.toml` in a QEMU guest (TCG, 2 vCPUs, 1 GiB, busybox initramfs) booted from that kernel
 package. `cargo xtask test` runs the same matrix after the host's own tests and fails when a row fails.
 
-- suite: pass or FAIL, with the tests passed out of those run. time: the whole row; a guest's includes
-  booting and powering off under emulation.
+- suite: pass or FAIL, with the tests passed out of those run; each FAIL is explained under the table
+  with the last lines the row printed. time: the whole row; a guest's includes booting and powering
+  off under emulation.
 - `use_counting` (bytes, last activity and exchanges counted in the kernel) needs the
   `sock_send_length`/`sock_recv_length` tracepoints (Linux 6.3). Without them connlife reports bytes and
   exchanges as null, and the suite asserts that degradation instead.
@@ -855,6 +879,33 @@ test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             Some("| new | 6.12 | FAIL | 0 s | ? | ? | ? | ? | ? | ? | no |")
         );
         assert!(table.contains("- new FAILED: exit status 101\n\n    feature sys_enter_close no\n    boom\n"));
+    }
+
+    #[test]
+    fn failures_are_explained_by_their_panic_messages() {
+        let output = "running 2 tests
+test a ... ok
+test b ... FAILED
+
+failures:
+
+---- b stdout ----
+[connlife] tracing pids [1]
+
+thread 'b' (113) panicked at connlife/tests/kernel.rs:130:9:
+{\"path\":[]}
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+
+
+failures:
+    b
+";
+        let want = [
+            "---- b stdout ----",
+            "thread 'b' (113) panicked at connlife/tests/kernel.rs:130:9:",
+            "{\"path\":[]}",
+        ];
+        assert_eq!(failure_lines(output), want);
     }
 
     #[test]
