@@ -92,6 +92,8 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+const RESNAPSHOT_EVERY_NS: u64 = 30 * NS;
+
 struct Shared {
     metrics: String,
     last_tick_ns: u64,
@@ -152,6 +154,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_interval = 0u64;
+    let (mut resnapshot_pending, mut last_resnapshot) = (false, 0u64);
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -172,8 +175,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 poll_use(&mut session, &tracer);
                 let kernel = tracer.counters().map(|c| c.ringbuf_full).unwrap_or(0);
                 if kernel > health.kernel_lost {
-                    // Lost events: the model may have missed ends. Re-snapshot and reconcile.
                     health.kernel_lost = kernel;
+                    resnapshot_pending = true;
+                }
+                // Lost events: the model may have missed ends. Re-snapshot and reconcile, at
+                // most every RESNAPSHOT_EVERY so that a flood is not made worse by snapshots.
+                if resnapshot_pending && now.saturating_sub(last_resnapshot) >= RESNAPSHOT_EVERY_NS {
+                    resnapshot_pending = false;
+                    last_resnapshot = now;
                     health.resnapshots += 1;
                     let seen = snapshot_into(&mut tracer, None, now)?;
                     let dropped = session.model.reconcile(&seen, now);

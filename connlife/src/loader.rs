@@ -196,6 +196,9 @@ pub async fn run_floor() -> anyhow::Result<u64> {
     Ok(map.get(&0, 0)?.iter().sum())
 }
 
+/// Records handled per wake-up of the event loop.
+pub const BATCH: usize = 4096;
+
 struct RingFd(RawFd);
 impl AsRawFd for RingFd {
     fn as_raw_fd(&self) -> RawFd {
@@ -212,10 +215,19 @@ pub struct EventStream {
 
 impl EventStream {
     /// Wait until records are ready, then drain them all into `out`.
+    /// At most [`BATCH`] records per call, so timers, signals and the metrics endpoint get
+    /// their turn during a flood; readiness is cleared only once the ring is empty.
     pub async fn next_batch(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) -> anyhow::Result<()> {
         let mut guard = self.fd.readable().await.context("waiting on the ring buffer")?;
-        guard.clear_ready();
-        self.drain(out);
+        while out.len() < BATCH {
+            match self.ring.next() {
+                Some(item) => out.push(decode(&item)),
+                None => {
+                    guard.clear_ready();
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 

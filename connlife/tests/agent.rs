@@ -88,12 +88,9 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
     let rules = std::fs::read_to_string(rules_src).expect("deploy/prometheus/connlife-alerts.yml");
     let fast: String = rules
         .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("for:") {
-                "    for: 1s"
-            } else {
-                l
-            }
+        .map(|l| match l.find("for:") {
+            Some(at) if l[..at].trim().is_empty() => format!("{}for: 1s", &l[..at]),
+            _ => l.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n");
