@@ -47,6 +47,8 @@ pub const PROGRAMS: &[(&str, &str, &str)] = &[
     ("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_enter_close", "syscalls", "sys_enter_close"),
+    ("sys_enter_dup2", "syscalls", "sys_enter_dup2"),
+    ("sys_enter_dup3", "syscalls", "sys_enter_dup3"),
     ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
     ("sys_exit_accept", "syscalls", "sys_exit_accept"),
     ("sys_exit_socket", "syscalls", "sys_exit_socket"),
@@ -227,6 +229,8 @@ pub struct Config {
     pub st_daddr_v6: u32,
     // syscalls
     pub close_fd: u32,
+    /// `newfd` of sys_enter_dup2 and sys_enter_dup3 (userspace checks they agree).
+    pub dup_newfd: u32,
     pub connect_fd: u32,
     /// `ret` of sys_exit_{accept,accept4,socket,openat} (userspace checks they agree).
     pub exit_ret: u32,
@@ -263,8 +267,10 @@ pub struct Config {
     pub skc_net: u32,
     pub skc_cookie: u32,
     pub net_ns_inum: u32,
+    /// Keeps the size a multiple of 8 with no implicit padding (Pod).
     pub _pad: u32,
 }
+const _: () = assert!(size_of::<Config>() == 192);
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
 // Kernel constants used on both sides.

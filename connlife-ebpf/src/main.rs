@@ -65,6 +65,7 @@ static CONFIG: Config = Config {
     st_saddr_v6: 0,
     st_daddr_v6: 0,
     close_fd: 0,
+    dup_newfd: 0,
     connect_fd: 0,
     exit_ret: 0,
     len_sk: 0,
@@ -485,16 +486,29 @@ pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    let _ = on_close(&ctx);
+    let _ = on_close(&ctx, cfg!(close_fd));
     0
 }
 
-fn on_close(ctx: &TracePointContext) -> Option<()> {
+/// dup2(old, new) and dup3 close `new` if it was open: a close too.
+#[tracepoint(category = "syscalls", name = "sys_enter_dup2")]
+pub fn sys_enter_dup2(ctx: TracePointContext) -> u32 {
+    let _ = on_close(&ctx, cfg!(dup_newfd));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_dup3")]
+pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
+    let _ = on_close(&ctx, cfg!(dup_newfd));
+    0
+}
+
+fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
     let tgid = current_tgid();
     if !wanted(tgid) {
         return None;
     }
-    let fd: u64 = field(ctx, cfg!(close_fd))?;
+    let fd: u64 = field(ctx, fd_offset)?;
     let sk = fd_to_tcp_sock(fd as u32)?;
     let mut ev = blank_event(EventKind::FdClose, tgid);
     ev.sk = sk;

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | inet_sock_set_state | 4.16 | connlife cannot run |
 //! | sys_enter_close, sys_enter_connect, sys_exit_accept(4) | syscall tracepoints | cannot run |
+//! | sys_enter_dup2, sys_enter_dup3 | syscall tracepoints | a socket fd replaced by dup2 is not seen closed |
 //! | sock_send_length / sock_recv_length | 6.3 | bytes and last activity from sock_diag tcp_info; exchanges unknown |
 //! | sched_process_exit `group_dead` field | 6.16 | last thread = group leader (pid == tgid) |
 //! | sys_exit_socket, sys_exit_openat | syscall tracepoints | EMFILE moment not reported |
@@ -85,6 +86,13 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     cfg.st_saddr_v6 = off("inet_sock_set_state", "saddr_v6")?;
     cfg.st_daddr_v6 = off("inet_sock_set_state", "daddr_v6")?;
     cfg.close_fd = off("sys_enter_close", "fd")?;
+    if formats.contains_key("sys_enter_dup2") {
+        cfg.dup_newfd = off("sys_enter_dup2", "newfd")?;
+    }
+    if formats.contains_key("sys_enter_dup3") && off("sys_enter_dup3", "newfd")? != cfg.dup_newfd {
+        bail!("sys_enter_dup3: `newfd` is not where sys_enter_dup2 has it; unsupported kernel");
+    }
+
     cfg.connect_fd = off("sys_enter_connect", "fd")?;
     cfg.exit_ret = off("sys_exit_accept4", "ret")?;
     for other in ["sys_exit_accept", "sys_exit_socket", "sys_exit_openat"] {

@@ -211,3 +211,30 @@ fn two_hundred_connections_opened_before_start_are_all_known_with_fds() {
         .all(|f| f["pid"] == holder.pid() && f["age_exact"] == false && f["raddr"] == addr.as_str()));
     cl.stop();
 }
+
+/// dup2(new, sock_fd) closes the socket without close(): the owner's fd is gone all the same.
+#[test]
+fn socket_fd_replaced_by_dup2_counts_as_closed_by_the_owner() {
+    let ns = NetNs::new();
+    let server = workload(&ns, &["server", "keepalive"], "server");
+    let addr = ready_addr(&server);
+    let mut client = workload(
+        &ns,
+        &["client", "dup2", &addr, "2", "100", "--wait-stdin", "--hold"],
+        "client",
+    );
+    let mut cl = Connlife::start(&[client.pid()], &[]);
+    client.go();
+    client.wait_line(|l| l == "done 2");
+    let closed = cl.wait_count(2, by_pid(client.pid()));
+    for c in &closed {
+        assert_eq!(c["fd_closed"], true, "{c}");
+        assert_eq!(c["reason"], "closed_by_us", "{c}");
+        assert_eq!(
+            states(c),
+            ["SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"],
+            "{c}"
+        );
+    }
+    cl.stop();
+}

@@ -14,7 +14,7 @@ use std::{
 const USAGE: &str = "usage: connlife-workload demo
        connlife-workload demo-client KEEPALIVE_ADDR CLOSING_ADDR
        connlife-workload server keepalive|close [ADDR]
-       connlife-workload client leak|close-wait|reuse|short ADDR COUNT INTERVAL_MS [--wait-stdin] [--hold]
+       connlife-workload client leak|close-wait|reuse|short|dup2 ADDR COUNT INTERVAL_MS [--wait-stdin] [--hold]
        connlife-workload hold ADDR COUNT";
 
 fn main() {
@@ -115,6 +115,7 @@ fn client(mode: &str, addr: &str, count: &str, interval: &str, rest: &[&str]) ->
         let _ = std::io::stdin().read_line(&mut line);
     }
     let mut kept = Vec::new();
+    let mut kept_fds = Vec::new();
     let mut shared: Option<TcpStream> = None;
     let mut i = 0;
     while count == 0 || i < count {
@@ -139,6 +140,18 @@ fn client(mode: &str, addr: &str, count: &str, interval: &str, rest: &[&str]) ->
                     shared = Some(fresh()?);
                 }
                 request(shared.as_mut().expect("set")).map_err(|e| e.to_string())?;
+            }
+            // One connection per request, its fd replaced by dup2 (a close without close()).
+            "dup2" => {
+                use std::os::fd::{AsRawFd, IntoRawFd};
+                let mut s = fresh()?;
+                request(&mut s).map_err(|e| e.to_string())?;
+                let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+                let fd = s.into_raw_fd();
+                if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                    return Err(format!("dup2: {}", std::io::Error::last_os_error()));
+                }
+                kept_fds.push(fd);
             }
             // One connection per request, closed by us after the response.
             "short" => {
