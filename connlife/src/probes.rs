@@ -189,6 +189,19 @@ pub fn parse_kallsyms(text: &str, symbol: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// A kernel without the state tracepoint: one clear error naming it, before anything loads.
+    #[test]
+    fn missing_required_tracepoint_is_one_clear_error() {
+        let root = std::env::temp_dir().join(format!("connlife-fake-tracefs-{}", std::process::id()));
+        let dir = root.join("events/syscalls/sys_enter_close");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("format"), "\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n").unwrap();
+        let err = super::discover(&root).unwrap_err().to_string();
+        assert!(err.starts_with("tracepoint sock/inet_sock_set_state is missing on kernel"), "{err}");
+        assert!(err.ends_with("connlife needs it"), "{err}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
     #[test]
     fn kallsyms_exact_name_only() {
         let text = "ffffffff8123e9b0 t sock_close.cold\nffffffff81e7edd0 t sock_close\n";
