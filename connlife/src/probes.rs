@@ -195,9 +195,16 @@ mod tests {
         let root = std::env::temp_dir().join(format!("connlife-fake-tracefs-{}", std::process::id()));
         let dir = root.join("events/syscalls/sys_enter_close");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("format"), "\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n").unwrap();
+        std::fs::write(
+            dir.join("format"),
+            "\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n",
+        )
+        .unwrap();
         let err = super::discover(&root).unwrap_err().to_string();
-        assert!(err.starts_with("tracepoint sock/inet_sock_set_state is missing on kernel"), "{err}");
+        assert!(
+            err.starts_with("tracepoint sock/inet_sock_set_state is missing on kernel"),
+            "{err}"
+        );
         assert!(err.ends_with("connlife needs it"), "{err}");
         let _ = std::fs::remove_dir_all(root);
     }

@@ -18,7 +18,7 @@
 //! busybox with its applet links, the sock_diag modules of that kernel (decompressed on the host,
 //! as busybox `insmod` cannot read .ko.xz/.ko.zst; connlife's start-up snapshot needs them), the
 //! payload files with the shared libraries and ELF interpreter of each dynamic executable, and an
-//! `/init` script. `/init` mounts proc, sysfs, devtmpfs, a tmpfs on /tmp, tracefs and bpffs, lifts
+//! `/init` script. `/init` mounts proc, sysfs, devtmpfs, tracefs and bpffs, lifts
 //! RLIMIT_MEMLOCK, brings `lo` up, loads the modules, runs the payload between markers under a
 //! timeout, prints its exit status and powers off. The serial console is logged to
 //! `target/kernels/<name>/serial.log`; the host parses the markers, the `feature NAME yes|no` lines
@@ -663,7 +663,8 @@ mount -t devtmpfs devtmpfs /dev
 exec 0</dev/console 1>/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
+# No tmpfs on /tmp: the payload may live under /tmp (a clone there), and the
+# initramfs root is already writable memory.
 mount -t tracefs tracefs /sys/kernel/tracing || echo "init: no tracefs"
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 grep -q bpf /proc/filesystems && mount -t bpf bpf /sys/fs/bpf
