@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use crate::loader::comm_bytes;
 use anyhow::Context as _;
 use connlife_common::{SockInfo, ROLE_CLIENT, ROLE_LISTENER, ROLE_SERVER};
 use tokio::signal::unix::{signal, SignalKind};
@@ -118,11 +119,12 @@ pub(crate) fn feed(session: &mut Session, sink: &mut Sink, input: Input) -> anyh
     Ok(())
 }
 
-/// Sockets from the snapshot, as the model wants them (owner = a wanted process when any).
-pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<SeenSocket> {
+/// Sockets from the snapshot, as the model wants them (owner = a wanted process when any),
+/// each with its socket cookie (how the kernel side recognises it).
+pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u64, SeenSocket)> {
     let listening: HashSet<(u32, u16)> = sockets
         .iter()
-        .filter(|s| s.state == 10)
+        .filter(|s| s.state == TcpState::Listen as u8)
         .map(|s| (s.netns, s.local.port()))
         .collect();
     sockets
@@ -147,7 +149,7 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
                 Role::Client
             };
             let ago = |ms: Option<u32>| ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000)).unwrap_or(0);
-            Some(SeenSocket {
+            let seen = SeenSocket {
                 netns: s.netns,
                 local: s.local,
                 remote: s.remote,
@@ -161,7 +163,8 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
                     last_recv_ns: ago(s.last_recv_ago_ms),
                     exchanges: 0,
                 },
-            })
+            };
+            Some((s.cookie, seen))
         })
         .collect()
 }
@@ -169,48 +172,31 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<Se
 /// Snapshot existing sockets, give their owners to the kernel (by cookie) and the model.
 pub(crate) fn snapshot_into(tracer: &mut Tracer, pids: Option<&[u32]>, now_ns: u64) -> anyhow::Result<Vec<SeenSocket>> {
     let sockets = snapshot::take(pids).context("snapshot of existing sockets (sock_diag)")?;
-    for s in &sockets {
-        let Some(o) = s.owners.first() else { continue };
-        let mut comm = [0u8; 16];
-        let n = o.comm.len().min(15);
-        comm[..n].copy_from_slice(&o.comm.as_bytes()[..n]);
-        let role = if s.state == 10 { ROLE_LISTENER } else { ROLE_CLIENT };
-        let info = SockInfo {
-            tgid: o.tgid,
-            fd: o.fd,
-            comm,
-            netns: s.netns,
-            role,
-            _pad: [0; 3],
-            sock_use: Default::default(),
-        };
-        if s.cookie != 0 {
-            tracer.preseed(s.cookie, &info)?;
-        }
-        if s.state == 10 && pids.is_some() {
-            tracer.add_listen_port(s.local.port())?;
-        }
-    }
     let seen = seen_sockets(&sockets, now_ns);
-    // Server-side sockets of a listener we own: correct the role in the kernel too.
-    for s in sockets.iter().zip(&seen).filter(|(_, seen)| seen.role == Role::Server) {
-        if let (Some(o), true) = (s.0.owners.first(), s.0.cookie != 0) {
-            let mut comm = [0u8; 16];
-            let n = o.comm.len().min(15);
-            comm[..n].copy_from_slice(&o.comm.as_bytes()[..n]);
+    for (cookie, s) in &seen {
+        let Some(o) = &s.owner else { continue };
+        if *cookie != 0 {
+            let role = match s.role {
+                Role::Listener => ROLE_LISTENER,
+                Role::Server => ROLE_SERVER,
+                _ => ROLE_CLIENT,
+            };
             let info = SockInfo {
                 tgid: o.tgid,
-                fd: o.fd,
-                comm,
-                netns: s.0.netns,
-                role: ROLE_SERVER,
+                fd: o.fd.unwrap_or(-1),
+                comm: comm_bytes(&o.comm),
+                netns: s.netns,
+                role,
                 _pad: [0; 3],
                 sock_use: Default::default(),
             };
-            tracer.preseed(s.0.cookie, &info)?;
+            tracer.preseed(*cookie, &info)?;
+        }
+        if s.role == Role::Listener && pids.is_some() {
+            tracer.add_listen_port(s.local.port())?;
         }
     }
-    Ok(seen)
+    Ok(seen.into_iter().map(|(_, s)| s).collect())
 }
 
 fn fd_samples(session: &Session, now_ns: u64) -> Vec<FdSample> {

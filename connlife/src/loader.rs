@@ -35,6 +35,14 @@ impl Filter {
     }
 }
 
+/// A process name as the kernel stores it: at most 15 bytes, NUL-padded.
+pub fn comm_bytes(comm: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let n = comm.len().min(15);
+    out[..n].copy_from_slice(&comm.as_bytes()[..n]);
+    out
+}
+
 /// Kernel-side loss counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounters {
@@ -115,10 +123,7 @@ impl Tracer {
         let mut comms: BpfHashMap<_, [u8; 16], u8> =
             BpfHashMap::try_from(self.ebpf.map_mut(maps::WANTED_COMMS).context("map WANTED_COMMS")?)?;
         for comm in &filter.comms {
-            let mut key = [0u8; 16];
-            let n = comm.len().min(15);
-            key[..n].copy_from_slice(&comm.as_bytes()[..n]);
-            comms.insert(key, 1, 0).context("WANTED_COMMS insert")?;
+            comms.insert(comm_bytes(comm), 1, 0).context("WANTED_COMMS insert")?;
         }
         Ok(())
     }
