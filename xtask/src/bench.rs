@@ -315,7 +315,7 @@ struct Sample {
     secs: f64,
     /// Events received while attached and lost (connlife: kernel drops + decode errors).
     events: Option<(u64, Option<u64>)>,
-    /// CPU seconds (user + system) the tracer process used, start-up included.
+    /// CPU seconds (user + system) the tracer process used while the churn ran (and 300 ms more).
     tracer_cpu: Option<f64>,
 }
 
@@ -374,7 +374,10 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
             let (name, rate, conns, took) = (c.name(), s.rate(), s.conns, s.secs);
             print!("round {round}  {name:<13} {rate:>7.0} conn/s  {conns:>7} conns in {took:.2} s");
             if let Some(cpu) = s.tracer_cpu {
-                print!("  tracer cpu {cpu:.2} s");
+                print!(
+                    "  tracer cpu {cpu:.2} s ({:.0} us/conn)",
+                    cpu * 1e6 / conns.max(1) as f64
+                );
             }
             if s.failed > 0 {
                 print!("  ({} failed)", s.failed);
@@ -392,15 +395,15 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     }
     let rounds = args.rounds;
     println!(
-        "\nmedian of {rounds} rounds of {secs} s, {clients} client threads; events, lost: sums; tracer cpu: its user+sys seconds"
+        "\nmedian of {rounds} rounds of {secs} s, {clients} client threads; events, lost: sums; tracer cpu: its user+sys time per churned conn"
     );
-    println!("config          conn/s  ratio   events recv/expected (per conn)      lost  tracer cpu s");
+    println!("config          conn/s  ratio   events recv/expected (per conn)      lost  tracer cpu us/conn");
     let rate = |c| median(&samples, c, |s| Some(s.rate())).unwrap_or(f64::NAN);
     let base = rate(Baseline);
     for c in configs {
         let (name, rate) = (c.name(), rate(c));
-        let cpu = median(&samples, c, |s| s.tracer_cpu)
-            .map(|t| format!("{t:.2}"))
+        let cpu = median(&samples, c, |s| Some(s.tracer_cpu? * 1e6 / s.conns.max(1) as f64))
+            .map(|t| format!("{t:.0}"))
             .unwrap_or_default();
         let (mut recv, mut conns, mut lost) = (0, 0, None::<u64>);
         for s in samples.iter().filter(|s| s.config == c) {
@@ -414,7 +417,7 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
             .unwrap_or_default();
         let lost = lost.map(|l| l.to_string()).unwrap_or_default();
         println!(
-            "{name:<13} {rate:>8.0} {:>6.2}   {events:<34} {lost:>6}  {cpu:>12}",
+            "{name:<13} {rate:>8.0} {:>6.2}   {events:<34} {lost:>6}  {cpu:>18}",
             rate / base
         );
     }
@@ -461,6 +464,7 @@ fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, 
         attached.with_context(|| format!("{}: {}", c.name(), read(&err_path).trim()))?;
         thread::sleep(Duration::from_millis(200));
     }
+    let cpu_before = tracer.as_ref().and_then(|p| cpu_seconds(p.0.id()));
     writeln!(go, "go")?;
     let done = next_line(&out, "done", Duration::from_secs(secs + 60))?;
     let f: Vec<f64> = done.split_whitespace().filter_map(|v| v.parse().ok()).collect();
@@ -470,7 +474,9 @@ fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, 
     let (mut events, mut tracer_cpu) = (None, None);
     if let Some(p) = tracer.as_mut() {
         thread::sleep(Duration::from_millis(300)); // the last events in flight
-        tracer_cpu = cpu_seconds(p.0.id());
+        tracer_cpu = cpu_seconds(p.0.id())
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         p.interrupt().with_context(|| format!("stopping {}", c.name()))?;
         let text = fs::read_to_string(&out_path).unwrap_or_default();
         let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(SUMMARY)).collect();
@@ -543,8 +549,8 @@ fn memory(release: &Path, dir: &Path, ks: &[usize]) -> Result<()> {
         "sinks:    {} bench --child sink  (one per holder: accepts and keeps)",
         xtask.display()
     );
-    println!("\n  conns holders ESTABLISHED       VmRSS       VmHWM bytes/conn  snapshot");
-    let mut base_rss = None;
+    println!("\n  conns holders ESTABLISHED       VmRSS       VmHWM bytes/conn  marginal  snapshot");
+    let (mut base, mut prev) = (None, (0, 0));
     for k in std::iter::once(0).chain(ks.iter().copied()) {
         let (mut sinks, mut holders) = (Vec::new(), Vec::new());
         for n in (0..k.div_ceil(chunk).max(1)).map(|i| (k - i * chunk).min(chunk)) {
@@ -594,13 +600,15 @@ fn memory(release: &Path, dir: &Path, ks: &[usize]) -> Result<()> {
             .nth(1)
             .and_then(|s| s.split('}').next());
         let established = states.and_then(|s| json_u64(s, "ESTABLISHED")).unwrap_or(0);
-        let per = match *base_rss.get_or_insert(rss) {
-            b if k > 0 => format!("{:.0}", (rss as f64 - b as f64) / k as f64),
-            _ => "-".to_string(),
+        let slope = |(k0, rss0): (usize, u64)| match k > k0 {
+            true => format!("{:.0}", (rss as f64 - rss0 as f64) / (k - k0) as f64),
+            false => "-".to_string(),
         };
+        let (per, marginal) = (slope(*base.get_or_insert((0, rss))), slope(prev));
+        prev = (k, rss);
         let (mib, n) = (|b: u64| format!("{:.1} MiB", b as f64 / 1048576.0), holders.len());
         println!(
-            "{k:>7} {n:>7} {established:>11} {:>11} {:>11} {per:>10} {snapshot:>7.2} s",
+            "{k:>7} {n:>7} {established:>11} {:>11} {:>11} {per:>10} {marginal:>9} {snapshot:>7.2} s",
             mib(rss),
             mib(hwm)
         );
@@ -609,6 +617,44 @@ fn memory(release: &Path, dir: &Path, ks: &[usize]) -> Result<()> {
         thread::sleep(Duration::from_millis(500));
     }
     println!("(VmRSS right after the first summary, which follows the start-up snapshot;");
-    println!(" bytes/conn = (VmRSS - VmRSS at 0 conns) / conns; snapshot = connlife start to that summary)");
+    println!(" bytes/conn = (VmRSS - VmRSS at 0 conns) / conns; marginal: the same from the row above;");
+    println!(" snapshot = connlife start to that summary)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_counters_from_json_lines() {
+        let line = r#"{"type":"summary","by_state":{"ESTABLISHED":3},"lost_events":7,"events":42}"#;
+        assert_eq!(json_u64(line, "events"), Some(42));
+        assert_eq!(json_u64(line, "lost_events"), Some(7));
+        assert_eq!(json_u64(line, "ESTABLISHED"), Some(3));
+        assert_eq!(json_u64(line, "missing"), None);
+    }
+
+    #[test]
+    fn medians_and_names() {
+        let s = |config, conns| Sample {
+            config,
+            conns,
+            failed: 0,
+            secs: 1.0,
+            events: None,
+            tracer_cpu: None,
+        };
+        let samples = [
+            s(Baseline, 3),
+            s(Baseline, 1),
+            s(Baseline, 10),
+            s(Floor, 4),
+            s(Floor, 2),
+        ];
+        assert_eq!(median(&samples, Baseline, |s| Some(s.rate())), Some(3.0));
+        assert_eq!(median(&samples, Floor, |s| Some(s.rate())), Some(3.0));
+        assert_eq!(median(&samples, Tcplife, |s| Some(s.rate())), None);
+        assert_eq!(ConnlifePid.name(), "connlife-pid");
+    }
 }
