@@ -41,6 +41,10 @@ pub const MAX_LISTEN_PORTS: u32 = 4096;
 pub const MAX_PRESEED: u32 = 131_072;
 pub const MAX_CONNECT_FDS: u32 = 8192;
 pub const RING_BYTES: u32 = 4 << 20;
+/// The kernel wakes the reader when this much is pending; below it the reader polls every
+/// [`RING_POLL_MS`] (so an event waits at most that long).
+pub const WAKEUP_BYTES: u32 = 64 << 10;
+pub const RING_POLL_MS: u64 = 20;
 
 /// Program names: (program symbol, tracepoint category, tracepoint name).
 pub const PROGRAMS: &[(&str, &str, &str)] = &[

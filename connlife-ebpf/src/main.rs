@@ -184,9 +184,19 @@ fn blank_event(kind: EventKind, tgid: u32) -> Event {
     }
 }
 
+/// Wake the reader only once WAKEUP_BYTES are pending: at high rates a wakeup per record costs
+/// more than the record (userspace also drains every RING_POLL_MS).
 #[inline(always)]
 fn emit(ev: &Event) {
-    if EVENTS.output::<Event>(ev, 0).is_err() {
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<Event>(ev, flags).is_err() {
         count(Counter::RingbufFull);
     }
 }

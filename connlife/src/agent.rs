@@ -169,6 +169,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                         }
                     }
                 }
+                sink.flush()?;
             }
             _ = tick.tick() => {
                 let now = monotonic_ns();
@@ -220,6 +221,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                     );
                     shared.lock().expect("metrics lock").metrics = metrics::render(&view);
                 }
+                sink.flush()?;
                 shared.lock().expect("metrics lock").last_tick_ns = now;
             }
             _ = sigint.recv() => break,
@@ -232,6 +234,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         feed(&mut session, &mut sink, Input::Event { event })?;
     }
     sink.emit(&[Output::Summary(session.summary(monotonic_ns()))]);
+    sink.flush()?;
     eprintln!("connlife agent: stopped");
     Ok(())
 }

@@ -54,7 +54,8 @@ pub struct Sink {
     /// Agent: only findings, groups, fd exhaustion, losses and summaries (for log shippers).
     pub findings_only: bool,
     style: Style,
-    out: std::io::Stdout,
+    /// Buffered: flushed once per batch of events and per tick, not per line.
+    out: BufWriter<std::io::Stdout>,
     record: Option<BufWriter<File>>,
 }
 
@@ -74,24 +75,23 @@ impl Sink {
                 color: !json && out.is_terminal(),
                 hinted: Default::default(),
             },
-            out,
+            out: BufWriter::with_capacity(64 << 10, out),
             record,
         })
     }
 
     pub fn emit(&mut self, outputs: &[Output]) {
-        let mut w = self.out.lock();
+        let w = &mut self.out;
         for o in outputs {
             if self.findings_only && matches!(o, Output::Closed(_) | Output::Transition(_) | Output::Postmortem(_)) {
                 continue;
             }
             let _ = if self.json {
-                output::write_json(&mut w, o)
+                output::write_json(w, o)
             } else {
-                output::write_human(&mut w, o, &self.style)
+                output::write_human(w, o, &self.style)
             };
         }
-        let _ = w.flush();
     }
 
     pub(crate) fn record(&mut self, input: &Input) -> anyhow::Result<()> {
@@ -102,8 +102,10 @@ impl Sink {
         Ok(())
     }
 
-    /// Flushed after every batch, so a killed connlife leaves a readable record.
-    pub(crate) fn flush_record(&mut self) -> anyhow::Result<()> {
+    /// Flushed after every batch and tick, so output is timely and a killed connlife leaves a
+    /// readable record.
+    pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
+        let _ = self.out.flush(); // a closed stdout (pipe reader gone) is not our failure
         if let Some(w) = &mut self.record {
             w.flush().context("writing the record file")?;
         }
@@ -283,7 +285,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let fds = fd_samples(&session, start);
     feed(&mut session, &mut sink, Input::Tick { now_ns: start, fds })?;
     sink.emit(&[Output::Summary(session.summary(start))]);
-    sink.flush_record()?;
+    sink.flush()?;
     eprintln!(
         "connlife: tracing {} ({} connections already open); Ctrl-C for the report",
         if filter.is_all() {
@@ -320,7 +322,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
                         }
                     }
                 }
-                sink.flush_record()?;
+                sink.flush()?;
             }
             _ = tick.tick() => {
                 let now = monotonic_ns();
@@ -333,7 +335,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
                     last_summary = now;
                     sink.emit(&[Output::Summary(session.summary(now))]);
                 }
-                sink.flush_record()?;
+                sink.flush()?;
                 if deadline.is_some_and(|d| now >= d) {
                     break;
                 }
@@ -347,7 +349,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             for event in batch.drain(..).flatten() {
                 feed(&mut session, &mut sink, Input::Event { event })?;
             }
-            sink.flush_record()?;
+            sink.flush()?;
             return Ok(());
         }
     }
@@ -358,7 +360,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     }
     sink.emit(&[Output::Summary(session.summary(now))]);
     feed(&mut session, &mut sink, Input::End { now_ns: now })?;
-    sink.flush_record()?;
+    sink.flush()?;
     Ok(())
 }
 
@@ -411,5 +413,5 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
             .collect();
         sink.emit(&pending);
     }
-    Ok(())
+    sink.flush()
 }

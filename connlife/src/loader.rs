@@ -223,12 +223,18 @@ impl EventStream {
     /// At most [`BATCH`] records per call, so timers, signals and the metrics endpoint get
     /// their turn during a flood; readiness is cleared only once the ring is empty.
     pub async fn next_batch(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) -> anyhow::Result<()> {
-        let mut guard = self.fd.readable().await.context("waiting on the ring buffer")?;
+        // A wakeup (forced by the kernel past WAKEUP_BYTES) or the poll period, whichever first.
+        let mut guard = tokio::select! {
+            g = self.fd.readable() => Some(g.context("waiting on the ring buffer")?),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(connlife_common::RING_POLL_MS)) => None,
+        };
         while out.len() < BATCH {
             match self.ring.next() {
                 Some(item) => out.push(decode(&item)),
                 None => {
-                    guard.clear_ready();
+                    if let Some(g) = guard.as_mut() {
+                        g.clear_ready();
+                    }
                     break;
                 }
             }

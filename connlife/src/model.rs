@@ -6,10 +6,11 @@
 //! only from the snapshot is keyed by (netns, local, remote) until the kernel first names its
 //! `sk`, so a socket seen by both is counted once. A socket address the kernel reuses for a new
 //! connection after TCP_CLOSE starts a new connection.
-use std::{
-    collections::{HashMap, VecDeque},
-    net::SocketAddr,
-};
+use std::{collections::VecDeque, net::SocketAddr};
+
+// FxHash: the maps are keyed by kernel pointers and tuples, not by untrusted input, and the
+// event path hashes several times per event.
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 

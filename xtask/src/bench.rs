@@ -269,6 +269,8 @@ enum Config {
     Floor,
     ConnlifeAll,
     ConnlifePid,
+    /// `connlife agent`: every process, findings-only JSON and /metrics (the fleet mode).
+    Agent,
     Tcpstates,
     Tcplife,
 }
@@ -289,6 +291,7 @@ impl Config {
             Floor => (connlife, &["floor"]),
             ConnlifeAll => (connlife, &["--json", "--interval", "1s"]),
             ConnlifePid => (connlife, &["--json", "--interval", "1s", "--pid", churn_pid]),
+            Agent => (connlife, &["agent", "--interval", "1s", "--listen", "127.0.0.1:0"]),
             Tcpstates => (Path::new("/usr/sbin/tcpstates"), &[]),
             Tcplife => (Path::new("/usr/sbin/tcplife"), &[]),
         };
@@ -301,7 +304,7 @@ impl Config {
     fn expected(self, conns: u64) -> Option<u64> {
         match self {
             Floor => Some(STATES_PER_CONN * conns),
-            ConnlifeAll | ConnlifePid => Some(CONNLIFE_PER_CONN * conns),
+            ConnlifeAll | ConnlifePid | Agent => Some(CONNLIFE_PER_CONN * conns),
             _ => None,
         }
     }
@@ -458,7 +461,7 @@ fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, 
         let pid = p.0.id();
         let attached = p.wait_for("attaching", 60, || match c {
             Floor => read(&err_path).lines().any(|l| l.trim() == "ready"),
-            ConnlifeAll | ConnlifePid => read(&out_path).contains(SUMMARY),
+            ConnlifeAll | ConnlifePid | Agent => read(&out_path).contains(SUMMARY),
             _ => has_bpf_link(pid),
         });
         attached.with_context(|| format!("{}: {}", c.name(), read(&err_path).trim()))?;
@@ -486,7 +489,7 @@ fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, 
                 let line = text.lines().find(|l| l.contains(r#""type":"floor""#));
                 Some((line.and_then(|l| json_u64(l, "count")).context("no floor count")?, None))
             }
-            ConnlifeAll | ConnlifePid => {
+            ConnlifeAll | ConnlifePid | Agent => {
                 let last = get(summaries.last(), "events").context("no final summary")?;
                 let recv = last - get(summaries.first(), "events").unwrap_or(0);
                 Some((recv, get(summaries.last(), "lost_events")))
