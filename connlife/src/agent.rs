@@ -145,7 +145,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         metrics: String::new(),
         last_tick_ns: start,
     }));
-    tokio::spawn(serve(listener, shared.clone(), args.interval));
+    // The endpoint has a thread of its own, so it answers while the event loop works a flood.
+    let (endpoint_shared, interval) = (shared.clone(), args.interval);
+    let listener = listener.into_std().context("metrics listener")?;
+    std::thread::Builder::new()
+        .name("connlife-metrics".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match rt {
+                Ok(rt) => rt.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => serve(l, endpoint_shared, interval).await,
+                        Err(e) => eprintln!("connlife agent: metrics endpoint: {e}"),
+                    }
+                }),
+                Err(e) => eprintln!("connlife agent: metrics endpoint runtime: {e}"),
+            }
+        })?;
 
     let mut names = ProcNames::default();
     let mut health = AgentHealth {

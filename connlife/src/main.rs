@@ -26,13 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Report { file, json }) => live::report(&file, json),
         Some(Command::Check { json }) => check(json),
-        // Two workers: the metrics endpoint stays responsive while the loop works through a flood.
-        Some(Command::Agent(args)) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(connlife::agent::run(args))),
+        Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(connlife::agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
             println!("{{\"type\":\"floor\",\"count\":{count}}}");
         }),

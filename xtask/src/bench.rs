@@ -291,7 +291,8 @@ impl Config {
             Floor => (connlife, &["floor"]),
             ConnlifeAll => (connlife, &["--json", "--interval", "1s"]),
             ConnlifePid => (connlife, &["--json", "--interval", "1s", "--pid", churn_pid]),
-            Agent => (connlife, &["agent", "--interval", "1s", "--listen", "127.0.0.1:0"]),
+            // Its default --interval (15 s): the fleet configuration.
+            Agent => (connlife, &["agent", "--listen", "127.0.0.1:0"]),
             Tcpstates => (Path::new("/usr/sbin/tcpstates"), &[]),
             Tcplife => (Path::new("/usr/sbin/tcplife"), &[]),
         };
