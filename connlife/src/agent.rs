@@ -120,6 +120,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         group_min: 3,
     };
     let mut session = Session::new(th, false, args.max_conns);
+    session.closed_records = false;
     let start = monotonic_ns();
     feed(
         &mut session,

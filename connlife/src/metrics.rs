@@ -108,7 +108,11 @@ pub fn view(session: &Session, labels_of: &dyn Fn(u32) -> ProcLabels, top_n: usi
         *v.stuck_by_remote.entry((f.kind.name().to_string(), r)).or_default() += 1;
     }
     v.opened = session.opened();
-    v.closed = session.closed_by_reason().clone();
+    v.closed = session
+        .closed_by_reason()
+        .iter()
+        .map(|(k, n)| (k.to_string(), *n))
+        .collect();
     v.exchanges = session.exchanges_total();
     for p in session.fd_pressures() {
         let l = bucket(labels_of(p.pid));

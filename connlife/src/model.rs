@@ -91,6 +91,17 @@ pub enum EndReason {
     Unlistened,
 }
 
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClosedByUs => "closed_by_us",
+            Self::ClosedByPeer => "closed_by_peer",
+            Self::Reset => "reset",
+            Self::Unlistened => "unlistened",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClosedConn {
     pub conn: Conn,
@@ -899,6 +910,18 @@ mod tests {
         let child = m.by_sk(9).unwrap();
         assert_eq!((child.remote, child.path.len()), (addr("10.0.0.2:5000"), 2));
         assert!(m.conns().any(|c| c.state == Listen && c.sk.is_none()));
+    }
+
+    #[test]
+    fn end_reason_names_match_the_json_schema() {
+        for r in [
+            EndReason::ClosedByUs,
+            EndReason::ClosedByPeer,
+            EndReason::Reset,
+            EndReason::Unlistened,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.name());
+        }
     }
 
     #[test]

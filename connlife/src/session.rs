@@ -182,13 +182,15 @@ pub struct Session {
     pub tracker: Tracker,
     pub thresholds: Thresholds,
     pub transitions: bool,
+    /// Build a `closed` output per ended connection (the agent only counts them).
+    pub closed_records: bool,
     pids: Vec<u32>,
     start_ns: u64,
     procs: HashMap<u32, ProcTrack>,
     last_groups: Vec<Group>,
     opened: u64,
     closed: u64,
-    closed_by_reason: BTreeMap<String, u64>,
+    closed_by_reason: BTreeMap<&'static str, u64>,
     exchanges_total: u64,
     events: u64,
     lost: Lost,
@@ -206,6 +208,7 @@ impl Session {
             tracker: Tracker::default(),
             thresholds,
             transitions,
+            closed_records: true,
             pids: Vec::new(),
             start_ns: 0,
             procs: HashMap::new(),
@@ -229,7 +232,7 @@ impl Session {
     pub fn opened(&self) -> u64 {
         self.opened
     }
-    pub fn closed_by_reason(&self) -> &BTreeMap<String, u64> {
+    pub fn closed_by_reason(&self) -> &BTreeMap<&'static str, u64> {
         &self.closed_by_reason
     }
     pub fn exchanges_total(&self) -> u64 {
@@ -349,12 +352,11 @@ impl Session {
                 Change::Transition { .. } | Change::FdClosed { .. } => {}
                 Change::Closed(c) => {
                     self.closed += 1;
-                    let reason = serde_json::to_value(c.reason)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string));
-                    *self.closed_by_reason.entry(reason.unwrap_or_default()).or_default() += 1;
+                    *self.closed_by_reason.entry(c.reason.name()).or_default() += 1;
                     self.exchanges_total += u64::from(c.conn.usage.exchanges);
-                    out.push(Output::Closed(closed_record(&c, self.model.use_counting)));
+                    if self.closed_records {
+                        out.push(Output::Closed(closed_record(&c, self.model.use_counting)));
+                    }
                 }
                 Change::ProcessExit {
                     tgid,
