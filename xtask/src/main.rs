@@ -133,6 +133,12 @@ fn test(root: &Path, no_apt: bool) -> Result<()> {
             counts = Some(cargo_test(root, &tests)?);
             Ok(())
         })?;
+        stage("deploy files", &mut || {
+            // promtool rules/config checks and tests, manifest structure, dashboard JSON.
+            let st = Command::new("bash").arg("deploy/check.sh").current_dir(root).status()?;
+            anyhow::ensure!(st.success(), "deploy/check.sh failed");
+            Ok(())
+        })?;
         stage("kernel matrix", &mut || kernel_matrix(root))?;
         Ok(())
     })();

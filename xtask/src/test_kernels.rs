@@ -172,7 +172,10 @@ pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
     let measured = results.iter().all(|r| r.version != "?");
     if opts.write_docs && opts.only.is_empty() && measured {
         fs::write(root.join("docs/kernel-matrix.md"), render_doc(&table, took))?;
-        println!("wrote target/kernel-matrix.md and docs/kernel-matrix.md");
+        let readme = root.join("README.md");
+        let text = fs::read_to_string(&readme)?;
+        fs::write(&readme, with_table(&text, &table))?;
+        println!("wrote target/kernel-matrix.md, docs/kernel-matrix.md and the README's table");
     } else if opts.write_docs {
         println!("wrote target/kernel-matrix.md; docs/kernel-matrix.md left as it was (not a full run)");
     }
@@ -575,6 +578,19 @@ fn failure_lines(output: &str) -> Vec<&str> {
     why
 }
 
+const TABLE_BEGIN: &str = "<!-- kernel-matrix:begin (written by cargo xtask test-kernels) -->";
+const TABLE_END: &str = "<!-- kernel-matrix:end -->";
+
+/// The README with the text between the table markers replaced (unchanged without markers).
+fn with_table(readme: &str, table: &str) -> String {
+    match (readme.find(TABLE_BEGIN), readme.find(TABLE_END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{TABLE_BEGIN}\n{}\n{}", &readme[..b], table.trim_end(), &readme[e..])
+        }
+        _ => readme.to_string(),
+    }
+}
+
 /// docs/kernel-matrix.md: the table with when and how it was measured.
 fn render_doc(table: &str, secs: f64) -> String {
     let now = SystemTime::now()
@@ -814,6 +830,17 @@ fn yes_no(v: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn readme_table_is_replaced_between_markers_only() {
+        let readme = format!("a\n{TABLE_BEGIN}\nold\n{TABLE_END}\nb\n");
+        assert_eq!(
+            with_table(&readme, "| new |\n"),
+            format!("a\n{TABLE_BEGIN}\n| new |\n{TABLE_END}\nb\n")
+        );
+        assert_eq!(with_table("no markers", "| new |"), "no markers");
+    }
+
     use super::*;
 
     const OUTPUT: &str = "kernel 5.10.0-32-cloud-amd64
