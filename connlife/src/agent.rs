@@ -55,27 +55,41 @@ pub struct AgentArgs {
     pub max_processes: usize,
 }
 
-/// Labels of processes, read once from /proc (comm, cgroup, container id).
+/// Labels of processes, read once from /proc (comm, container id, cgroup path).
 #[derive(Default)]
 struct ProcNames {
-    cache: HashMap<u32, ProcLabels>,
+    cache: HashMap<u32, (ProcLabels, String)>,
 }
 
 impl ProcNames {
+    fn entry(&mut self, pid: u32, comm_hint: &str) -> &(ProcLabels, String) {
+        self.cache.entry(pid).or_insert_with(|| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_else(|_| comm_hint.to_string());
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let labels = ProcLabels {
+                comm,
+                container: metrics::container_id(&cgroup).unwrap_or_default(),
+            };
+            (labels, metrics::cgroup_path(&cgroup))
+        })
+    }
+
     fn get(&mut self, pid: u32, comm_hint: &str) -> ProcLabels {
-        self.cache
-            .entry(pid)
-            .or_insert_with(|| {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map(|c| c.trim().to_string())
-                    .unwrap_or_else(|_| comm_hint.to_string());
-                let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-                ProcLabels {
-                    comm,
-                    container: metrics::container_id(&cgroup).unwrap_or_default(),
-                }
-            })
-            .clone()
+        self.entry(pid, comm_hint).0.clone()
+    }
+
+    /// Name the owner's container and cgroup in findings (the JSON log lines).
+    fn enrich(&mut self, outputs: &mut [Output]) {
+        for o in outputs {
+            if let Output::Finding(f) | Output::Resolved(f) = o {
+                let Some(pid) = f.pid else { continue };
+                let (labels, cgroup) = self.entry(pid, &f.comm);
+                f.container = Some(labels.container.clone()).filter(|c| !c.is_empty());
+                f.cgroup = Some(cgroup.clone()).filter(|c| !c.is_empty());
+            }
+        }
     }
 
     fn retain(&mut self, live: &HashSet<u32>) {
@@ -179,7 +193,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 r?;
                 for item in batch.drain(..) {
                     match item {
-                        Ok(event) => feed(&mut session, &mut sink, Input::Event { event })?,
+                        Ok(event) => apply(&mut session, &mut sink, &mut names, Input::Event { event }),
                         Err(e) => {
                             health.decode_errors += 1;
                             log::warn!("corrupt ring-buffer record: {e}");
@@ -210,7 +224,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 feed(&mut session, &mut sink, Input::Lost { now_ns: now, kernel, decode_errors: health.decode_errors })?;
                 let interval_due = now - last_interval >= args.interval.as_nanos() as u64;
                 let fds = if interval_due { fd_samples_of(&session, &busiest(&session, args.max_processes), now) } else { Vec::new() };
-                feed(&mut session, &mut sink, Input::Tick { now_ns: now, fds })?;
+                apply(&mut session, &mut sink, &mut names, Input::Tick { now_ns: now, fds });
                 if interval_due {
                     last_interval = now;
                     session.forget_stale_processes(now, 3 * args.interval.as_nanos() as u64);
@@ -254,6 +268,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     sink.flush()?;
     eprintln!("connlife agent: stopped");
     Ok(())
+}
+
+/// Feed the session and log its outputs, findings named with container and cgroup.
+fn apply(session: &mut Session, sink: &mut Sink, names: &mut ProcNames, input: Input) {
+    let mut out = session.apply(&input);
+    names.enrich(&mut out);
+    sink.emit(&out);
 }
 
 /// The processes with the most connections (fd pressure is read for these).

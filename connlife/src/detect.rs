@@ -61,6 +61,11 @@ pub struct Finding {
     pub idle_s: f64,
     /// Exchanges counted; `null` when unknown (predates connlife or no send/recv tracepoints).
     pub exchanges: Option<u32>,
+    /// Agent only: the owner's container id (12 hex) and cgroup path, when it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// Many unreused connections from one process to one remote: the pool-per-request signature.
@@ -117,6 +122,8 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         age_exact: c.age_exact,
         idle_s: secs(idle),
         exchanges: c.exchanges_known.then_some(c.usage.exchanges),
+        container: None,
+        cgroup: None,
     })
 }
 

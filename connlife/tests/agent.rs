@@ -132,7 +132,7 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
         "4",
     ]);
     client.args(["-interval", "100ms", "-hold", "-1s"]);
-    let _client = Proc::spawn(client, "go-client");
+    let client = Proc::spawn(client, "go-client");
 
     let stuck = until("the stuck metric to reach 4", || {
         prom_value(prom_port, query).filter(|v| *v >= 4.0)
@@ -150,6 +150,23 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
     assert_eq!(alert["labels"]["comm"], "client", "{alert}");
     let lost = prom_value(prom_port, "sum(connlife_lost_events_total)").expect("lost events exported");
     assert_eq!(lost, 0.0, "no events lost at this rate");
+    // The JSON log lines name the findings' owner with its cgroup (and container, if any).
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", client.pid())).unwrap();
+    let expected = match cgroup.lines().find_map(|l| l.strip_prefix("0::")) {
+        Some(path) if !path.is_empty() => Value::from(path),
+        _ => Value::Null,
+    };
+    let logged: Vec<Value> = agent
+        .lines
+        .try_iter()
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let mine: Vec<&Value> = logged
+        .iter()
+        .filter(|v| v["type"] == "finding" && v["kind"] == "close_wait_stuck" && v["pid"] == client.pid())
+        .collect();
+    assert_eq!(mine.len(), 4, "one finding line per stuck socket: {logged:?}");
+    assert!(mine.iter().all(|f| f["cgroup"] == expected), "{mine:?}");
     drop(agent);
     let _ = std::fs::remove_dir_all(dir);
 }
