@@ -29,7 +29,7 @@ pub enum Command {
         json: bool,
     },
     /// Run as a long-lived agent on this host: all processes, Prometheus /metrics, JSON findings.
-    Agent(crate::agent::AgentArgs),
+    Agent(crate::run::agent::AgentArgs),
     /// Benchmark floor: attach one program that only counts sock/inet_sock_set_state; on
     /// Ctrl-C print {"type":"floor","count":N}.
     #[command(hide = true)]

@@ -1,18 +1,14 @@
 //! connlife: an eBPF tracer of TCP socket lifecycles that finds connections a process is stuck
 //! with (CLOSE_WAIT never closed, ESTABLISHED never reused) and explains its fd exhaustion.
-//! Pure logic (event decoding, the connection model, detectors, formatting) lives apart from
-//! I/O (loader, ring buffer, netlink, /proc, output sinks).
-pub mod agent;
-pub mod btf;
+//!
+//! The folders show the architecture, from the kernel outwards:
+//! - [`kernel`]: discovery of hooks and offsets, loading the programs, decoding their records,
+//!   and the kernel's own truth (sock_diag + /proc snapshots). I/O.
+//! - [`model`]: the pure core: connection state machine, detectors, the session. No I/O.
+//! - [`output`]: pure formatting of the session's outputs (text, JSON, OpenMetrics).
+//! - [`run`]: the one driver that joins them, and the modes (`--pid`, `agent`, `report`).
 pub mod cli;
-pub mod detect;
-pub mod event;
-pub mod live;
-pub mod loader;
-pub mod metrics;
+pub mod kernel;
 pub mod model;
 pub mod output;
-pub mod probes;
-pub mod session;
-pub mod snapshot;
-pub mod tracefs;
+pub mod run;

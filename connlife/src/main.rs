@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use connlife::{
     cli::{self, Cli, Command},
-    live, loader, probes,
+    kernel::{loader, probes},
+    run::live,
 };
 
 fn main() -> ExitCode {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Report { file, json }) => live::report(&file, json),
         Some(Command::Check { json }) => check(json),
-        Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(connlife::agent::run(args))),
+        Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(connlife::run::agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
             println!("{{\"type\":\"floor\",\"count\":{count}}}");
         }),

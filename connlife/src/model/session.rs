@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    detect::{self, FdPressure, FdSample, Finding, FindingKind, Group, Thresholds, Tracker},
-    event::{KernelEvent, TcpState},
+    kernel::event::{KernelEvent, TcpState},
+    model::detect::{self, FdPressure, FdSample, Finding, FindingKind, Group, Thresholds, Tracker},
     model::{Change, ClosedConn, Model, SeenSocket},
 };
 
@@ -88,7 +88,7 @@ pub struct ClosedRecord {
     pub fd: Option<i32>,
     pub laddr: String,
     pub raddr: String,
-    pub role: crate::event::Role,
+    pub role: crate::kernel::event::Role,
     pub reason: crate::model::EndReason,
     pub lifetime_s: f64,
     pub lifetime_exact: bool,

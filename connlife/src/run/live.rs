@@ -8,20 +8,20 @@ use std::{
     time::Duration,
 };
 
-use crate::loader::comm_bytes;
+use crate::kernel::loader::comm_bytes;
 use anyhow::Context as _;
 use connlife_common::{SockInfo, ROLE_CLIENT, ROLE_LISTENER, ROLE_SERVER};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     cli::TraceArgs,
-    detect::{self, FdSample, Thresholds},
-    event::{Role, TcpState, Use},
-    loader::{Filter, Tracer},
+    kernel::event::{Role, TcpState, Use},
+    kernel::loader::{Filter, Tracer},
+    kernel::snapshot,
+    model::detect::{self, FdSample, Thresholds},
+    model::session::{Input, Output, Session},
     model::{Owner, SeenSocket},
     output::{self, Style},
-    session::{Input, Output, Session},
-    snapshot,
 };
 
 /// Processes whose comm is one of `comms` (the kernel's 15-character name).

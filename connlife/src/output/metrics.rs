@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::session::Session;
+use crate::model::session::Session;
 
 type Labels = Vec<(String, String)>;
 

@@ -19,12 +19,12 @@ use tokio::{
 };
 
 use crate::{
-    detect::{Thresholds, NS},
-    live::{fd_samples_of, feed, monotonic_ns, poll_use, snapshot_into, Sink},
-    loader::{Filter, Tracer},
-    metrics::{self, AgentHealth, ProcLabels},
+    kernel::loader::{Filter, Tracer},
+    model::detect::{Thresholds, NS},
+    model::session::{Input, Output, Session},
+    output::metrics::{self, AgentHealth, ProcLabels},
     output::parse_duration,
-    session::{Input, Output, Session},
+    run::live::{fd_samples_of, feed, monotonic_ns, poll_use, snapshot_into, Sink},
 };
 
 #[derive(Debug, Args, Clone)]

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{KernelEvent, Kind, Role, TcpState, Use};
+use crate::kernel::event::{KernelEvent, Kind, Role, TcpState, Use};
 
 pub type ConnId = u64;
 
@@ -640,7 +640,7 @@ pub fn end_reason(path: &[(TcpState, u64)]) -> EndReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Kind;
+    use crate::kernel::event::Kind;
     use TcpState::*;
 
     fn addr(s: &str) -> SocketAddr {

@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context as _};
 use connlife_common::{Config, OFFSET_ABSENT};
 use serde::Serialize;
 
-use crate::{btf::Btf, tracefs};
+use crate::kernel::{btf::Btf, tracefs};
 
 /// What this kernel offers, as discovered at start; printed by `connlife check`.
 #[derive(Debug, Clone, Serialize, PartialEq)]

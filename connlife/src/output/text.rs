@@ -2,7 +2,7 @@
 //! `--json`, aligned human text otherwise (colour only when asked, i.e. on a TTY).
 use std::io::{self, Write};
 
-use crate::session::{Output, Postmortem, Summary};
+use crate::model::session::{Output, Postmortem, Summary};
 
 /// `90.5` -> "1m30s", `0.25` -> "250ms", `7200` -> "2h0m".
 pub fn duration(secs: f64) -> String {
@@ -42,7 +42,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub struct Style {
     pub color: bool,
     /// Finding kinds whose hint was printed already (a hint is printed once, not per line).
-    pub hinted: std::cell::RefCell<Vec<crate::detect::FindingKind>>,
+    pub hinted: std::cell::RefCell<Vec<crate::model::detect::FindingKind>>,
 }
 
 impl Style {
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn plain_when_not_a_tty() {
-        let out = Output::Lost(crate::session::Lost {
+        let out = Output::Lost(crate::model::session::Lost {
             kernel: 3,
             decode_errors: 1,
         });

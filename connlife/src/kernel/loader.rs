@@ -14,7 +14,7 @@ use aya::{
 };
 use connlife_common::{maps, Counter, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS};
 
-use crate::{
+use crate::kernel::{
     event::{decode, DecodeError, KernelEvent},
     probes::{self, Features},
     tracefs,

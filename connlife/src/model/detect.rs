@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::{Role, TcpState},
+    kernel::event::{Role, TcpState},
     model::{Conn, ConnId, Model},
 };
 
@@ -287,7 +287,7 @@ pub fn tcp_by_state(model: &Model, pid: Option<u32>) -> BTreeMap<String, u32> {
 mod tests {
     use super::*;
     use crate::{
-        event::{KernelEvent, Kind, Use},
+        kernel::event::{KernelEvent, Kind, Use},
         model::Model,
     };
 

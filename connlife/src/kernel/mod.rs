@@ -1,0 +1,10 @@
+//! The kernel side seen from userspace: which hooks and struct offsets this kernel has
+//! ([`probes`], [`tracefs`], [`btf`]), loading and attaching the programs and reading their maps
+//! ([`loader`]), decoding ring-buffer records ([`event`]), and the kernel's own view of sockets
+//! and fds for snapshots and reconciliation ([`snapshot`]).
+pub mod btf;
+pub mod event;
+pub mod loader;
+pub mod probes;
+pub mod snapshot;
+pub mod tracefs;
