@@ -488,12 +488,15 @@ fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, 
         events = match c {
             Floor => {
                 let line = text.lines().find(|l| l.contains(r#""type":"floor""#));
-                Some((line.and_then(|l| json_u64(l, "count")).context("no floor count")?, None))
+                Some((
+                    line.and_then(|l| json_u64(l, "/count")).context("no floor count")?,
+                    None,
+                ))
             }
             ConnlifeAll | ConnlifePid | Agent => {
-                let last = get(summaries.last(), "events").context("no final summary")?;
-                let recv = last - get(summaries.first(), "events").unwrap_or(0);
-                Some((recv, get(summaries.last(), "lost_events")))
+                let last = get(summaries.last(), "/events").context("no final summary")?;
+                let recv = last - get(summaries.first(), "/events").unwrap_or(0);
+                Some((recv, get(summaries.last(), "/lost_events")))
             }
             _ => None,
         };
@@ -525,12 +528,12 @@ fn has_bpf_link(pid: u32) -> bool {
     fds.any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("bpf_link")))
 }
 
-/// `"key":123` in a JSON line (the last occurrence: summaries end with their counters).
-fn json_u64(line: &str, key: &str) -> Option<u64> {
-    let pat = format!("\"{key}\":");
-    let rest = &line[line.rfind(&pat)? + pat.len()..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
+/// The number at a JSON pointer (`/events`, `/by_state/ESTABLISHED`) of one JSON line.
+fn json_u64(line: &str, pointer: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()?
+        .pointer(pointer)?
+        .as_u64()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,11 +602,7 @@ fn memory(release: &Path, dir: &Path, ks: &[usize]) -> Result<()> {
             1024 * field.unwrap_or(0u64)
         };
         let (rss, hwm) = (bytes("VmRSS:"), bytes("VmHWM:"));
-        let states = summary
-            .split(r#""by_state":{"#)
-            .nth(1)
-            .and_then(|s| s.split('}').next());
-        let established = states.and_then(|s| json_u64(s, "ESTABLISHED")).unwrap_or(0);
+        let established = json_u64(&summary, "/by_state/ESTABLISHED").unwrap_or(0);
         let slope = |(k0, rss0): (usize, u64)| match k > k0 {
             true => format!("{:.0}", (rss as f64 - rss0 as f64) / (k - k0) as f64),
             false => "-".to_string(),
@@ -633,10 +632,11 @@ mod tests {
     #[test]
     fn reads_counters_from_json_lines() {
         let line = r#"{"type":"summary","by_state":{"ESTABLISHED":3},"lost_events":7,"events":42}"#;
-        assert_eq!(json_u64(line, "events"), Some(42));
-        assert_eq!(json_u64(line, "lost_events"), Some(7));
-        assert_eq!(json_u64(line, "ESTABLISHED"), Some(3));
-        assert_eq!(json_u64(line, "missing"), None);
+        assert_eq!(json_u64(line, "/events"), Some(42));
+        assert_eq!(json_u64(line, "/lost_events"), Some(7));
+        assert_eq!(json_u64(line, "/by_state/ESTABLISHED"), Some(3));
+        assert_eq!(json_u64(line, "/missing"), None);
+        assert_eq!(json_u64("{\"events\":", "/events"), None);
     }
 
     #[test]

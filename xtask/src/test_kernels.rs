@@ -26,13 +26,15 @@
 //! row's `expect` list and renders a markdown table (`target/kernel-matrix.md`; `test-kernels` also
 //! refreshes `docs/kernel-matrix.md` when every row could be measured).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
+use cargo_metadata::{Message, TargetKind};
+use serde::Deserialize;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -59,17 +61,27 @@ const COLUMNS: &[&str] = &[
 /// Lines of a failed row's output repeated under the table when no test panicked.
 const TAIL: usize = 20;
 
-/// One row of the matrix.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One row of the matrix: a `[[kernel]]` table of xtask/kernels.toml.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KernelSpec {
     pub name: String,
     /// Exact Debian package name, or a glob (`*`) resolved to the highest matching version.
     /// Empty: the host's own kernel, measured natively.
+    #[serde(default)]
     pub package: String,
     /// Debian suite to fetch from (private apt list); `None` uses the host's apt sources.
     pub suite: Option<String>,
     /// Features that must be reported as `yes`; a leading `!` means it must report `no`.
+    #[serde(default)]
     pub expect: Vec<String>,
+}
+
+/// xtask/kernels.toml.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KernelList {
+    kernel: Vec<KernelSpec>,
 }
 
 impl KernelSpec {
@@ -195,28 +207,22 @@ pub fn build_suite(root: &Path) -> Result<Suite> {
     cargo.args(args).arg("--message-format=json").current_dir(root);
     let out = cargo.stderr(Stdio::inherit()).output().context("running cargo")?;
     ensure!(out.status.success(), "cargo test --no-run exited with {}", out.status);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let find = |kind: &str, name: &str| -> Result<PathBuf> {
-        let found = text.lines().find_map(|l| {
-            let target = l.split_once(r#""reason":"compiler-artifact""#)?.1;
-            let target = target.split_once(r#""target":{"#)?.1.split('}').next()?;
-            let wanted =
-                target.contains(&format!(r#""kind":["{kind}"]"#)) && target.contains(&format!(r#""name":"{name}","#));
-            wanted.then(|| json_string(l, "executable")).flatten()
-        });
-        found.with_context(|| format!("cargo did not report the {kind} executable `{name}`"))
-    };
+    let exe = |kind, name| executable(&out.stdout, kind, name);
     Ok(Suite {
-        tests: find("test", "kernel")?,
-        connlife: find("bin", "connlife")?,
-        workload: find("bin", "connlife-workload")?,
+        tests: exe(TargetKind::Test, "kernel")?,
+        connlife: exe(TargetKind::Bin, "connlife")?,
+        workload: exe(TargetKind::Bin, "connlife-workload")?,
     })
 }
 
-/// `"key":"value"` in a line of cargo's JSON; `None` for a missing key or an escaped value.
-fn json_string(line: &str, key: &str) -> Option<PathBuf> {
-    let value = line.split_once(&format!(r#""{key}":""#))?.1.split('"').next()?;
-    (!value.contains('\\')).then(|| PathBuf::from(value))
+/// The executable cargo's JSON messages (`--message-format=json`) report for target `name`.
+fn executable(messages: &[u8], kind: TargetKind, name: &str) -> Result<PathBuf> {
+    let found = Message::parse_stream(messages).find_map(|m| match m {
+        Ok(Message::CompilerArtifact(a)) if a.target.kind == [kind.clone()] && a.target.name == name => a.executable,
+        _ => None,
+    });
+    let found = found.map(PathBuf::from);
+    found.with_context(|| format!("cargo did not report the {kind} executable `{name}`"))
 }
 
 /// The guest's payload: `connlife check` (its `feature` lines feed the table), then the suite.
@@ -269,52 +275,25 @@ pub fn run_host(suite: &Suite, spec: &KernelSpec) -> Result<KernelResult> {
     Ok(result)
 }
 
-/// Parses the kernel list: `[[kernel]]` blocks of `key = "string"` or `key = ["a", "b"]` lines,
-/// a subset of TOML (the `toml` crate could read the file unchanged).
+/// Reads xtask/kernels.toml.
 pub fn load_list(path: &Path) -> Result<Vec<KernelSpec>> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut specs: Vec<KernelSpec> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let at = format!("{}:{}", path.display(), i + 1);
-        let line = raw.split(" #").next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        } else if line == "[[kernel]]" {
-            specs.push(KernelSpec::default());
-            continue;
-        }
-        let (key, value) = line.split_once('=').context(format!("{at}: no ="))?;
-        let spec = specs.last_mut().context(format!("{at}: no [[kernel]]"))?;
-        let string = |v: &str| match v.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-            Some(s) if !s.contains('"') => Ok(s.to_string()),
-            _ => Err(anyhow::anyhow!("{at}: expected a \"string\", got {v}")),
-        };
-        match key.trim() {
-            "name" => spec.name = string(value)?,
-            "package" => spec.package = string(value)?,
-            "suite" => spec.suite = Some(string(value)?),
-            "expect" => {
-                let list = value.trim().strip_prefix('[');
-                let list = list
-                    .and_then(|v| v.strip_suffix(']'))
-                    .context(format!("{at}: expect must be a one-line [list]"))?;
-                let items = list.split(',').filter(|s| !s.trim().is_empty());
-                spec.expect = items.map(string).collect::<Result<_>>()?;
-            }
-            other => bail!("{at}: unknown key {other}"),
-        }
-    }
+    parse_list(&text, &path.display().to_string())
+}
+
+/// Parses the kernel list; an error is one line, `<where>:<line>: <what>`.
+fn parse_list(text: &str, at: &str) -> Result<Vec<KernelSpec>> {
+    let list: KernelList = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| text[..s.start].matches('\n').count() + 1);
+        anyhow!("{at}:{line}: {}", e.message())
+    })?;
+    let specs = list.kernel;
     ensure!(
         !specs.iter().any(|s| s.name.is_empty()),
-        "{}: a kernel without a name",
-        path.display()
+        "{at}: a kernel without a name"
     );
     let hosts = specs.iter().filter(|s| s.is_host()).count();
-    ensure!(
-        hosts <= 1,
-        "{}: more than one entry without a package (the host)",
-        path.display()
-    );
+    ensure!(hosts <= 1, "{at}: more than one entry without a package (the host)");
     Ok(specs)
 }
 
@@ -322,14 +301,7 @@ pub fn load_list(path: &Path) -> Result<Vec<KernelSpec>> {
 pub fn ensure_host_tools() -> Result<()> {
     // qemu-system-x86 also brings the libraries of the backports QEMU (see qemu_command);
     // xz-utils/zstd decompress modules.
-    let wanted = "qemu-system-x86 busybox-static cpio xz-utils zstd".split(' ');
-    let mut query = Command::new("dpkg-query");
-    query.args(["-W", "-f=${Status} ${Package}\n"]);
-    let have = query.args(wanted.clone()).output()?.stdout;
-    let have = String::from_utf8_lossy(&have);
-    let missing: Vec<&str> = wanted
-        .filter(|p| !have.contains(&format!("install ok installed {p}\n")))
-        .collect();
+    let missing = crate::setup::missing_packages(&["qemu-system-x86", "busybox-static", "cpio", "xz-utils", "zstd"])?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -593,10 +565,7 @@ fn with_table(readme: &str, table: &str) -> String {
 
 /// docs/kernel-matrix.md: the table with when and how it was measured.
 fn render_doc(table: &str, secs: f64) -> String {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let date = date_utc(now.as_secs());
+    let date = time::OffsetDateTime::now_utc().date(); // Display: YYYY-MM-DD
     format!(
         "# Kernel matrix
 
@@ -617,20 +586,6 @@ package. `cargo xtask test` runs the same matrix after the host's own tests and 
 
 {table}"
     )
-}
-
-/// `YYYY-MM-DD` of a Unix time (UTC), by the days-to-civil algorithm of
-/// <https://howardhinnant.github.io/date_algorithms.html>.
-fn date_utc(secs: u64) -> String {
-    let z = (secs / 86_400) as i64 + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn build_initramfs(dir: &Path, mods: &Path, payload: &GuestPayload, secs: u64) -> Result<PathBuf> {
@@ -868,6 +823,49 @@ test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
     }
 
     #[test]
+    fn kernel_list_errors_name_the_line() {
+        let spec = |text| parse_list(text, "k.toml");
+        let list = spec(
+            "[[kernel]]\nname = \"host\"\n\n[[kernel]]\nname = \"d\"\npackage = \"linux-*\"\nsuite = \"bookworm\"\n",
+        );
+        let list = list.unwrap();
+        assert_eq!((list[0].is_host(), list[1].suite.as_deref()), (true, Some("bookworm")));
+        let err = spec("[[kernel]]\nname = \"a\"\nflavour = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("k.toml:3: unknown field `flavour`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = spec("[[kernel]]\nname = \"a\"\n[[kernel]]\nname = \"b\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "k.toml: more than one entry without a package (the host)"
+        );
+        assert!(spec("[[kernel]]\npackage = \"p\"\n").is_err());
+    }
+
+    #[test]
+    fn cargo_json_gives_the_executables() {
+        let line = |kind: &str, name: &str, exe: &str| {
+            format!(
+                r#"{{"reason":"compiler-artifact","package_id":"path+file:///r/c#0.1.0","manifest_path":"/r/c/Cargo.toml","target":{{"kind":["{kind}"],"crate_types":["bin"],"name":"{name}","src_path":"/r/c/x.rs","edition":"2021","doc":true,"doctest":false,"test":true}},"profile":{{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false}},"features":[],"filenames":["{exe}"],"executable":{exe:?},"fresh":true}}"#
+            )
+        };
+        let out = [
+            line("bin", "connlife", "/r/t/connlife"),
+            line("test", "kernel", "/r/t/d/kernel-1"),
+        ];
+        let out = format!(
+            "{}\n{}\n{{\"reason\":\"build-finished\",\"success\":true}}\n",
+            out[0], out[1]
+        );
+        let exe = |kind, name| executable(out.as_bytes(), kind, name);
+        assert_eq!(exe(TargetKind::Test, "kernel").unwrap(), Path::new("/r/t/d/kernel-1"));
+        assert_eq!(exe(TargetKind::Bin, "connlife").unwrap(), Path::new("/r/t/connlife"));
+        let err = exe(TargetKind::Bin, "kernel").unwrap_err();
+        assert_eq!(err.to_string(), "cargo did not report the bin executable `kernel`");
+    }
+
+    #[test]
     fn a_run_passes_on_status_zero_and_every_expectation() {
         let expect = strings(&["btf", "!use_counting", "inet_sock_set_state"]);
         let r = result_from_output("k", "5.10", Some(0), OUTPUT, &expect);
@@ -934,19 +932,5 @@ failures:
             "{\"path\":[]}",
         ];
         assert_eq!(failure_lines(output), want);
-    }
-
-    #[test]
-    fn cargo_json_gives_the_executable() {
-        let line = r#"{"reason":"compiler-artifact","target":{"kind":["test"],"name":"kernel"},"executable":"/r/k-1","fresh":true}"#;
-        assert_eq!(json_string(line, "executable"), Some(PathBuf::from("/r/k-1")));
-        assert_eq!(json_string(r#"{"executable":null}"#, "executable"), None);
-    }
-
-    #[test]
-    fn dates_are_utc_days() {
-        assert_eq!(date_utc(0), "1970-01-01");
-        assert_eq!(date_utc(951_782_400), "2000-02-29");
-        assert_eq!(date_utc(1_795_564_799), "2026-11-24");
     }
 }
