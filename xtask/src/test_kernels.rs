@@ -81,6 +81,7 @@ pub struct KernelSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KernelList {
+    #[serde(default)]
     kernel: Vec<KernelSpec>,
 }
 
@@ -841,6 +842,7 @@ test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             "k.toml: more than one entry without a package (the host)"
         );
         assert!(spec("[[kernel]]\npackage = \"p\"\n").is_err());
+        assert_eq!(spec("# no rows\n").unwrap(), []);
     }
 
     #[test]
