@@ -40,6 +40,62 @@ fn bad_duration_is_a_usage_error() {
     assert!(one_clear_line(&out).contains("invalid duration"));
 }
 
+/// clap's usage error: one `error:` line (clap adds a blank line and its `--help` tip).
+fn one_usage_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = one_clear_line(out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    errors[0].to_string()
+}
+
+#[test]
+fn overflowing_duration_is_a_usage_error_not_a_panic() {
+    // Issue 11: Duration::from_secs_f64 panicked (exit 101).
+    let out = run(&["--pid", "1", "--idle-after", "99999999999999999999h"]);
+    let err = one_usage_error(&out);
+    assert!(err.contains("at most 30 days"), "{err}");
+    let out = run(&["agent", "--interval", "99999999999999999999h"]);
+    assert!(one_usage_error(&out).contains("at most 30 days"));
+}
+
+#[test]
+fn zero_interval_is_a_usage_error() {
+    let out = run(&["--pid", "1", "--interval", "0s"]);
+    assert!(one_usage_error(&out).contains("must be more than 0"));
+}
+
+#[test]
+fn max_conns_zero_is_a_usage_error() {
+    // Issue 9: 0 silently meant unlimited.
+    let out = run(&["--pid", "1", "--max-conns", "0"]);
+    assert!(one_usage_error(&out).contains("must be at least 1"));
+}
+
+#[test]
+fn zombie_pid_is_a_usage_error() {
+    // Issue 9: a zombie was traced for ever. `sleep 0`, never waited for, stays a zombie.
+    let mut child = Command::new("sleep").arg("0").spawn().expect("spawn sleep");
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("our child's stat");
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        if state == Some("Z") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sleep 0 is not a zombie: {stat}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = run(&["--pid", &pid.to_string()]);
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        one_clear_line(&out),
+        format!("connlife: pid {pid} has already exited (zombie): nothing to trace\n")
+    );
+}
+
 #[test]
 fn unreadable_or_corrupt_record_file_fails_cleanly() {
     let out = run(&["report", "/nonexistent/record.jsonl"]);

@@ -18,7 +18,12 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
-/// Parse "500ms", "30s", "2m", "1h" (also a bare number of seconds).
+/// Longest duration any option takes: 30 days. Past it a value is surely a typo, and
+/// `Duration::from_secs_f64` panics on values that do not fit (`99999999999999999999h`).
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Parse "500ms", "30s", "2m", "1h", "1d" (also a bare number of seconds), from 0 to
+/// [`MAX_DURATION`]; anything else is an error (a clap usage error, exit 2), never a panic.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
@@ -31,12 +36,27 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        "d" => n * 86_400.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m, h or d)")),
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration {s:?}"));
     }
+    // Compared as f64 before converting: the conversion is what panics.
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("invalid duration {s:?}: at most 30 days (30d)"));
+    }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// [`parse_duration`], and not zero: for intervals and thresholds (a zero interval would spin,
+/// a zero threshold would flag every connection at once).
+pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("invalid duration {:?}: must be more than 0", s.trim()));
+    }
+    Ok(d)
 }
 
 pub struct Style {
@@ -321,6 +341,43 @@ mod tests {
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn durations_are_bounded_never_a_panic() {
+        assert_eq!(parse_duration("30d").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("720h").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("0s").unwrap(), std::time::Duration::ZERO);
+        for s in [
+            "99999999999999999999h",
+            "720.001h",
+            "31d",
+            "18446744073709551616",
+            "1e400",
+            "inf",
+            "NaN",
+            "-1s",
+            "",
+        ] {
+            let err = parse_duration(s).unwrap_err();
+            assert!(err.starts_with("invalid duration"), "{s}: {err}");
+            assert!(!err.contains('\n'), "{s}: one line: {err}");
+        }
+        assert!(parse_duration("99999999999999999999h")
+            .unwrap_err()
+            .contains("at most 30 days"));
+    }
+
+    #[test]
+    fn positive_durations_refuse_zero() {
+        for s in ["0", "0s", "0ms", "0.0h", "0.0000000001s"] {
+            let err = parse_positive_duration(s).unwrap_err();
+            assert!(err.contains("must be more than 0"), "{s}: {err}");
+        }
+        assert_eq!(parse_positive_duration("1ms").unwrap().as_millis(), 1);
+        assert!(parse_positive_duration("99999999999999999999h")
+            .unwrap_err()
+            .contains("at most 30 days"));
     }
 
     #[test]
