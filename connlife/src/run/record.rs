@@ -131,7 +131,9 @@ impl RecordWriter {
         }
         self.line.push(b'\n');
         let len = self.line.len() as u64;
+        // The header is only needed (and only kept in memory) when the file can rotate.
         match input {
+            _ if !self.rotates => {}
             Input::Start { .. } => self.start_line = Some(self.line.clone()),
             Input::Track { .. } => {
                 self.track_lines.push_back(self.line.clone());
