@@ -12,7 +12,9 @@ fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        fs::write(out_dir.join("connlife"), []).context("writing placeholder eBPF object")?;
+        for object in ["connlife", "connlife-floor"] {
+            fs::write(out_dir.join(object), []).context("writing placeholder eBPF object")?;
+        }
         return Ok(());
     }
     let manifest_dir = env::var("CARGO_MANIFEST_DIR")?;

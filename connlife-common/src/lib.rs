@@ -26,7 +26,7 @@ pub mod maps {
     pub const CONNECT_FDS: &str = "CONNECT_FDS";
     /// Per-CPU `u64` counters indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
-    /// Per-CPU count of `floor_count` runs (benchmark floor).
+    /// Per-CPU count of `floor_count` runs (the benchmark's separate `connlife-floor` object).
     pub const FLOOR: &str = "FLOOR";
 }
 
@@ -46,28 +46,65 @@ pub const RING_BYTES: u32 = 4 << 20;
 pub const WAKEUP_BYTES: u32 = 64 << 10;
 pub const RING_POLL_MS: u64 = 20;
 
-/// Program names: (program symbol, tracepoint category, tracepoint name).
-pub const PROGRAMS: &[(&str, &str, &str)] = &[
-    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
-    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
-    ("sys_enter_close", "syscalls", "sys_enter_close"),
-    ("sys_enter_dup2", "syscalls", "sys_enter_dup2"),
-    ("sys_enter_dup3", "syscalls", "sys_enter_dup3"),
-    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
-    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
-    ("sys_exit_socket", "syscalls", "sys_exit_socket"),
-    ("sys_exit_openat", "syscalls", "sys_exit_openat"),
-    ("sched_process_exit", "sched", "sched_process_exit"),
-    ("sock_send_length", "sock", "sock_send_length"),
-    ("sock_recv_length", "sock", "sock_recv_length"),
+/// How a program attaches: a classic tracepoint (`category/name`, fields read at offsets from
+/// its tracefs `format` file) or a raw tracepoint (`name`, the tracepoint's C arguments).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Hook {
+    TracePoint,
+    RawTracePoint,
+}
+
+/// Every program of the product object: (program symbol, hook, tracepoint category, name).
+/// The state and fork hooks are raw tracepoints: a classic tracepoint program is skipped (and
+/// only counted in `recursion_misses`) whenever any other BPF program runs on that CPU, which is
+/// common for `inet_sock_set_state` firing in softirq on top of a syscall program; a raw
+/// tracepoint program is guarded per program instead (kernel/trace/bpf_trace.c,
+/// `__bpf_trace_run`).
+pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
+    (
+        "inet_sock_set_state",
+        Hook::RawTracePoint,
+        "sock",
+        "inet_sock_set_state",
+    ),
+    ("sched_process_fork", Hook::RawTracePoint, "sched", "sched_process_fork"),
+    ("sys_enter_connect", Hook::TracePoint, "syscalls", "sys_enter_connect"),
+    ("sys_enter_close", Hook::TracePoint, "syscalls", "sys_enter_close"),
+    ("sys_enter_dup2", Hook::TracePoint, "syscalls", "sys_enter_dup2"),
+    ("sys_enter_dup3", Hook::TracePoint, "syscalls", "sys_enter_dup3"),
+    ("sys_exit_accept4", Hook::TracePoint, "syscalls", "sys_exit_accept4"),
+    ("sys_exit_accept", Hook::TracePoint, "syscalls", "sys_exit_accept"),
+    ("sys_exit_socket", Hook::TracePoint, "syscalls", "sys_exit_socket"),
+    ("sys_exit_openat", Hook::TracePoint, "syscalls", "sys_exit_openat"),
+    ("sched_process_exit", Hook::TracePoint, "sched", "sched_process_exit"),
+    ("sock_send_length", Hook::TracePoint, "sock", "sock_send_length"),
+    ("sock_recv_length", Hook::TracePoint, "sock", "sock_recv_length"),
 ];
 
-/// The benchmark's floor program: counts `sock/inet_sock_set_state` and nothing else.
+/// The benchmark's floor program (in the separate `connlife-floor` object): counts
+/// `sock/inet_sock_set_state` and nothing else.
 pub const FLOOR_PROGRAM: &str = "floor_count";
+
+/// Decodes a `#[repr]` enum from its wire value: `TryFrom<$repr>` returning the bad value.
+macro_rules! wire_enum {
+    ($name:ident: $repr:ty { $($variant:ident = $value:literal),+ $(,)? }) => {
+        impl TryFrom<$repr> for $name {
+            type Error = $repr;
+            fn try_from(v: $repr) -> Result<Self, $repr> {
+                match v {
+                    $($value => Ok(Self::$variant),)+
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
 
 /// What an [`Event`] reports.
 #[repr(u32)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum EventKind {
     /// `inet_sock_set_state`: old_state -> new_state; carries the owner known so far and,
     /// when new_state is TCP_CLOSE, the final use counters.
@@ -86,32 +123,92 @@ pub enum EventKind {
     /// The socket's exchange count reached 1 or 2 (`sock_use.exchanges`): reuse is visible
     /// without polling.
     Use = 7,
+    /// A wanted process forked a new process (not a thread): `tgid` = parent, `aux` = child.
+    /// The child holds copies of every fd of the parent.
+    Fork = 8,
 }
-
-impl EventKind {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::State,
-            2 => Self::Accept,
-            3 => Self::FdClose,
-            4 => Self::Exit,
-            5 => Self::FdFail,
-            6 => Self::Claim,
-            7 => Self::Use,
-            _ => return None,
-        })
-    }
-}
+wire_enum!(EventKind: u32 { State = 1, Accept = 2, FdClose = 3, Exit = 4, FdFail = 5, Claim = 6, Use = 7, Fork = 8 });
 
 /// Which syscall failed in an [`EventKind::FdFail`] event.
 #[repr(u32)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum Syscall {
     Socket = 1,
     Accept = 2,
     Accept4 = 3,
     Openat = 4,
 }
+wire_enum!(Syscall: u32 { Socket = 1, Accept = 2, Accept4 = 3, Openat = 4 });
+
+impl Syscall {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Accept => "accept",
+            Self::Accept4 => "accept4",
+            Self::Openat => "openat",
+        }
+    }
+}
+
+/// TCP states as the kernel numbers them (include/net/tcp_states.h).
+#[repr(u8)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum TcpState {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    NewSynRecv = 12,
+}
+wire_enum!(TcpState: u8 {
+    Established = 1, SynSent = 2, SynRecv = 3, FinWait1 = 4, FinWait2 = 5, TimeWait = 6,
+    Close = 7, CloseWait = 8, LastAck = 9, Listen = 10, Closing = 11, NewSynRecv = 12,
+});
+
+impl TcpState {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Established => "ESTABLISHED",
+            Self::SynSent => "SYN_SENT",
+            Self::SynRecv => "SYN_RECV",
+            Self::FinWait1 => "FIN_WAIT1",
+            Self::FinWait2 => "FIN_WAIT2",
+            Self::TimeWait => "TIME_WAIT",
+            Self::Close => "CLOSE",
+            Self::CloseWait => "CLOSE_WAIT",
+            Self::LastAck => "LAST_ACK",
+            Self::Listen => "LISTEN",
+            Self::Closing => "CLOSING",
+            Self::NewSynRecv => "NEW_SYN_RECV",
+        }
+    }
+}
+
+/// Role of a socket, as learned from the syscall that made it.
+#[repr(u8)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
+pub enum Role {
+    #[default]
+    Unknown = 0,
+    Client = 1,
+    Server = 2,
+    Listener = 3,
+}
+wire_enum!(Role: u8 { Unknown = 0, Client = 1, Server = 2, Listener = 3 });
 
 /// Indexes of the per-CPU counters in [`maps::COUNTERS`].
 #[repr(u32)]
@@ -123,16 +220,13 @@ pub enum Counter {
     SocksFull = 1,
     /// A kernel read (bpf_probe_read_kernel) failed.
     ReadFailed = 2,
-    /// WANTED_TGIDS insert failed on a --comm match.
+    /// WANTED_TGIDS insert failed on a --comm match or a fork.
     WantedFull = 3,
+    /// A socket was born at a kernel address whose SOCKS entry was still there: its end was
+    /// missed, the entry is replaced (never inherited by the new socket).
+    StaleEntry = 4,
 }
-pub const COUNTER_SLOTS: u32 = 4;
-
-/// Role of a socket, as learned from the syscall that made it.
-pub const ROLE_UNKNOWN: u8 = 0;
-pub const ROLE_CLIENT: u8 = 1;
-pub const ROLE_SERVER: u8 = 2;
-pub const ROLE_LISTENER: u8 = 3;
+pub const COUNTER_SLOTS: u32 = 5;
 
 /// Direction of the last data transfer, for exchange counting.
 pub const DIR_NONE: u32 = 0;
@@ -142,6 +236,7 @@ pub const DIR_RECV: u32 = 2;
 /// Use of one socket, counted in the kernel on `sock_send_length`/`sock_recv_length`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct SockUse {
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -151,6 +246,7 @@ pub struct SockUse {
     /// Turns of direction: send then receive for a client, receive then send for a server.
     pub exchanges: u32,
     /// DIR_* of the last transfer.
+    #[cfg_attr(feature = "user", serde(default, skip_serializing))]
     pub last_dir: u32,
 }
 const _: () = assert!(size_of::<SockUse>() == 40);
@@ -165,6 +261,7 @@ pub struct SockInfo {
     pub fd: i32,
     pub comm: [u8; 16],
     pub netns: u32,
+    /// [`Role`] as u8.
     pub role: u8,
     pub _pad: [u8; 3],
     pub sock_use: SockUse,
@@ -187,12 +284,13 @@ pub struct Event {
     pub fd: i32,
     /// Syscall return value or exit code, per kind.
     pub ret: i32,
-    /// Kind-specific: [`Syscall`] for FdFail.
+    /// Kind-specific: [`Syscall`] for FdFail, the child's tgid for Fork.
     pub aux: u32,
     pub old_state: u8,
     pub new_state: u8,
     /// AF_INET (2) or AF_INET6 (10); 0 when the event carries no tuple.
     pub family: u8,
+    /// [`Role`] as u8.
     pub role: u8,
     /// Host byte order.
     pub sport: u16,
@@ -204,6 +302,41 @@ pub struct Event {
     pub sock_use: SockUse,
 }
 pub const EVENT_SIZE: usize = size_of::<Event>();
+
+impl Event {
+    /// Every field zero (fd -1: unknown): the start of every record the programs build.
+    pub const ZEROED: Event = Event {
+        kind: 0,
+        tgid: 0,
+        ts_ns: 0,
+        sk: 0,
+        netns: 0,
+        fd: -1,
+        ret: 0,
+        aux: 0,
+        old_state: 0,
+        new_state: 0,
+        family: 0,
+        role: 0,
+        sport: 0,
+        dport: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        comm: [0; 16],
+        sock_use: SockUse::ZEROED,
+    };
+}
+
+impl SockUse {
+    pub const ZEROED: SockUse = SockUse {
+        bytes_sent: 0,
+        bytes_received: 0,
+        last_send_ns: 0,
+        last_recv_ns: 0,
+        exchanges: 0,
+        last_dir: 0,
+    };
+}
 const _: () = assert!(EVENT_SIZE == 136);
 
 /// Offsets the programs read at run time. Filled in by userspace from the tracefs `format` files
@@ -218,19 +351,10 @@ pub struct Config {
     pub comm_filter: u32,
     /// Address of the kernel's `sock_close` (the `release` of socket files), from kallsyms.
     pub sock_close_addr: u64,
+    /// connlife's own tgid: never traced (its endpoint's sockets and failed accepts would
+    /// otherwise feed back into its own event stream).
+    pub self_tgid: u32,
 
-    // sock/inet_sock_set_state
-    pub st_skaddr: u32,
-    pub st_oldstate: u32,
-    pub st_newstate: u32,
-    pub st_sport: u32,
-    pub st_dport: u32,
-    pub st_family: u32,
-    pub st_protocol: u32,
-    pub st_saddr: u32,
-    pub st_daddr: u32,
-    pub st_saddr_v6: u32,
-    pub st_daddr_v6: u32,
     // syscalls
     pub close_fd: u32,
     /// `newfd` of sys_enter_dup2 and sys_enter_dup3 (userspace checks they agree).
@@ -250,6 +374,8 @@ pub struct Config {
     pub exit_group_dead: u32,
 
     // kernel structs (BTF)
+    pub task_pid: u32,
+    pub task_tgid: u32,
     pub task_files: u32,
     pub task_exit_code: u32,
     pub files_fdt: u32,
@@ -271,10 +397,57 @@ pub struct Config {
     pub skc_net: u32,
     pub skc_cookie: u32,
     pub net_ns_inum: u32,
+    pub sk_protocol: u32,
     /// Keeps the size a multiple of 8 with no implicit padding (Pod).
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 192);
+const _: () = assert!(size_of::<Config>() == 168);
+
+impl Config {
+    /// Every offset zero: the eBPF object's initial value, overridden at load time.
+    pub const ZEROED: Config = Config {
+        filter_active: 0,
+        comm_filter: 0,
+        sock_close_addr: 0,
+        self_tgid: 0,
+        close_fd: 0,
+        dup_newfd: 0,
+        connect_fd: 0,
+        exit_ret: 0,
+        len_sk: 0,
+        len_family: 0,
+        len_protocol: 0,
+        len_ret: 0,
+        len_flags: 0,
+        exit_pid: 0,
+        exit_group_dead: 0,
+        task_pid: 0,
+        task_tgid: 0,
+        task_files: 0,
+        task_exit_code: 0,
+        files_fdt: 0,
+        fdt_fd: 0,
+        fdt_max_fds: 0,
+        file_f_op: 0,
+        file_private_data: 0,
+        fop_release: 0,
+        socket_sk: 0,
+        socket_type: 0,
+        skc_daddr: 0,
+        skc_rcv_saddr: 0,
+        skc_dport: 0,
+        skc_num: 0,
+        skc_family: 0,
+        skc_state: 0,
+        skc_v6_daddr: 0,
+        skc_v6_rcv_saddr: 0,
+        skc_net: 0,
+        skc_cookie: 0,
+        net_ns_inum: 0,
+        sk_protocol: 0,
+        _pad: 0,
+    };
+}
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
 // Kernel constants used on both sides.
@@ -285,12 +458,11 @@ pub const SOCK_STREAM: u16 = 1;
 pub const MSG_PEEK: i32 = 2;
 pub const EMFILE: i32 = 24;
 pub const ENFILE: i32 = 23;
-/// include/net/tcp_states.h
-pub const TCP_ESTABLISHED: u8 = 1;
-pub const TCP_SYN_SENT: u8 = 2;
-pub const TCP_SYN_RECV: u8 = 3;
-pub const TCP_CLOSE: u8 = 7;
-pub const TCP_LISTEN: u8 = 10;
+/// include/net/tcp_states.h, for the kernel side's matches ([`TcpState`] as u8).
+pub const TCP_SYN_SENT: u8 = TcpState::SynSent as u8;
+pub const TCP_SYN_RECV: u8 = TcpState::SynRecv as u8;
+pub const TCP_CLOSE: u8 = TcpState::Close as u8;
+pub const TCP_LISTEN: u8 = TcpState::Listen as u8;
 
 #[cfg(feature = "user")]
 mod user {

@@ -6,7 +6,7 @@ use clap::Parser;
 use connlife::{
     cli::{self, Cli, Command},
     kernel::{loader, probes},
-    run::live,
+    run::{agent, driver, watch},
 };
 
 fn main() -> ExitCode {
@@ -19,19 +19,19 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if cli.command.is_none() {
-        if let Err(e) = cli::validate_pids(&cli.trace.pids) {
+        if let Err(e) = cli::validate(&cli.trace) {
             eprintln!("connlife: {e}");
             return ExitCode::from(2);
         }
     }
     let result = match cli.command {
-        Some(Command::Report { file, json }) => live::report(&file, json),
+        Some(Command::Report { file, json }) => driver::report(&file, json),
         Some(Command::Check { json }) => check(json),
-        Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(connlife::run::agent::run(args))),
+        Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
             println!("{{\"type\":\"floor\",\"count\":{count}}}");
         }),
-        None => runtime().and_then(|rt| rt.block_on(live::run(cli.trace))),
+        None => runtime().and_then(|rt| rt.block_on(watch::run(cli.trace))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

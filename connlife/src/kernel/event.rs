@@ -1,125 +1,11 @@
 //! Decoding of ring-buffer records into typed [`KernelEvent`]s: a pure function that checks
-//! length, kind, family and states, and returns an error value for anything malformed.
+//! length, kind, family and states against the one definition in connlife-common, and returns
+//! an error value for anything malformed.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use connlife_common::{Event, EventKind, SockUse, AF_INET, AF_INET6, EVENT_SIZE};
+use connlife_common::{Event, AF_INET, AF_INET6, EVENT_SIZE};
+pub use connlife_common::{EventKind as Kind, Role, SockUse as Use, Syscall, TcpState};
 use serde::{Deserialize, Serialize};
-
-/// TCP states as the kernel numbers them (include/net/tcp_states.h).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TcpState {
-    Established = 1,
-    SynSent,
-    SynRecv,
-    FinWait1,
-    FinWait2,
-    TimeWait,
-    Close,
-    CloseWait,
-    LastAck,
-    Listen,
-    Closing,
-    NewSynRecv,
-}
-
-impl TcpState {
-    pub const ALL: [TcpState; 12] = [
-        Self::Established,
-        Self::SynSent,
-        Self::SynRecv,
-        Self::FinWait1,
-        Self::FinWait2,
-        Self::TimeWait,
-        Self::Close,
-        Self::CloseWait,
-        Self::LastAck,
-        Self::Listen,
-        Self::Closing,
-        Self::NewSynRecv,
-    ];
-
-    pub fn from_kernel(v: u8) -> Option<Self> {
-        Self::ALL.get((v as usize).checked_sub(1)?).copied()
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Established => "ESTABLISHED",
-            Self::SynSent => "SYN_SENT",
-            Self::SynRecv => "SYN_RECV",
-            Self::FinWait1 => "FIN_WAIT1",
-            Self::FinWait2 => "FIN_WAIT2",
-            Self::TimeWait => "TIME_WAIT",
-            Self::Close => "CLOSE",
-            Self::CloseWait => "CLOSE_WAIT",
-            Self::LastAck => "LAST_ACK",
-            Self::Listen => "LISTEN",
-            Self::Closing => "CLOSING",
-            Self::NewSynRecv => "NEW_SYN_RECV",
-        }
-    }
-}
-
-impl std::fmt::Display for TcpState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Unknown,
-    Client,
-    Server,
-    Listener,
-}
-
-impl Role {
-    fn from_kernel(v: u8) -> Self {
-        match v {
-            connlife_common::ROLE_CLIENT => Self::Client,
-            connlife_common::ROLE_SERVER => Self::Server,
-            connlife_common::ROLE_LISTENER => Self::Listener,
-            _ => Self::Unknown,
-        }
-    }
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    State,
-    Accept,
-    FdClose,
-    Exit,
-    FdFail,
-    Claim,
-    Use,
-}
-
-/// Use counters as the kernel reports them (times in CLOCK_MONOTONIC ns, 0 = never).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Use {
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub last_send_ns: u64,
-    pub last_recv_ns: u64,
-    pub exchanges: u32,
-}
-
-impl From<SockUse> for Use {
-    fn from(u: SockUse) -> Self {
-        Use {
-            bytes_sent: u.bytes_sent,
-            bytes_received: u.bytes_received,
-            last_send_ns: u.last_send_ns,
-            last_recv_ns: u.last_recv_ns,
-            exchanges: u.exchanges,
-        }
-    }
-}
 
 /// A decoded kernel event. Fields a kind does not carry are `None`/zero.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,8 +28,12 @@ pub struct KernelEvent {
     pub sock_use: Use,
     /// Exit: wait status; FdFail: -errno.
     pub ret: i32,
-    /// FdFail: which syscall (1 socket, 2 accept, 3 accept4, 4 openat).
-    pub syscall: u32,
+    /// FdFail: which syscall failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<Syscall>,
+    /// Fork: the new process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -156,6 +46,10 @@ pub enum DecodeError {
     BadFamily(u8),
     #[error("invalid TCP state {0}")]
     BadState(u8),
+    #[error("invalid role {0}")]
+    BadRole(u8),
+    #[error("unknown syscall {0}")]
+    BadSyscall(u32),
 }
 
 /// Decode one ring-buffer record.
@@ -166,19 +60,11 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     // SAFETY: length checked; Event is repr(C) plain data valid for any bit pattern; the
     // record may be unaligned, hence read_unaligned.
     let raw: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    let kind = match EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))? {
-        EventKind::State => Kind::State,
-        EventKind::Accept => Kind::Accept,
-        EventKind::FdClose => Kind::FdClose,
-        EventKind::Exit => Kind::Exit,
-        EventKind::FdFail => Kind::FdFail,
-        EventKind::Claim => Kind::Claim,
-        EventKind::Use => Kind::Use,
-    };
+    let kind = Kind::try_from(raw.kind).map_err(DecodeError::UnknownKind)?;
     let state = |v: u8| -> Result<Option<TcpState>, DecodeError> {
         match v {
             0 => Ok(None),
-            v => TcpState::from_kernel(v).map(Some).ok_or(DecodeError::BadState(v)),
+            v => TcpState::try_from(v).map(Some).map_err(DecodeError::BadState),
         }
     };
     let (local, remote) = match raw.family as u16 {
@@ -193,6 +79,10 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         ),
         other => return Err(DecodeError::BadFamily(other as u8)),
     };
+    let syscall = match kind {
+        Kind::FdFail => Some(Syscall::try_from(raw.aux).map_err(DecodeError::BadSyscall)?),
+        _ => None,
+    };
     Ok(KernelEvent {
         kind,
         ts_ns: raw.ts_ns,
@@ -201,14 +91,15 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         fd: (raw.fd >= 0).then_some(raw.fd),
         comm: comm_str(&raw.comm),
         netns: raw.netns,
-        role: Role::from_kernel(raw.role),
+        role: Role::try_from(raw.role).map_err(DecodeError::BadRole)?,
         old_state: state(raw.old_state)?,
         new_state: state(raw.new_state)?,
         local,
         remote,
-        sock_use: raw.sock_use.into(),
+        sock_use: raw.sock_use,
         ret: raw.ret,
-        syscall: raw.aux,
+        syscall,
+        child: (kind == Kind::Fork && raw.aux != 0).then_some(raw.aux),
     })
 }
 
@@ -216,9 +107,24 @@ fn v4(a: &[u8; 16]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
 }
 
+/// A kernel `comm` (NUL-padded) as text.
 pub fn comm_str(c: &[u8]) -> String {
     let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
     String::from_utf8_lossy(&c[..end]).into_owned()
+}
+
+/// A process name as the kernel stores it: at most 15 bytes (TASK_COMM_LEN - 1), NUL-padded.
+/// The one place the 15-byte rule is written.
+pub fn comm_bytes(comm: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let n = comm.len().min(15);
+    out[..n].copy_from_slice(&comm.as_bytes()[..n]);
+    out
+}
+
+/// Does a kernel comm (already at most 15 bytes) match a name given by the user?
+pub fn comm_matches(kernel_comm: &str, wanted: &str) -> bool {
+    comm_bytes(kernel_comm) == comm_bytes(wanted)
 }
 
 #[cfg(test)]
@@ -226,8 +132,8 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn raw_state(sk: u64, old: u8, new: u8) -> Event {
-        let mut e: Event = unsafe { std::mem::zeroed() };
-        e.kind = EventKind::State as u32;
+        let mut e = Event::ZEROED;
+        e.kind = Kind::State as u32;
         e.ts_ns = 1_000;
         e.sk = sk;
         e.tgid = 42;
@@ -244,6 +150,7 @@ pub(crate) mod tests {
     }
 
     pub fn bytes_of(e: &Event) -> Vec<u8> {
+        // SAFETY: Event is repr(C) plain data of EVENT_SIZE bytes.
         unsafe { std::slice::from_raw_parts((e as *const Event).cast::<u8>(), EVENT_SIZE) }.to_vec()
     }
 
@@ -273,6 +180,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn decodes_a_fork_with_its_child() {
+        let mut e = Event::ZEROED;
+        e.kind = Kind::Fork as u32;
+        e.tgid = 10;
+        e.aux = 11;
+        let ev = decode(&bytes_of(&e)).unwrap();
+        assert_eq!((ev.kind, ev.tgid, ev.child), (Kind::Fork, Some(10), Some(11)));
+    }
+
+    #[test]
     fn rejects_malformed_records() {
         let good = bytes_of(&raw_state(1, 7, 2));
         assert_eq!(decode(&good[..10]), Err(DecodeError::SizeMismatch(10)));
@@ -287,6 +204,20 @@ pub(crate) mod tests {
         e = raw_state(1, 7, 2);
         e.family = 3;
         assert_eq!(decode(&bytes_of(&e)), Err(DecodeError::BadFamily(3)));
+        e = raw_state(1, 7, 2);
+        e.role = 9;
+        assert_eq!(decode(&bytes_of(&e)), Err(DecodeError::BadRole(9)));
+        e = raw_state(1, 7, 2);
+        e.kind = Kind::FdFail as u32;
+        e.aux = 77;
+        assert_eq!(decode(&bytes_of(&e)), Err(DecodeError::BadSyscall(77)));
+    }
+
+    #[test]
+    fn comm_rule_is_fifteen_bytes() {
+        assert_eq!(&comm_bytes("connlife-workload")[..15], b"connlife-worklo");
+        assert!(comm_matches("connlife-worklo", "connlife-workload"));
+        assert!(!comm_matches("curl", "cur"));
     }
 
     #[test]

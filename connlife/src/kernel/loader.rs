@@ -1,18 +1,18 @@
 //! Loading and attaching the kernel programs with aya, and the userspace ends of their maps:
 //! the ring buffer read with tokio's AsyncFd, the wanted-process filter, the snapshot preseed,
-//! per-socket use counters and the kernel's loss counters.
-use std::{
-    os::fd::{AsRawFd, RawFd},
-    path::Path,
-};
+//! per-socket use counters, and every count of what the kernel lost: failed ring-buffer
+//! reserves and map inserts (the programs' own per-CPU counters) and each program's
+//! `recursion_misses` (runs the kernel skipped, read from the program's fdinfo).
+use std::{os::fd::AsFd, os::fd::AsRawFd, path::Path};
 
 use anyhow::{bail, Context as _};
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use connlife_common::{maps, Counter, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS};
+use connlife_common::{maps, Counter, Hook, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS};
+use tokio::io::unix::AsyncFd;
 
 use crate::kernel::{
     event::{decode, DecodeError, KernelEvent},
@@ -21,6 +21,8 @@ use crate::kernel::{
 };
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/connlife"));
+/// The benchmark's floor program, in its own object so the product never carries it.
+static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/connlife-floor"));
 
 /// Which processes to trace. `all` traces every process (the agent's default).
 #[derive(Debug, Clone, Default)]
@@ -35,13 +37,7 @@ impl Filter {
     }
 }
 
-/// A process name as the kernel stores it: at most 15 bytes, NUL-padded.
-pub fn comm_bytes(comm: &str) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let n = comm.len().min(15);
-    out[..n].copy_from_slice(&comm.as_bytes()[..n]);
-    out
-}
+pub use crate::kernel::event::comm_bytes;
 
 /// Kernel-side loss counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -50,6 +46,11 @@ pub struct KernelCounters {
     pub socks_full: u64,
     pub read_failed: u64,
     pub wanted_full: u64,
+    /// Sockets born where a stale SOCKS entry was (its end had been missed).
+    pub stale_entries: u64,
+    /// Runs of connlife's programs the kernel skipped (sum of `recursion_misses`; None before
+    /// 5.12, which does not count them).
+    pub recursion_misses: Option<u64>,
 }
 
 /// The loaded programs and their maps.
@@ -60,10 +61,25 @@ pub struct Tracer {
     pub attached: Vec<String>,
 }
 
+/// Privileges connlife needs, and how to tell which is missing. Root has them all, except
+/// where a container or sandbox takes them away.
+const NEEDED_CAPS: &[(u32, &str)] = &[
+    (21, "CAP_SYS_ADMIN"),  // setns into other network namespaces, /proc of other users
+    (38, "CAP_PERFMON"),    // tracepoint programs, kernel pointers
+    (39, "CAP_BPF"),        // BPF maps and programs
+    (19, "CAP_SYS_PTRACE"), // /proc/PID/fd of other users' processes
+    (2, "CAP_DAC_READ_SEARCH"),
+];
+
 /// Check the things that make loading fail with an obscure error, and say it in one line.
 pub fn preflight() -> anyhow::Result<std::path::PathBuf> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to load tracepoint programs); run it with sudo");
+    let missing = missing_caps(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
+    if !missing.is_empty() {
+        bail!(
+            "missing capabilities {} (connlife needs {}); run it with sudo, or grant them (see deploy/systemd)",
+            missing.join(", "),
+            NEEDED_CAPS.iter().map(|c| c.1).collect::<Vec<_>>().join(", ")
+        );
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         bail!(
@@ -73,6 +89,20 @@ pub fn preflight() -> anyhow::Result<std::path::PathBuf> {
     tracefs::ensure_mounted()
 }
 
+/// The needed capabilities missing from the effective set (`CapEff:` of /proc/self/status).
+pub fn missing_caps(status: &str) -> Vec<&'static str> {
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    NEEDED_CAPS
+        .iter()
+        .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 impl Tracer {
     /// Discover the kernel, load the programs with its offsets, fill the filter and attach.
     pub fn load(filter: &Filter) -> anyhow::Result<Tracer> {
@@ -80,14 +110,12 @@ impl Tracer {
         let (mut config, features) = probes::discover(&tracefs_root)?;
         config.filter_active = u32::from(!filter.is_all());
         config.comm_filter = u32::from(!filter.comms.is_empty());
+        config.self_tgid = std::process::id();
         raise_memlock();
-        let mut ebpf = EbpfLoader::new()
+        let ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
             .load(OBJECT)
             .context("loading the eBPF object")?;
-        if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf).map(forward_logs) {
-            log::debug!("eBPF logger not available: {e}");
-        }
         let mut tracer = Tracer {
             ebpf,
             ring: None,
@@ -95,20 +123,31 @@ impl Tracer {
             attached: Vec::new(),
         };
         tracer.set_filter(filter)?;
-        for (program, category, name) in PROGRAMS {
+        for &(program, hook, category, name) in PROGRAMS {
             if !tracer.features.has(program) {
                 log::info!("tracepoint {category}/{name} absent: {program} not attached");
                 continue;
             }
-            let prog: &mut TracePoint = tracer
+            let prog = tracer
                 .ebpf
                 .program_mut(program)
-                .with_context(|| format!("program {program} missing from the object"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("loading program {program} (verifier)"))?;
-            prog.attach(category, name)
-                .with_context(|| format!("attaching to tracepoint {category}/{name}"))?;
+                .with_context(|| format!("program {program} missing from the object"))?;
+            match hook {
+                Hook::TracePoint => {
+                    let prog: &mut TracePoint = prog.try_into()?;
+                    prog.load()
+                        .with_context(|| format!("loading program {program} (verifier)"))?;
+                    prog.attach(category, name)
+                        .with_context(|| format!("attaching to tracepoint {category}/{name}"))?;
+                }
+                Hook::RawTracePoint => {
+                    let prog: &mut RawTracePoint = prog.try_into()?;
+                    prog.load()
+                        .with_context(|| format!("loading program {program} (verifier)"))?;
+                    prog.attach(name)
+                        .with_context(|| format!("attaching to raw tracepoint {name}"))?;
+                }
+            }
             tracer.attached.push(program.to_string());
         }
         let ring = RingBuf::try_from(tracer.ebpf.take_map(maps::EVENTS).context("map EVENTS")?)?;
@@ -148,6 +187,20 @@ impl Tracer {
         map.insert(port, 1, 0).context("LISTEN_PORTS insert")
     }
 
+    /// Each attached program's `recursion_misses` (runs the kernel skipped because another BPF
+    /// program was running on that CPU), from /proc/self/fdinfo of the program; None on
+    /// kernels that do not count them (before 5.12).
+    pub fn recursion_misses(&self) -> Option<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for name in &self.attached {
+            let prog = self.ebpf.program(name)?;
+            let fd = prog.fd().ok()?.as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            out.push((name.clone(), parse_fdinfo(&info, "recursion_misses")?));
+        }
+        Some(out)
+    }
+
     /// Current kernel view of one socket (use counters, owner); None once it is gone.
     pub fn sock_info(&self, sk: u64) -> Option<SockInfo> {
         let map: BpfHashMap<_, u64, SockInfo> = BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;
@@ -165,18 +218,30 @@ impl Tracer {
             socks_full: sums[Counter::SocksFull as usize],
             read_failed: sums[Counter::ReadFailed as usize],
             wanted_full: sums[Counter::WantedFull as usize],
+            stale_entries: sums[Counter::StaleEntry as usize],
+            recursion_misses: self.recursion_misses().map(|v| v.iter().map(|(_, n)| n).sum()),
         })
     }
 
     /// The ring buffer, for the event loop (see [`EventStream`]).
     pub fn take_events(&mut self) -> anyhow::Result<EventStream> {
         let ring = self.ring.take().context("event stream already taken")?;
-        let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(RingFd(ring.as_raw_fd()), tokio::io::Interest::READABLE)
-        }
-        .context("registering the ring buffer with tokio")?;
-        Ok(EventStream { ring, fd })
+        // aya's documented shape: the AsyncFd owns the ring buffer, so the fd is deregistered
+        // before the map is closed.
+        // SAFETY: the ring buffer owns its map fd, which stays open and the same for as long
+        // as the AsyncFd owns the ring buffer (it is only closed when the AsyncFd drops it).
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
+        Ok(EventStream { ring })
     }
+}
+
+/// A `key:\tvalue` line of a /proc fdinfo file.
+pub fn parse_fdinfo(info: &str, key: &str) -> Option<u64> {
+    info.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 /// `connlife floor`: attach only the counting program (the benchmark's floor), wait for
@@ -187,10 +252,10 @@ pub async fn run_floor() -> anyhow::Result<u64> {
     let root = preflight()?;
     let (config, _) = probes::discover(&root)?;
     raise_memlock();
+    let _ = config;
     let mut ebpf = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &config, true)
-        .load(OBJECT)
-        .context("loading the eBPF object")?;
+        .load(FLOOR_OBJECT)
+        .context("loading the floor object")?;
     let prog: &mut TracePoint = ebpf.program_mut(FLOOR_PROGRAM).context("floor program")?.try_into()?;
     prog.load()?;
     prog.attach("sock", "inet_sock_set_state")?;
@@ -204,39 +269,32 @@ pub async fn run_floor() -> anyhow::Result<u64> {
 /// Records handled per wake-up of the event loop.
 pub const BATCH: usize = 4096;
 
-struct RingFd(RawFd);
-impl AsRawFd for RingFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
 /// Async reader of the ring buffer. Kept apart from [`Tracer`] so the event loop can await it
 /// while still using the tracer's maps.
 pub struct EventStream {
-    ring: RingBuf<MapData>,
-    fd: tokio::io::unix::AsyncFd<RingFd>,
+    ring: AsyncFd<RingBuf<MapData>>,
 }
 
 impl EventStream {
-    /// Wait until records are ready, then drain them all into `out`.
+    /// Wait until records are ready, then drain them into `out`.
     /// At most [`BATCH`] records per call, so timers, signals and the metrics endpoint get
     /// their turn during a flood; readiness is cleared only once the ring is empty.
     pub async fn next_batch(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) -> anyhow::Result<()> {
         // A wakeup (forced by the kernel past WAKEUP_BYTES) or the poll period, whichever first.
-        let mut guard = tokio::select! {
-            g = self.fd.readable() => Some(g.context("waiting on the ring buffer")?),
+        let ready = tokio::select! {
+            g = self.ring.readable_mut() => Some(g.context("waiting on the ring buffer")?),
             _ = tokio::time::sleep(std::time::Duration::from_millis(connlife_common::RING_POLL_MS)) => None,
         };
-        while out.len() < BATCH {
-            match self.ring.next() {
-                Some(item) => out.push(decode(&item)),
-                None => {
-                    if let Some(g) = guard.as_mut() {
-                        g.clear_ready();
-                    }
-                    break;
+        match ready {
+            Some(mut guard) => {
+                let ring = guard.get_inner_mut();
+                let empty = drain_into(ring, out, BATCH);
+                if empty {
+                    guard.clear_ready();
                 }
+            }
+            None => {
+                drain_into(self.ring.get_mut(), out, BATCH);
             }
         }
         Ok(())
@@ -244,10 +302,21 @@ impl EventStream {
 
     /// Drain what is there without waiting.
     pub fn drain(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) {
-        while let Some(item) = self.ring.next() {
-            out.push(decode(&item));
-        }
+        drain_into(self.ring.get_mut(), out, usize::MAX);
     }
+}
+
+/// Decode up to `max` records; true when the ring is empty.
+fn drain_into(ring: &mut RingBuf<MapData>, out: &mut Vec<Result<KernelEvent, DecodeError>>, max: usize) -> bool {
+    let mut n = 0;
+    while n < max {
+        match ring.next() {
+            Some(item) => out.push(decode(&item)),
+            None => return true,
+        }
+        n += 1;
+    }
+    false
 }
 
 fn raise_memlock() {
@@ -261,21 +330,26 @@ fn raise_memlock() {
     }
 }
 
-/// Forward aya-log records from the kernel programs to the `log` crate (shown with RUST_LOG).
-/// They travel in their own ring buffer, so they are not ordered with the events.
-fn forward_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
-    let fd = match unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) } {
-        Ok(fd) => fd,
-        Err(e) => return log::debug!("eBPF logger not registered: {e}"),
-    };
-    let mut fd = fd;
-    tokio::spawn(async move {
-        loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-        }
-    });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_recursion_misses_from_fdinfo() {
+        let info = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t1234\nverified_insns:\t200\n";
+        assert_eq!(parse_fdinfo(info, "recursion_misses"), Some(1234));
+        assert_eq!(parse_fdinfo("pos:\t0\n", "recursion_misses"), None);
+    }
+
+    #[test]
+    fn names_the_missing_capabilities() {
+        // CapEff of root: all bits.
+        assert!(missing_caps("CapEff:\t000001ffffffffff\n").is_empty());
+        // CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH.
+        let granted = (1u64 << 39) | (1 << 38) | (1 << 21) | (1 << 19) | (1 << 2);
+        assert!(missing_caps(&format!("CapEff:\t{granted:016x}\n")).is_empty());
+        let no_bpf = granted & !(1u64 << 39);
+        assert_eq!(missing_caps(&format!("CapEff:\t{no_bpf:016x}\n")), vec!["CAP_BPF"]);
+        assert_eq!(missing_caps("CapEff:\t0000000000000000\n").len(), NEEDED_CAPS.len());
+    }
 }

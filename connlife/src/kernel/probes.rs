@@ -4,7 +4,8 @@
 //!
 //! | program | needs | without it |
 //! |---|---|---|
-//! | inet_sock_set_state | 4.16 | connlife cannot run |
+//! | inet_sock_set_state (raw tracepoint) | 4.16 | connlife cannot run |
+//! | sched_process_fork (raw tracepoint) | always | a forked child's sockets stay on the parent until reconciled |
 //! | sys_enter_close, sys_enter_connect, sys_exit_accept(4) | syscall tracepoints | cannot run |
 //! | sys_enter_dup2, sys_enter_dup3 | syscall tracepoints | a socket fd replaced by dup2 is not seen closed |
 //! | sock_send_length / sock_recv_length | 6.3 | bytes and last activity from sock_diag tcp_info; exchanges unknown |
@@ -40,6 +41,7 @@ impl Features {
 /// Programs connlife cannot run without.
 pub const REQUIRED: &[&str] = &[
     "inet_sock_set_state",
+    "sched_process_fork",
     "sys_enter_connect",
     "sys_enter_close",
     "sys_exit_accept4",
@@ -55,7 +57,7 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     let mut cfg = Config::default();
     let mut tracepoints = Vec::new();
     let mut formats = std::collections::HashMap::new();
-    for (program, category, name) in connlife_common::PROGRAMS {
+    for (program, _, category, name) in connlife_common::PROGRAMS {
         let format = tracefs::read_format(tracefs_root, category, name)?;
         tracepoints.push((program.to_string(), format.is_some()));
         if let Some(f) = format {
@@ -64,7 +66,10 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     }
     for required in REQUIRED {
         if !formats.contains_key(required) {
-            let (_, cat, name) = connlife_common::PROGRAMS.iter().find(|(p, ..)| p == required).unwrap();
+            let (_, _, cat, name) = connlife_common::PROGRAMS
+                .iter()
+                .find(|(p, ..)| p == required)
+                .ok_or_else(|| anyhow!("{required} is not a program"))?;
             bail!("tracepoint {cat}/{name} is missing on kernel {kernel}: connlife needs it");
         }
     }
@@ -74,17 +79,6 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
             .and_then(|f| f.offset(field))
             .ok_or_else(|| anyhow!("tracepoint {program} has no field `{field}` on this kernel"))
     };
-    cfg.st_skaddr = off("inet_sock_set_state", "skaddr")?;
-    cfg.st_oldstate = off("inet_sock_set_state", "oldstate")?;
-    cfg.st_newstate = off("inet_sock_set_state", "newstate")?;
-    cfg.st_sport = off("inet_sock_set_state", "sport")?;
-    cfg.st_dport = off("inet_sock_set_state", "dport")?;
-    cfg.st_family = off("inet_sock_set_state", "family")?;
-    cfg.st_protocol = off("inet_sock_set_state", "protocol")?;
-    cfg.st_saddr = off("inet_sock_set_state", "saddr")?;
-    cfg.st_daddr = off("inet_sock_set_state", "daddr")?;
-    cfg.st_saddr_v6 = off("inet_sock_set_state", "saddr_v6")?;
-    cfg.st_daddr_v6 = off("inet_sock_set_state", "daddr_v6")?;
     cfg.close_fd = off("sys_enter_close", "fd")?;
     if formats.contains_key("sys_enter_dup2") {
         cfg.dup_newfd = off("sys_enter_dup2", "newfd")?;
@@ -144,6 +138,8 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
         btf.member_offset(ty, path)
             .with_context(|| format!("kernel BTF: {ty}.{}", path.join(".")))
     };
+    cfg.task_pid = m("task_struct", &["pid"])?;
+    cfg.task_tgid = m("task_struct", &["tgid"])?;
     cfg.task_files = m("task_struct", &["files"])?;
     cfg.task_exit_code = m("task_struct", &["exit_code"])?;
     cfg.files_fdt = m("files_struct", &["fdt"])?;
@@ -165,6 +161,7 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
     cfg.skc_net = m("sock_common", &["skc_net"])?;
     cfg.skc_cookie = m("sock_common", &["skc_cookie"])?;
     cfg.net_ns_inum = m("net", &["ns", "inum"])?;
+    cfg.sk_protocol = m("sock", &["sk_protocol"])?;
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub const NS: u64 = 1_000_000_000;
 pub enum FindingKind {
     CloseWaitStuck,
     EstablishedUnreused,
+    /// An accepted connection no process ever took from its listener's queue.
+    Unaccepted,
 }
 
 impl FindingKind {
@@ -24,12 +26,15 @@ impl FindingKind {
         match self {
             Self::CloseWaitStuck => "close_wait_stuck",
             Self::EstablishedUnreused => "established_unreused",
+            Self::Unaccepted => "unaccepted",
         }
     }
+    pub const ALL: [FindingKind; 3] = [Self::CloseWaitStuck, Self::EstablishedUnreused, Self::Unaccepted];
     pub fn hint(self) -> &'static str {
         match self {
             Self::CloseWaitStuck => "the peer closed but the application never closed its end: a response body never closed, or a socket not closed after EOF",
             Self::EstablishedUnreused => "one exchange then idle: a new connection pool per request? reuse one client, or disable keep-alives if short connections are wanted",
+            Self::Unaccepted => "waiting in the listener's accept queue, never accepted by any process: the accept loop is not keeping up, or the server stopped accepting",
         }
     }
 }
@@ -61,11 +66,26 @@ pub struct Finding {
     pub idle_s: f64,
     /// Exchanges counted; `null` when unknown (predates connlife or no send/recv tracepoints).
     pub exchanges: Option<u32>,
+    /// Every process holding it, with its fd (a forked child and its parent may share it);
+    /// `pid`/`fd` name the newest. Empty for an unaccepted connection.
+    #[serde(default)]
+    pub holders: Vec<Holder>,
+    /// Unaccepted: the process listening on that port, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_pid: Option<u32>,
     /// Agent only: the owner's container id (12 hex) and cgroup path, when it has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+}
+
+/// A process holding a connection, as findings name it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub comm: String,
+    pub fd: Option<i32>,
 }
 
 /// Many unreused connections from one process to one remote: the pool-per-request signature.
@@ -81,9 +101,21 @@ pub struct Group {
 
 /// Scan the model for stuck connections now.
 pub fn scan(model: &Model, now_ns: u64, th: &Thresholds) -> Vec<Finding> {
+    let listeners: HashMap<(u32, u16), u32> = model
+        .conns()
+        .filter(|c| c.state == TcpState::Listen)
+        .filter_map(|c| Some(((c.netns, c.local.port()), c.tgid()?)))
+        .collect();
     let mut out: Vec<Finding> = model
         .conns()
         .filter_map(|c| classify(c, now_ns, th, model.use_counting))
+        .map(|mut f| {
+            if f.kind == FindingKind::Unaccepted {
+                let port = f.laddr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                f.listener_pid = listeners.get(&(f.netns, port)).copied();
+            }
+            f
+        })
         .collect();
     out.sort_by_key(|f| (f.kind, f.pid, f.fd, f.conn));
     out
@@ -95,6 +127,14 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
     }
     let idle = now.saturating_sub(c.last_activity_ns());
     let kind = match c.state {
+        // Nobody holds it to close it: not a leak of any process, a queue nobody drains.
+        TcpState::Established | TcpState::CloseWait
+            if c.role == Role::Server
+                && c.never_held()
+                && now.saturating_sub(c.opened_ns) >= th.close_wait_after_ns =>
+        {
+            FindingKind::Unaccepted
+        }
         TcpState::CloseWait if now.saturating_sub(c.state_since_ns) >= th.close_wait_after_ns => {
             FindingKind::CloseWaitStuck
         }
@@ -107,7 +147,7 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         }
         _ => return None,
     };
-    let owner = c.owner.as_ref();
+    let owner = c.owner();
     Some(Finding {
         kind,
         conn: c.id,
@@ -122,6 +162,16 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         age_exact: c.age_exact,
         idle_s: secs(idle),
         exchanges: c.exchanges_known.then_some(c.usage.exchanges),
+        holders: c
+            .holders
+            .iter()
+            .map(|h| Holder {
+                pid: h.tgid,
+                comm: h.comm.clone(),
+                fd: h.fd,
+            })
+            .collect(),
+        listener_pid: None,
         container: None,
         cgroup: None,
     })
@@ -317,7 +367,8 @@ mod tests {
                 ..Default::default()
             },
             ret: 0,
-            syscall: 0,
+            syscall: None,
+            child: None,
         }
     }
 

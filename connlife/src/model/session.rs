@@ -2,14 +2,17 @@
 //! ticks with fd readings, losses) and returns typed outputs (findings, summaries, the
 //! post-mortem). The live CLI, the agent and `connlife report FILE` all drive the same session;
 //! `--record` writes the inputs, so a replay gives the same post-mortem.
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::event::{KernelEvent, TcpState},
+    kernel::event::{KernelEvent, TcpState, Use},
     model::detect::{self, FdPressure, FdSample, Finding, FindingKind, Group, Thresholds, Tracker},
-    model::{Change, ClosedConn, Model, SeenSocket},
+    model::{Change, ClosedConn, Correction, Model, SeenSocket},
 };
 
 /// What a session consumes. Recorded as JSON lines by `--record`.
@@ -22,15 +25,40 @@ pub enum Input {
         use_counting: bool,
         close_wait_after_ns: u64,
         idle_after_ns: u64,
+        /// connlife's own endpoint (agent): its sockets are never connections of the host's.
+        #[serde(default)]
+        ignore_local: Vec<(u32, SocketAddr)>,
     },
     /// A process matched by --comm, reported on from now (fd readings, post-mortem).
     Track {
         pid: u32,
         now_ns: u64,
     },
+    /// A process that inherited a traced process's sockets when connlife started (a child
+    /// that already existed): traced and reported on like a forked one.
+    Follow {
+        pid: u32,
+        parent: u32,
+        now_ns: u64,
+    },
+    /// The start-up snapshot, taken from `started_ns` to `now_ns`, applied after the events
+    /// queued meanwhile.
     Snapshot {
+        #[serde(default)]
+        started_ns: u64,
         now_ns: u64,
         sockets: Vec<SeenSocket>,
+    },
+    /// The kernel's view again, later: what drifted is corrected and counted.
+    Reconcile {
+        started_ns: u64,
+        now_ns: u64,
+        sockets: Vec<SeenSocket>,
+    },
+    /// Use counters read from the kernel map for idle connections (sk, counters).
+    UseRefresh {
+        now_ns: u64,
+        usage: Vec<(u64, Use)>,
     },
     Event {
         event: KernelEvent,
@@ -41,8 +69,15 @@ pub enum Input {
     },
     Lost {
         now_ns: u64,
-        kernel: u64,
-        decode_errors: u64,
+        #[serde(flatten)]
+        losses: Lost,
+    },
+    /// A traced process is gone without its exit being seen: it ended before tracing began
+    /// (`before_start`), or its exit was missed.
+    Gone {
+        pid: u32,
+        now_ns: u64,
+        before_start: bool,
     },
     End {
         now_ns: u64,
@@ -76,7 +111,13 @@ pub struct Summary {
     pub groups: Vec<Group>,
     pub opened: u64,
     pub closed: u64,
+    /// Every event lost, whatever the cause (the sum of `lost`).
     pub lost_events: u64,
+    pub lost: Lost,
+    /// Corrections the model needed to match the kernel, by kind (0 on a healthy run).
+    pub corrections: BTreeMap<&'static str, u64>,
+    /// Connections dropped from the model at --max-conns.
+    pub evicted: u64,
     /// Kernel events received since start.
     pub events: u64,
 }
@@ -123,12 +164,37 @@ pub struct FdExhausted {
     pub tcp_by_state: BTreeMap<String, u32>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// Events lost since start, by cause. Each is a count the kernel or the reader keeps; none is
+/// inferred.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lost {
-    /// Events the kernel could not put in the ring buffer (since start).
-    pub kernel: u64,
+    /// The ring buffer was full: the record was dropped (the `kernel` of older records).
+    #[serde(alias = "kernel")]
+    pub ring_full: u64,
+    /// The kernel skipped one of connlife's programs because another BPF program was running
+    /// on that CPU (`recursion_misses` of each program, 5.12+).
+    #[serde(default)]
+    pub recursion_misses: u64,
+    /// A socket could not be added to the kernel's SOCKS map (full): traced without owner.
+    #[serde(default)]
+    pub map_full: u64,
     /// Records that failed to decode.
     pub decode_errors: u64,
+}
+
+impl Lost {
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.recursion_misses + self.map_full + self.decode_errors
+    }
+    /// (cause, count) with the label values of `connlife_lost_events_total{cause}`.
+    pub fn by_cause(&self) -> [(&'static str, u64); 4] {
+        [
+            ("ring_full", self.ring_full),
+            ("recursion_miss", self.recursion_misses),
+            ("map_full", self.map_full),
+            ("decode_error", self.decode_errors),
+        ]
+    }
 }
 
 /// Open connections at the end, grouped by state and remote.
@@ -174,6 +240,8 @@ struct ProcTrack {
     samples: Vec<FdSample>,
     exhausted: Vec<FdExhausted>,
     exited: Option<(i32, String)>,
+    /// Gone without its exit seen; true when it ended before tracing began.
+    gone: Option<bool>,
     first_ns: u64,
 }
 
@@ -185,6 +253,10 @@ pub struct Session {
     /// Build a `closed` output per ended connection (the agent only counts them).
     pub closed_records: bool,
     pids: Vec<u32>,
+    /// Processes traced because they inherited sockets of a traced one (fork).
+    followed: HashSet<u32>,
+    ignore_local: Vec<(u32, SocketAddr)>,
+    corrections: BTreeMap<Correction, u64>,
     start_ns: u64,
     procs: HashMap<u32, ProcTrack>,
     last_groups: Vec<Group>,
@@ -210,6 +282,9 @@ impl Session {
             transitions,
             closed_records: true,
             pids: Vec::new(),
+            followed: HashSet::new(),
+            ignore_local: Vec::new(),
+            corrections: BTreeMap::new(),
             start_ns: 0,
             procs: HashMap::new(),
             last_groups: Vec::new(),
@@ -218,16 +293,39 @@ impl Session {
             closed_by_reason: BTreeMap::new(),
             exchanges_total: 0,
             events: 0,
-            lost: Lost {
-                kernel: 0,
-                decode_errors: 0,
-            },
+            lost: Lost::default(),
             exited: Vec::new(),
         }
     }
 
     pub fn pids(&self) -> &[u32] {
         &self.pids
+    }
+    /// Every process whose fds are read: the named ones and those that inherited their
+    /// sockets, while they run.
+    pub fn traced_pids(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.pids.iter().chain(self.followed.iter()).copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.retain(|p| !self.exited.contains(p));
+        v
+    }
+    /// Every named process and every process that inherited their sockets has ended.
+    pub fn all_ended(&self) -> bool {
+        !self.pids.is_empty() && self.traced_pids().is_empty()
+    }
+    /// Corrections so far, every kind listed (0 when none).
+    pub fn corrections(&self) -> BTreeMap<&'static str, u64> {
+        Correction::ALL
+            .iter()
+            .map(|k| (k.name(), self.corrections.get(k).copied().unwrap_or(0)))
+            .collect()
+    }
+    pub fn losses(&self) -> &Lost {
+        &self.lost
+    }
+    pub fn events(&self) -> u64 {
+        self.events
     }
     pub fn opened(&self) -> u64 {
         self.opened
@@ -269,8 +367,10 @@ impl Session {
                 use_counting,
                 close_wait_after_ns,
                 idle_after_ns,
+                ignore_local,
             } => {
                 self.pids = pids.clone();
+                self.ignore_local = ignore_local.clone();
                 self.start_ns = *now_ns;
                 self.model.use_counting = *use_counting;
                 self.thresholds.close_wait_after_ns = *close_wait_after_ns;
@@ -280,10 +380,50 @@ impl Session {
                 }
                 Vec::new()
             }
-            Input::Snapshot { now_ns, sockets } => {
-                let changes = self.model.apply_snapshot(sockets, *now_ns);
-                self.opened += changes.len() as u64;
+            Input::Snapshot {
+                started_ns,
+                now_ns,
+                sockets,
+            } => {
+                let sockets = self.without_ignored(sockets);
+                let changes = self.model.apply_snapshot(&sockets, *started_ns, *now_ns);
+                self.on_changes(changes)
+            }
+            Input::Reconcile {
+                started_ns,
+                now_ns,
+                sockets,
+            } => {
+                let sockets = self.without_ignored(sockets);
+                let changes = self.model.reconcile(&sockets, *started_ns, *now_ns);
+                self.on_changes(changes)
+            }
+            Input::UseRefresh { usage, .. } => {
+                for (sk, u) in usage {
+                    self.model.update_use(*sk, *u);
+                }
                 Vec::new()
+            }
+            Input::Follow { pid, now_ns, .. } => {
+                self.follow(*pid, *now_ns);
+                Vec::new()
+            }
+            Input::Gone {
+                pid,
+                now_ns,
+                before_start,
+            } => {
+                let p = self.procs.entry(*pid).or_default();
+                if p.exited.is_some() || self.exited.contains(pid) {
+                    return Vec::new();
+                }
+                p.gone = Some(*before_start);
+                self.exited.push(*pid);
+                if self.pids.contains(pid) || self.child_worth_a_postmortem(*pid) {
+                    vec![Output::Postmortem(self.postmortem(*pid, *now_ns))]
+                } else {
+                    Vec::new()
+                }
             }
             Input::Track { pid, now_ns } => {
                 if !self.pids.contains(pid) {
@@ -297,14 +437,9 @@ impl Session {
                 self.on_event(event)
             }
             Input::Tick { now_ns, fds } => self.on_tick(*now_ns, fds),
-            Input::Lost {
-                kernel, decode_errors, ..
-            } => {
-                if *kernel != self.lost.kernel || *decode_errors != self.lost.decode_errors {
-                    self.lost = Lost {
-                        kernel: *kernel,
-                        decode_errors: *decode_errors,
-                    };
+            Input::Lost { losses, .. } => {
+                if *losses != self.lost {
+                    self.lost = losses.clone();
                     return vec![Output::Lost(self.lost.clone())];
                 }
                 Vec::new()
@@ -319,16 +454,57 @@ impl Session {
         }
     }
 
+    fn without_ignored(&self, sockets: &[SeenSocket]) -> Vec<SeenSocket> {
+        sockets
+            .iter()
+            .filter(|s| !self.ignored(s.netns, s.local))
+            .cloned()
+            .collect()
+    }
+
+    /// connlife's own endpoint, in its own netns (an address of 0.0.0.0 covers every one).
+    fn ignored(&self, netns: u32, local: SocketAddr) -> bool {
+        self.ignore_local.iter().any(|&(ns, a)| {
+            ns == netns && a.port() == local.port() && (a.ip().is_unspecified() || a.ip() == local.ip())
+        })
+    }
+
+    fn follow(&mut self, pid: u32, now_ns: u64) {
+        if !self.pids.contains(&pid) && self.followed.insert(pid) {
+            self.procs.entry(pid).or_default().first_ns = now_ns;
+        }
+    }
+
+    /// A followed child gets a post-mortem only when there is something to say: it held
+    /// connections at its end, ran out of fds, or had findings.
+    fn child_worth_a_postmortem(&self, pid: u32) -> bool {
+        self.followed.contains(&pid)
+            && (self.procs.get(&pid).is_some_and(|p| !p.exhausted.is_empty())
+                || self
+                    .model
+                    .conns()
+                    .any(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
+                || self.tracker.active().any(|f| f.pid == Some(pid)))
+    }
+
     fn on_event(&mut self, ev: &KernelEvent) -> Vec<Output> {
+        if ev.local.is_some_and(|l| self.ignored(ev.netns, l)) {
+            return Vec::new();
+        }
+        let changes = self.model.apply(ev);
+        self.on_changes(changes)
+    }
+
+    fn on_changes(&mut self, changes: Vec<Change>) -> Vec<Output> {
         let mut out = Vec::new();
-        for change in self.model.apply(ev) {
+        for change in changes {
             match change {
                 Change::Opened(_) => self.opened += 1,
                 Change::Transition { id, from, to, ts_ns } if self.transitions => {
                     if let Some(c) = self.model.get(id) {
                         out.push(Output::Transition(TransitionRecord {
                             pid: c.tgid(),
-                            comm: c.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+                            comm: c.comm().to_string(),
                             fd: c.fd(),
                             laddr: c.local.to_string(),
                             raddr: c.remote.to_string(),
@@ -339,7 +515,7 @@ impl Session {
                     } else if let Some(c) = self.model.closed.back().filter(|c| c.conn.id == id) {
                         out.push(Output::Transition(TransitionRecord {
                             pid: c.conn.tgid(),
-                            comm: c.conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+                            comm: c.conn.comm().to_string(),
                             fd: c.conn.fd(),
                             laddr: c.conn.local.to_string(),
                             raddr: c.conn.remote.to_string(),
@@ -349,7 +525,16 @@ impl Session {
                         }));
                     }
                 }
-                Change::Transition { .. } | Change::FdClosed { .. } => {}
+                Change::Transition { .. } | Change::FdClosed { .. } | Change::Evicted => {}
+                Change::Corrected(kind) => *self.corrections.entry(kind).or_default() += 1,
+                Change::Forked { parent, child, .. } => {
+                    // --pid/--comm: a child of a traced process is traced (the kernel already
+                    // follows it); the agent traces everything anyway.
+                    if !self.pids.is_empty() && (self.pids.contains(&parent) || self.followed.contains(&parent)) {
+                        let at = self.procs.get(&parent).map(|p| p.first_ns).unwrap_or(self.start_ns);
+                        self.follow(child, at.max(self.start_ns));
+                    }
+                }
                 Change::Closed(c) => {
                     self.closed += 1;
                     *self.closed_by_reason.entry(c.reason.name()).or_default() += 1;
@@ -366,9 +551,12 @@ impl Session {
                 } => {
                     let p = self.procs.entry(tgid).or_default();
                     p.exited = Some((status, comm));
-                    if self.pids.contains(&tgid) && !self.exited.contains(&tgid) {
+                    let traced = self.pids.contains(&tgid) || self.followed.contains(&tgid);
+                    if traced && !self.exited.contains(&tgid) {
                         self.exited.push(tgid);
-                        out.push(Output::Postmortem(self.postmortem(tgid, ts_ns)));
+                        if self.pids.contains(&tgid) || self.child_worth_a_postmortem(tgid) {
+                            out.push(Output::Postmortem(self.postmortem(tgid, ts_ns)));
+                        }
                     }
                 }
                 Change::FdExhausted {
@@ -388,12 +576,7 @@ impl Session {
                         } else {
                             "EMFILE"
                         },
-                        syscall: match syscall {
-                            1 => "socket",
-                            2 => "accept",
-                            3 => "accept4",
-                            _ => "openat",
-                        },
+                        syscall,
                         at_s: detect::secs(ts_ns.saturating_sub(self.start_ns)),
                         open_fds: p.samples.last().map(|s| s.open_fds),
                         tcp_by_state,
@@ -448,11 +631,7 @@ impl Session {
         for f in self.tracker.active() {
             *findings.entry(f.kind.name().to_string()).or_default() += 1;
         }
-        let fds = self
-            .procs
-            .values()
-            .filter_map(|p| detect::fd_pressure(&p.samples, FD_WINDOW_NS))
-            .collect();
+        let fds = self.fd_pressures();
         Summary {
             at_s: self.rel(now_ns),
             by_state,
@@ -462,7 +641,10 @@ impl Session {
             groups: self.last_groups.clone(),
             opened: self.opened,
             closed: self.closed,
-            lost_events: self.lost.kernel + self.lost.decode_errors,
+            lost_events: self.lost.total(),
+            lost: self.lost.clone(),
+            corrections: self.corrections(),
+            evicted: self.model.evicted,
             events: self.events,
         }
     }
@@ -481,7 +663,11 @@ impl Session {
                 }
             }
             None => (
-                "still running (report at detach)".to_string(),
+                match p.and_then(|p| p.gone) {
+                    Some(true) => "ended before tracing began".to_string(),
+                    Some(false) => "ended (its exit was not seen)".to_string(),
+                    None => "still running (report at detach)".to_string(),
+                },
                 None,
                 None,
                 String::new(),
@@ -495,7 +681,7 @@ impl Session {
             .filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
         {
             if comm.is_empty() {
-                comm = c.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default();
+                comm = c.comm().to_string();
             }
             let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
             let g = groups.entry((c.state, c.remote.to_string())).or_insert(OpenGroup {
@@ -567,9 +753,10 @@ fn verdict(
     peak: u32,
 ) -> String {
     let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
-    let (unreused, close_wait) = (
+    let (unreused, close_wait, unaccepted) = (
         count(FindingKind::EstablishedUnreused),
         count(FindingKind::CloseWaitStuck),
+        count(FindingKind::Unaccepted),
     );
     let mut parts = Vec::new();
     if !exhausted.is_empty() {
@@ -594,6 +781,12 @@ fn verdict(
             FindingKind::CloseWaitStuck.hint()
         ));
     }
+    if unaccepted > 0 {
+        parts.push(format!(
+            "{unaccepted} connections never accepted: {}",
+            FindingKind::Unaccepted.hint()
+        ));
+    }
     if parts.is_empty() {
         "no connection leak found".to_string()
     } else {
@@ -605,7 +798,7 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
     let conn = &c.conn;
     ClosedRecord {
         pid: conn.tgid(),
-        comm: conn.owner.as_ref().map(|o| o.comm.clone()).unwrap_or_default(),
+        comm: conn.comm().to_string(),
         fd: conn.fd(),
         laddr: conn.local.to_string(),
         raddr: conn.remote.to_string(),

@@ -23,9 +23,10 @@ pub struct ProcLabels {
 /// Agent health figures that live outside the session.
 #[derive(Clone, Debug, Default)]
 pub struct AgentHealth {
-    pub kernel_lost: u64,
-    pub decode_errors: u64,
-    pub resnapshots: u64,
+    /// Reconciliations with the kernel's view (periodic, and after losses).
+    pub reconciles: u64,
+    /// Internal errors by operation (snapshot, fd reading, endpoint accept...), each retried.
+    pub errors: BTreeMap<&'static str, u64>,
     pub rss_bytes: u64,
     pub attached_programs: u64,
 }
@@ -47,6 +48,8 @@ pub struct View {
     pub findings: BTreeMap<String, u64>,
     pub model_connections: i64,
     pub evicted: u64,
+    pub lost: Vec<(&'static str, u64)>,
+    pub corrections: BTreeMap<&'static str, u64>,
     pub health: AgentHealth,
 }
 
@@ -136,6 +139,19 @@ pub fn view(session: &Session, labels_of: &dyn Fn(u32) -> ProcLabels, top_n: usi
         .collect();
     v.model_connections = session.model.len() as i64;
     v.evicted = session.model.evicted;
+    v.lost = session.losses().by_cause().to_vec();
+    v.corrections = session.corrections();
+    // Known label values exist at 0, so "none" is not mistaken for "not scraped".
+    for kind in crate::model::detect::FindingKind::ALL {
+        v.findings.entry(kind.name().to_string()).or_insert(0);
+        let none = ProcLabels {
+            comm: "none".into(),
+            container: String::new(),
+        };
+        if !v.stuck.keys().any(|(k, _)| k == kind.name()) {
+            v.stuck.insert((kind.name().to_string(), none), 0);
+        }
+    }
     v
 }
 
@@ -254,11 +270,34 @@ pub fn render(v: &View) -> String {
     counter_family(
         &mut reg,
         "lost_events",
-        "Events lost: side=kernel (ring buffer full) or side=decode (corrupt records)",
-        vec![
-            (vec![("side".into(), "kernel".into())], v.health.kernel_lost),
-            (vec![("side".into(), "decode".into())], v.health.decode_errors),
-        ],
+        "Events lost, by cause: ring_full (ring buffer full), recursion_miss (the kernel skipped a program while another BPF program ran on the CPU), map_full (socket map full), decode_error (corrupt records)",
+        v.lost
+            .iter()
+            .map(|(cause, n)| (vec![("cause".into(), cause.to_string())], *n))
+            .collect(),
+    );
+    counter_family(
+        &mut reg,
+        "model_corrections",
+        "Corrections of the model to match the kernel's view, by kind (vanished, appeared, state, holders, reborn)",
+        v.corrections
+            .iter()
+            .map(|(k, n)| (vec![("kind".into(), k.to_string())], *n))
+            .collect(),
+    );
+    counter_family(
+        &mut reg,
+        "errors",
+        "Internal errors by operation; each was retried, none stopped the agent",
+        ["snapshot", "fd_reading", "accept", "record", "map_read"]
+            .iter()
+            .map(|op| {
+                (
+                    vec![("op".into(), op.to_string())],
+                    v.health.errors.get(op).copied().unwrap_or(0),
+                )
+            })
+            .collect(),
     );
     gauge(
         &mut reg,
@@ -274,9 +313,9 @@ pub fn render(v: &View) -> String {
     );
     counter(
         &mut reg,
-        "resnapshots",
-        "Re-snapshots after lost events",
-        v.health.resnapshots,
+        "reconciles",
+        "Reconciliations of the model with the kernel's view (sock_diag and /proc)",
+        v.health.reconciles,
     );
     gauge(
         &mut reg,
@@ -360,14 +399,15 @@ mod tests {
         v.connections.insert(("CLOSE_WAIT".into(), p.clone()), 3);
         v.stuck.insert(("close_wait_stuck".into(), p.clone()), 3);
         v.fd_eta.insert(p, 120.0);
-        v.health.kernel_lost = 2;
+        v.lost = vec![("ring_full", 2), ("recursion_miss", 0)];
         let text = render(&v);
         assert!(
             text.contains("connlife_connections{state=\"CLOSE_WAIT\",comm=\"api\",container=\"abc\"} 3"),
             "{text}"
         );
         assert!(text.contains("connlife_stuck_connections{kind=\"close_wait_stuck\",comm=\"api\",container=\"abc\"} 3"));
-        assert!(text.contains("connlife_lost_events_total{side=\"kernel\"} 2"));
+        assert!(text.contains("connlife_lost_events_total{cause=\"ring_full\"} 2"));
+        assert!(text.contains("connlife_lost_events_total{cause=\"recursion_miss\"} 0"));
         assert!(text.contains("connlife_fd_exhaustion_eta_seconds{comm=\"api\",container=\"abc\"} 120.0"));
         assert!(text.ends_with("# EOF\n"));
         assert!(!text.contains("pid"));

@@ -159,9 +159,12 @@ pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<(
         ),
         Output::Lost(l) => writeln!(
             w,
-            "{} {} events lost in the kernel (ring buffer full), {} records failed to decode",
+            "{} {} events lost: ring buffer full {}, skipped by the kernel (another BPF program on the CPU) {}, socket map full {}, records that failed to decode {}",
             st.paint("1;31", "LOST"),
-            l.kernel,
+            l.total(),
+            l.ring_full,
+            l.recursion_misses,
+            l.map_full,
             l.decode_errors
         ),
         Output::Postmortem(p) => write_postmortem(w, p, st),
@@ -178,7 +181,7 @@ fn states(m: &std::collections::BTreeMap<String, u32>) -> String {
 fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> {
     writeln!(
         w,
-        "{} +{}: connections {} | listening {} | opened {} closed {} | findings {} | lost {}",
+        "{} +{}: connections {} | listening {} | opened {} closed {} | findings {} | lost {} | corrections {}{}",
         st.paint("1", "summary"),
         duration(s.at_s),
         states(&s.by_state),
@@ -186,7 +189,13 @@ fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> 
         s.opened,
         s.closed,
         states(&s.findings),
-        s.lost_events
+        s.lost_events,
+        s.corrections.values().sum::<u64>(),
+        if s.evicted > 0 {
+            format!(" | evicted {} (--max-conns)", s.evicted)
+        } else {
+            String::new()
+        }
     )?;
     for g in &s.groups {
         writeln!(
@@ -389,8 +398,10 @@ mod tests {
     #[test]
     fn plain_when_not_a_tty() {
         let out = Output::Lost(crate::model::session::Lost {
-            kernel: 3,
-            decode_errors: 1,
+            ring_full: 2,
+            recursion_misses: 1,
+            map_full: 0,
+            decode_errors: 0,
         });
         let mut buf = Vec::new();
         write_human(
@@ -404,7 +415,7 @@ mod tests {
         .unwrap();
         let s = String::from_utf8(buf).unwrap();
         assert!(!s.contains('\x1b'));
-        assert!(s.contains("3 events lost"));
+        assert!(s.contains("3 events lost"), "{s}");
         let _ = Style {
             color: false,
             hinted: Default::default(),
@@ -413,7 +424,7 @@ mod tests {
         write_json(&mut buf, &out).unwrap();
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "{\"type\":\"lost\",\"kernel\":3,\"decode_errors\":1}\n"
+            "{\"type\":\"lost\",\"ring_full\":2,\"recursion_misses\":1,\"map_full\":0,\"decode_errors\":0}\n"
         );
     }
 }

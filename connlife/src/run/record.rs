@@ -391,6 +391,7 @@ mod tests {
             use_counting: true,
             close_wait_after_ns: 30_000_000_000,
             idle_after_ns: 60_000_000_000,
+            ignore_local: Vec::new(),
         }
     }
 

@@ -1,0 +1,171 @@
+//! The syscalls that give a TCP socket to a process or take it away, all in process context so
+//! the running task is the one concerned:
+//! - `sys_enter_connect`: remembers the fd until the SYN_SENT transition names the socket.
+//! - `sys_exit_accept4`, `sys_exit_accept`: the fd table is walked from the returned fd to the
+//!   socket, which gets its owner (`Accept` record).
+//! - `sys_enter_close`, `sys_enter_dup2`, `sys_enter_dup3`: the holder lets go of an fd
+//!   (`FdClose`); dup2/dup3 close `newfd` if it was open.
+//! - `sys_exit_{socket,accept,accept4,openat}` failing with EMFILE/ENFILE: the moment the
+//!   process (or the system) ran out of fds (`FdFail`).
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use connlife_common::*;
+
+use crate::{
+    helpers::{
+        conf, current_comm, current_tgid, emit, fd_to_tcp_sock, fill_owner, fill_tuple_and_state, fill_tuple_from_sock,
+        insert_sock, new_event, new_info, sock_netns, wanted_or_comm_match,
+    },
+    CONNECT_FDS, SOCKS,
+};
+
+/// A classic tracepoint field at an offset from its `format` file.
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read of the tracepoint record; the offset was checked by userspace
+    // against the format file.
+    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_connect")]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    if wanted_or_comm_match(current_tgid()) {
+        if let Some(fd) = field::<u64>(&ctx, conf!(connect_fd)) {
+            let tid = bpf_get_current_pid_tgid() as u32;
+            let _ = CONNECT_FDS.insert(&tid, &(fd as i32), 0);
+        }
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_accept4")]
+pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
+    on_accept(&ctx, Syscall::Accept4);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_accept")]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    on_accept(&ctx, Syscall::Accept);
+    0
+}
+
+#[inline(always)]
+fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
+    let ret: i64 = field(ctx, conf!(exit_ret))?;
+    let tgid = current_tgid();
+    if ret < 0 {
+        return on_fd_fail(tgid, ret, syscall);
+    }
+    if !wanted_or_comm_match(tgid) {
+        return None;
+    }
+    let fd = ret as i32;
+    let sk = fd_to_tcp_sock(fd as u32)?;
+    let mut ev = new_event(EventKind::Accept, tgid);
+    let comm = current_comm();
+    match SOCKS.get_ptr_mut(&sk) {
+        Some(info) => {
+            // SAFETY: a pointer into the map value, valid for this program run.
+            let info = unsafe { &mut *info };
+            info.tgid = tgid;
+            info.fd = fd;
+            info.comm = comm;
+            info.role = Role::Server as u8;
+            fill_owner(&mut ev, info);
+        }
+        None => {
+            let info = new_info(tgid, fd, Role::Server, sock_netns(sk));
+            insert_sock(sk, &info);
+            fill_owner(&mut ev, &info);
+        }
+    }
+    ev.sk = sk;
+    fill_tuple_and_state(&mut ev, sk);
+    emit(&ev);
+    Some(())
+}
+
+#[inline(always)]
+fn on_fd_fail(tgid: u32, ret: i64, syscall: Syscall) -> Option<()> {
+    let errno = -ret as i32;
+    if (errno != EMFILE && errno != ENFILE) || !wanted_or_comm_match(tgid) {
+        return None;
+    }
+    let mut ev = new_event(EventKind::FdFail, tgid);
+    ev.ret = ret as i32;
+    ev.aux = syscall as u32;
+    ev.comm = current_comm();
+    emit(&ev);
+    Some(())
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_socket")]
+pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
+    if let Some(ret) = field::<i64>(&ctx, conf!(exit_ret)).filter(|&r| r < 0) {
+        on_fd_fail(current_tgid(), ret, Syscall::Socket);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    if let Some(ret) = field::<i64>(&ctx, conf!(exit_ret)).filter(|&r| r < 0) {
+        on_fd_fail(current_tgid(), ret, Syscall::Openat);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_close")]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let _ = on_close(&ctx, conf!(close_fd));
+    0
+}
+
+/// dup2(old, new) and dup3 close `new` if it was open: a close too.
+#[tracepoint(category = "syscalls", name = "sys_enter_dup2")]
+pub fn sys_enter_dup2(ctx: TracePointContext) -> u32 {
+    let _ = on_close(&ctx, conf!(dup_newfd));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_dup3")]
+pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
+    let _ = on_close(&ctx, conf!(dup_newfd));
+    0
+}
+
+/// The running process lets go of `fd`. Other processes may still hold the socket (fork):
+/// the record names this holder; userspace keeps the others.
+fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
+    let tgid = current_tgid();
+    if !wanted_or_comm_match(tgid) {
+        return None;
+    }
+    let fd: u64 = field(ctx, fd_offset)?;
+    let sk = fd_to_tcp_sock(fd as u32)?;
+    let mut ev = new_event(EventKind::FdClose, tgid);
+    ev.sk = sk;
+    ev.fd = fd as i32;
+    ev.comm = current_comm();
+    match SOCKS.get_ptr_mut(&sk) {
+        Some(info) => {
+            // SAFETY: a pointer into the map value, valid for this program run.
+            let info = unsafe { &mut *info };
+            if info.tgid == 0 {
+                info.tgid = tgid;
+                info.comm = ev.comm;
+            }
+            if info.tgid == tgid {
+                info.fd = -1;
+            }
+            ev.role = info.role;
+            ev.netns = info.netns;
+            ev.sock_use = info.sock_use;
+        }
+        // Unknown to us (closed by the peer already, or opened before we attached): say it
+        // with the tuple so userspace can match it.
+        None => fill_tuple_from_sock(&mut ev, sk),
+    }
+    emit(&ev);
+    Some(())
+}

@@ -1,0 +1,237 @@
+//! What the hook families share: reading the run-time [`Config`], kernel reads that count
+//! their failures, the process filter, the fd-table walk from an fd to its socket, and
+//! emitting a record into the ring buffer.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+};
+use connlife_common::*;
+
+use crate::{COUNTERS, EVENTS, PRESEED, SOCKS, WANTED_COMMS, WANTED_TGIDS};
+
+/// One field of [`crate::CONFIG`]. A volatile read, so the compiler does not fold the zeroed
+/// initial value: the real one is written by the loader into the object's read-only data.
+macro_rules! conf {
+    ($field:ident) => {
+        // SAFETY: CONFIG is an immutable static; the volatile read only stops constant folding.
+        unsafe { core::ptr::read_volatile(&$crate::CONFIG.$field) }
+    };
+}
+pub(crate) use conf;
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU slot; programs on one CPU do not run concurrently with each other.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Read a `T` at `base + off` in kernel memory, counting failures.
+#[inline(always)]
+pub fn kread<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel copies with fault handling; any address is safe to try.
+    match unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            count(Counter::ReadFailed);
+            None
+        }
+    }
+}
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+#[inline(always)]
+pub fn current_comm() -> [u8; 16] {
+    bpf_get_current_comm().unwrap_or([0; 16])
+}
+
+/// Is `tgid` (the running process) one we trace? connlife itself never is. Pure: a --comm
+/// match is remembered by [`remember_comm_match`], not here.
+#[inline(always)]
+pub fn is_wanted(tgid: u32) -> bool {
+    if tgid == conf!(self_tgid) {
+        return false;
+    }
+    // SAFETY: map lookups return a copy-able reference valid for this program run.
+    conf!(filter_active) == 0 || unsafe { WANTED_TGIDS.get(&tgid) }.is_some()
+}
+
+/// [`is_wanted`], or the running process's name is one of `--comm`'s: then it is added to
+/// WANTED_TGIDS so its later events (softirq ones included) are traced.
+#[inline(always)]
+pub fn wanted_or_comm_match(tgid: u32) -> bool {
+    if is_wanted(tgid) {
+        return true;
+    }
+    if tgid == conf!(self_tgid) || conf!(comm_filter) == 0 {
+        return false;
+    }
+    let comm = current_comm();
+    // SAFETY: as above.
+    if unsafe { WANTED_COMMS.get(&comm) }.is_none() {
+        return false;
+    }
+    remember_wanted(tgid);
+    true
+}
+
+#[inline(always)]
+pub fn remember_wanted(tgid: u32) {
+    if WANTED_TGIDS.insert(&tgid, &1, 0).is_err() {
+        count(Counter::WantedFull);
+    }
+}
+
+/// Wake the reader only once WAKEUP_BYTES are pending: at high rates a wakeup per record costs
+/// more than the record (userspace also drains every RING_POLL_MS).
+#[inline(always)]
+pub fn emit(ev: &Event) {
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<Event>(ev, flags).is_err() {
+        count(Counter::RingbufFull);
+    }
+}
+
+/// A record of `kind` by `tgid`, stamped now, every other field zero.
+#[inline(always)]
+pub fn new_event(kind: EventKind, tgid: u32) -> Event {
+    Event {
+        kind: kind as u32,
+        tgid,
+        ts_ns: now_ns(),
+        ..Event::ZEROED
+    }
+}
+
+#[inline(always)]
+pub fn fill_owner(ev: &mut Event, info: &SockInfo) {
+    ev.tgid = info.tgid;
+    ev.fd = info.fd;
+    ev.comm = info.comm;
+    ev.netns = info.netns;
+    ev.role = info.role;
+    ev.sock_use = info.sock_use;
+}
+
+/// Kernel state of a socket whose owner is `tgid` (0: not known; a softirq never names one).
+#[inline(always)]
+pub fn new_info(tgid: u32, fd: i32, role: Role, netns: u32) -> SockInfo {
+    SockInfo {
+        tgid,
+        fd,
+        comm: if tgid != 0 { current_comm() } else { [0; 16] },
+        netns,
+        role: role as u8,
+        _pad: [0; 3],
+        sock_use: SockUse::ZEROED,
+    }
+}
+
+#[inline(always)]
+pub fn insert_sock(sk: u64, info: &SockInfo) {
+    if SOCKS.insert(&sk, info, 0).is_err() {
+        count(Counter::SocksFull);
+    }
+}
+
+/// Network namespace inode of a socket: sk->__sk_common.skc_net->ns.inum.
+#[inline(always)]
+pub fn sock_netns(sk: u64) -> u32 {
+    kread::<u64>(sk, conf!(skc_net))
+        .and_then(|net| kread::<u32>(net, conf!(net_ns_inum)))
+        .unwrap_or(0)
+}
+
+/// Family, tuple and netns read from the socket itself.
+#[inline(always)]
+pub fn fill_tuple_from_sock(ev: &mut Event, sk: u64) {
+    let family: u16 = kread(sk, conf!(skc_family)).unwrap_or(0);
+    ev.family = family as u8;
+    ev.sport = kread(sk, conf!(skc_num)).unwrap_or(0);
+    ev.dport = u16::from_be(kread(sk, conf!(skc_dport)).unwrap_or(0));
+    if family == AF_INET {
+        let s: [u8; 4] = kread(sk, conf!(skc_rcv_saddr)).unwrap_or([0; 4]);
+        let d: [u8; 4] = kread(sk, conf!(skc_daddr)).unwrap_or([0; 4]);
+        ev.saddr[..4].copy_from_slice(&s);
+        ev.daddr[..4].copy_from_slice(&d);
+    } else {
+        ev.saddr = kread(sk, conf!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
+        ev.daddr = kread(sk, conf!(skc_v6_daddr)).unwrap_or([0; 16]);
+    }
+    if ev.netns == 0 {
+        ev.netns = sock_netns(sk);
+    }
+}
+
+/// [`fill_tuple_from_sock`] plus the socket's current state.
+#[inline(always)]
+pub fn fill_tuple_and_state(ev: &mut Event, sk: u64) {
+    fill_tuple_from_sock(ev, sk);
+    ev.new_state = kread(sk, conf!(skc_state)).unwrap_or(0);
+}
+
+/// The TCP socket behind `fd` of the running task: task->files->fdt->fd[fd]->private_data->sk,
+/// trusted only when the file's `release` is `sock_close` and the socket is SOCK_STREAM inet.
+#[inline(always)]
+pub fn fd_to_tcp_sock(fd: u32) -> Option<u64> {
+    // SAFETY: returns the running task's address; only read through bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = kread(task, conf!(task_files))?;
+    let fdt: u64 = kread(files, conf!(files_fdt))?;
+    let max_fds: u32 = kread(fdt, conf!(fdt_max_fds))?;
+    if fd >= max_fds {
+        return None;
+    }
+    let fd_array: u64 = kread(fdt, conf!(fdt_fd))?;
+    let file: u64 = kread(fd_array, fd.wrapping_mul(8))?;
+    if file == 0 {
+        return None;
+    }
+    let f_op: u64 = kread(file, conf!(file_f_op))?;
+    let release: u64 = kread(f_op, conf!(fop_release))?;
+    if release != conf!(sock_close_addr) {
+        return None;
+    }
+    let socket: u64 = kread(file, conf!(file_private_data))?;
+    let sock_type: u16 = kread(socket, conf!(socket_type))?;
+    let sk: u64 = kread(socket, conf!(socket_sk))?;
+    if sock_type != SOCK_STREAM || sk == 0 {
+        return None;
+    }
+    let family: u16 = kread(sk, conf!(skc_family))?;
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    Some(sk)
+}
+
+/// Move a snapshot-found socket (keyed by cookie) into SOCKS the first time the kernel sees it.
+#[inline(always)]
+pub fn adopt_preseeded(sk: u64) -> Option<SockInfo> {
+    let cookie: u64 = kread(sk, conf!(skc_cookie))?;
+    if cookie == 0 {
+        return None;
+    }
+    // SAFETY: the value is copied out before the entry is removed.
+    let info = unsafe { *PRESEED.get(&cookie)? };
+    let _ = PRESEED.remove(&cookie);
+    insert_sock(sk, &info);
+    Some(info)
+}

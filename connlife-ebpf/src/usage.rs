@@ -1,0 +1,95 @@
+//! `sock/sock_send_length` and `sock/sock_recv_length` (6.3+): bytes, last activity and
+//! exchanges counted in the socket's SOCKS entry, not one record per send. They fire for every
+//! send and receive of every socket family on the host, so they return at the first check
+//! that fails; a record is sent only when a socket is first claimed by a traced process and
+//! when its exchange count reaches 1 or 2 (what the unreused detector needs at once).
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use connlife_common::*;
+
+use crate::{
+    helpers::{
+        adopt_preseeded, conf, current_tgid, emit, fill_owner, fill_tuple_and_state, insert_sock, new_event, new_info,
+        now_ns, sock_netns, wanted_or_comm_match,
+    },
+    SOCKS,
+};
+
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read of the tracepoint record at an offset checked by userspace.
+    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+}
+
+#[tracepoint(category = "sock", name = "sock_send_length")]
+pub fn sock_send_length(ctx: TracePointContext) -> u32 {
+    let _ = on_transfer(&ctx, DIR_SEND);
+    0
+}
+
+#[tracepoint(category = "sock", name = "sock_recv_length")]
+pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    let _ = on_transfer(&ctx, DIR_RECV);
+    0
+}
+
+fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
+    let ret: i32 = field(ctx, conf!(len_ret))?;
+    if ret <= 0 {
+        return None;
+    }
+    let protocol: u16 = field(ctx, conf!(len_protocol))?;
+    let family: u16 = field(ctx, conf!(len_family))?;
+    if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) {
+        return None;
+    }
+    if dir == DIR_RECV && field::<i32>(ctx, conf!(len_flags))? & MSG_PEEK != 0 {
+        return None;
+    }
+    let sk: u64 = field(ctx, conf!(len_sk))?;
+    let now = now_ns();
+    let info = match SOCKS.get_ptr_mut(&sk) {
+        Some(info) => info,
+        None => {
+            // First sight of a socket opened before we attached: the sender is its owner, so
+            // an unwanted sender ends it here, before any kernel read (this is the hot path).
+            let tgid = current_tgid();
+            if !wanted_or_comm_match(tgid) {
+                return None;
+            }
+            let info = adopt_preseeded(sk).unwrap_or_else(|| new_info(tgid, -1, Role::Unknown, sock_netns(sk)));
+            insert_sock(sk, &info);
+            let mut ev = new_event(EventKind::Claim, tgid);
+            fill_owner(&mut ev, &info);
+            ev.sk = sk;
+            fill_tuple_and_state(&mut ev, sk);
+            emit(&ev);
+            SOCKS.get_ptr_mut(&sk)?
+        }
+    };
+    // SAFETY: a pointer into the map value, valid for this program run.
+    let info = unsafe { &mut *info };
+    if dir == DIR_SEND {
+        info.sock_use.bytes_sent += ret as u64;
+        info.sock_use.last_send_ns = now;
+    } else {
+        info.sock_use.bytes_received += ret as u64;
+        info.sock_use.last_recv_ns = now;
+    }
+    // A turn of direction from request to response completes one exchange.
+    let (request, response) = if info.role == Role::Server as u8 {
+        (DIR_RECV, DIR_SEND)
+    } else {
+        (DIR_SEND, DIR_RECV)
+    };
+    if info.sock_use.last_dir == request && dir == response {
+        info.sock_use.exchanges += 1;
+        if info.sock_use.exchanges <= 2 {
+            let mut ev = new_event(EventKind::Use, info.tgid);
+            fill_owner(&mut ev, info);
+            ev.sk = sk;
+            emit(&ev);
+        }
+    }
+    info.sock_use.last_dir = dir;
+    Some(())
+}

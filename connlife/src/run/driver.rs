@@ -1,0 +1,739 @@
+//! The one driver shared by every mode: it owns the tracer, the session, the sink and the
+//! timers, and is the only place where the outside world (the ring buffer, /proc, sock_diag,
+//! the clock) becomes session [`Input`]s. Every change to the model enters as an input (kernel
+//! events, use-counter refreshes, snapshots, reconciliations, processes found gone), so
+//! `--record` holds everything and `connlife report` replays exactly what was printed live.
+//!
+//! The modes differ only by a few named hooks ([`Mode`]): which processes' fds to read, how
+//! outputs are decorated, what happens once per interval (the agent renders its metrics).
+use std::{
+    collections::{HashMap, HashSet},
+    io::{BufWriter, IsTerminal, Write},
+    net::SocketAddr,
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use connlife_common::SockInfo;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    kernel::{
+        event::{comm_bytes, comm_matches, KernelEvent, Role, TcpState, Use},
+        loader::{EventStream, Filter, Tracer},
+        snapshot,
+    },
+    model::{
+        detect::{self, FdSample, Thresholds, NS},
+        session::{Input, Lost, Output, Session, Summary},
+        Owner, SeenSocket,
+    },
+    output::{self, metrics::AgentHealth, Style},
+    run::record::{RecordLimits, RecordWriter},
+};
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Where outputs go: human text or JSON lines on stdout, and the recording of inputs.
+pub struct Sink {
+    json: bool,
+    /// Agent: only findings, groups, fd exhaustion, losses, post-mortems and summaries.
+    pub findings_only: bool,
+    style: Style,
+    /// Buffered: flushed once per batch of events and per tick, not per line.
+    out: BufWriter<std::io::Stdout>,
+    record: Option<RecordWriter>,
+}
+
+impl Sink {
+    pub fn new(json: bool, record: Option<(&Path, RecordLimits)>) -> anyhow::Result<Sink> {
+        let record = match record {
+            Some((p, limits)) => Some(RecordWriter::create(p, limits)?),
+            None => None,
+        };
+        let out = std::io::stdout();
+        Ok(Sink {
+            json,
+            findings_only: false,
+            style: Style {
+                color: !json && out.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                hinted: Default::default(),
+            },
+            out: BufWriter::with_capacity(64 << 10, out),
+            record,
+        })
+    }
+
+    pub fn emit(&mut self, outputs: &[Output]) {
+        let w = &mut self.out;
+        for o in outputs {
+            if self.findings_only && matches!(o, Output::Closed(_) | Output::Transition(_)) {
+                continue;
+            }
+            let _ = if self.json {
+                output::write_json(w, o)
+            } else {
+                output::write_human(w, o, &self.style)
+            };
+        }
+    }
+
+    fn record(&mut self, input: &Input) {
+        if let Some(w) = &mut self.record {
+            w.write(input);
+        }
+    }
+
+    /// Flushed after every batch and tick, so output is timely and a killed connlife leaves a
+    /// readable record. Neither a closed stdout nor a full disk stops the tracing.
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
+        if let Some(w) = &mut self.record {
+            w.flush();
+        }
+    }
+}
+
+/// Feed one input to the session, recording it first, and print what it produced.
+pub fn feed(session: &mut Session, sink: &mut Sink, mode: &mut dyn Mode, input: Input) {
+    sink.record(&input);
+    let mut out = session.apply(&input);
+    mode.enrich(&mut out);
+    sink.emit(&out);
+}
+
+/// What differs between `connlife --pid` and `connlife agent`.
+pub trait Mode {
+    /// The processes whose fds are read now (`interval_due`: a summary interval has passed).
+    fn fd_pids(&mut self, session: &Session, interval_due: bool) -> Vec<u32>;
+    /// Decorate outputs before they are printed (the agent names containers).
+    fn enrich(&mut self, _outputs: &mut [Output]) {}
+    /// Shape the periodic summary (the agent keeps the busiest processes).
+    fn summary(&self, summary: Summary) -> Summary {
+        summary
+    }
+    /// Once per interval, after the summary (the agent renders its metrics).
+    fn on_interval(&mut self, _session: &Session, _health: &AgentHealth, _now_ns: u64) {}
+    /// Every tick (the agent's heartbeat for /healthz).
+    fn on_tick(&mut self, _now_ns: u64) {}
+    /// Stop once every named process (and every child that inherited its sockets) ended.
+    fn stop_when_traced_exit(&self) -> bool;
+}
+
+/// How the driver runs, whatever the mode.
+pub struct Settings {
+    pub filter: Filter,
+    pub thresholds: Thresholds,
+    pub transitions: bool,
+    pub max_conns: usize,
+    /// Build a `closed` output per ended connection (the agent only counts them).
+    pub closed_records: bool,
+    /// Summary (and agent metrics) interval.
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    /// Reconcile with the kernel's view this often (and sooner after losses).
+    pub reconcile_every: Duration,
+    /// connlife's own endpoint: (netns, address), never a connection of the host's.
+    pub ignore_local: Vec<(u32, SocketAddr)>,
+}
+
+/// After losses, reconcile at most this often: a flood is not made worse by snapshots.
+const RECONCILE_AFTER_LOSS_NS: u64 = 30 * NS;
+/// A transient error (fds or memory short, a process gone mid-read) is retried after this
+/// long, doubling up to 5 minutes.
+const RETRY_NS: u64 = 5 * NS;
+
+/// The running driver's state besides the session.
+struct Driver<'a> {
+    tracer: Tracer,
+    events: EventStream,
+    session: Session,
+    sink: Sink,
+    mode: &'a mut dyn Mode,
+    settings: Settings,
+    health: AgentHealth,
+    decode_errors: u64,
+    /// Traced processes that looked gone at the last tick (gone twice in a row: `Gone`).
+    suspects: HashSet<u32>,
+    last_reconcile_ns: u64,
+    reconcile_pending: bool,
+    /// Transient-error backoff: no new attempt before this time.
+    retry_at_ns: u64,
+    retry_wait_ns: u64,
+    last_lost: Lost,
+    batch: Vec<Result<KernelEvent, crate::kernel::event::DecodeError>>,
+}
+
+/// Attach, take the kernel's view, and feed the session until a signal, the duration, or the
+/// end of every traced process.
+pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow::Result<()> {
+    // Handlers first: a Ctrl-C right after the start-up view must give the report.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    keep_fds_in_reserve();
+    let mut tracer = Tracer::load(&settings.filter)?;
+    let events = tracer.take_events()?;
+    let mut session = Session::new(settings.thresholds, settings.transitions, settings.max_conns);
+    session.closed_records = settings.closed_records;
+    let mut d = Driver {
+        health: AgentHealth {
+            attached_programs: tracer.attached.len() as u64,
+            ..Default::default()
+        },
+        tracer,
+        events,
+        session,
+        sink,
+        mode,
+        settings,
+        decode_errors: 0,
+        suspects: HashSet::new(),
+        last_reconcile_ns: 0,
+        reconcile_pending: false,
+        retry_at_ns: 0,
+        retry_wait_ns: RETRY_NS,
+        last_lost: Lost::default(),
+        batch: Vec::new(),
+    };
+    let start = d.start()?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_summary = start;
+    let deadline = d.settings.duration.map(|t| start + t.as_nanos() as u64);
+    loop {
+        tokio::select! {
+            r = d.events.next_batch(&mut d.batch) => {
+                r?;
+                d.feed_batch();
+                d.sink.flush();
+            }
+            _ = tick.tick() => {
+                let now = monotonic_ns();
+                let interval_due = now - last_summary >= d.settings.interval.as_nanos() as u64;
+                d.on_tick(now, interval_due);
+                if interval_due {
+                    last_summary = now;
+                    let summary = d.mode.summary(d.session.summary(now));
+                    d.sink.emit(&[Output::Summary(summary)]);
+                    d.health.rss_bytes = rss_bytes();
+                    d.mode.on_interval(&d.session, &d.health, now);
+                }
+                d.mode.on_tick(now);
+                d.sink.flush();
+                if deadline.is_some_and(|t| now >= t) {
+                    break;
+                }
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+        if d.mode.stop_when_traced_exit() && d.session.all_ended() {
+            // Every traced process is gone: its post-mortem is out; drain what is left.
+            d.drain();
+            d.sink.flush();
+            return Ok(());
+        }
+    }
+    let now = monotonic_ns();
+    d.drain();
+    let summary = d.mode.summary(d.session.summary(now));
+    d.sink.emit(&[Output::Summary(summary)]);
+    d.feed(Input::End { now_ns: now });
+    d.sink.flush();
+    Ok(())
+}
+
+impl Driver<'_> {
+    fn feed(&mut self, input: Input) {
+        feed(&mut self.session, &mut self.sink, self.mode, input);
+    }
+
+    /// Start: the named processes and what they share sockets with, the kernel's view, the
+    /// first reading. Returns the start time.
+    fn start(&mut self) -> anyhow::Result<u64> {
+        let start = monotonic_ns();
+        let th = self.settings.thresholds;
+        let filter = self.settings.filter.clone();
+        self.feed(Input::Start {
+            pids: filter.pids.clone(),
+            now_ns: start,
+            use_counting: self.tracer.features.use_counting,
+            close_wait_after_ns: th.close_wait_after_ns,
+            idle_after_ns: th.idle_after_ns,
+            ignore_local: self.settings.ignore_local.clone(),
+        });
+        if !self.tracer.features.use_counting {
+            eprintln!("connlife: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): exchanges are unknown, established_unreused is off");
+        }
+        for &pid in &filter.pids {
+            if !alive(pid) {
+                self.feed(Input::Gone {
+                    pid,
+                    now_ns: start,
+                    before_start: true,
+                });
+            }
+        }
+        // --comm: the processes running now under those names are traced from their snapshot on.
+        for pid in pids_with_comm(&filter.comms) {
+            if !self.session.pids().contains(&pid) {
+                self.tracer.add_pid(pid)?;
+                self.feed(Input::Track { pid, now_ns: start });
+            }
+        }
+        // Children that already inherited a traced process's sockets (pre-fork servers).
+        if !filter.is_all() {
+            for (pid, parent) in descendants(self.session.pids()) {
+                self.tracer.add_pid(pid)?;
+                self.feed(Input::Follow {
+                    pid,
+                    parent,
+                    now_ns: start,
+                });
+            }
+        }
+        let started = monotonic_ns();
+        let seen = self.kernel_view().context("snapshot of existing sockets (sock_diag)")?;
+        // Events queued while the view was taken go first: the model then merges, instead of
+        // counting twice, a connection born meanwhile.
+        self.drain();
+        self.feed(Input::Snapshot {
+            started_ns: started,
+            now_ns: monotonic_ns(),
+            sockets: seen,
+        });
+        self.last_reconcile_ns = started;
+        let fds = fd_samples(&self.session, &self.session.traced_pids(), start);
+        self.feed(Input::Tick { now_ns: start, fds });
+        let summary = self.mode.summary(self.session.summary(start));
+        self.sink.emit(&[Output::Summary(summary)]);
+        self.sink.flush();
+        eprintln!(
+            "connlife: tracing {} ({} connections already open); Ctrl-C for the report",
+            if filter.is_all() {
+                "all processes".to_string()
+            } else {
+                format!("pids {:?} comms {:?}", self.session.traced_pids(), filter.comms)
+            },
+            self.session.model.len()
+        );
+        Ok(start)
+    }
+
+    fn feed_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        for item in batch {
+            match item {
+                Ok(event) => {
+                    // --comm: a matching process becomes one we report on.
+                    if let Some(pid) = event.tgid.filter(|p| !self.session.pids().contains(p)) {
+                        if self.settings.filter.comms.iter().any(|c| comm_matches(&event.comm, c)) {
+                            self.feed(Input::Track {
+                                pid,
+                                now_ns: event.ts_ns,
+                            });
+                        }
+                    }
+                    self.feed(Input::Event { event });
+                }
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("corrupt ring-buffer record: {e}");
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        self.events.drain(&mut self.batch);
+        self.feed_batch();
+    }
+
+    fn on_tick(&mut self, now: u64, interval_due: bool) {
+        self.refresh_use(now);
+        self.account_losses(now);
+        let periodic = now.saturating_sub(self.last_reconcile_ns) >= self.settings.reconcile_every.as_nanos() as u64;
+        let after_loss =
+            self.reconcile_pending && now.saturating_sub(self.last_reconcile_ns) >= RECONCILE_AFTER_LOSS_NS;
+        if (periodic || after_loss) && now >= self.retry_at_ns {
+            self.reconcile();
+        }
+        self.check_gone(now);
+        let pids = self.mode.fd_pids(&self.session, interval_due);
+        let fds = fd_samples(&self.session, &pids, now);
+        self.feed(Input::Tick { now_ns: now, fds });
+    }
+
+    /// Use counters of the connections a detector could flag (idle ESTABLISHED, at most one
+    /// exchange), read from the kernel map; only those that changed become an input.
+    fn refresh_use(&mut self, now: u64) {
+        let candidates: Vec<(u64, Use)> = self
+            .session
+            .model
+            .conns()
+            .filter(|c| c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1)
+            .filter_map(|c| Some((c.sk?, c.usage)))
+            .take(20_000)
+            .collect();
+        let usage: Vec<(u64, Use)> = candidates
+            .into_iter()
+            .filter_map(|(sk, had)| {
+                let now_use = self.tracer.sock_info(sk)?.sock_use;
+                let changed = now_use.last_send_ns > had.last_send_ns
+                    || now_use.last_recv_ns > had.last_recv_ns
+                    || now_use.exchanges > had.exchanges;
+                changed.then_some((sk, now_use))
+            })
+            .collect();
+        if !usage.is_empty() {
+            self.feed(Input::UseRefresh { now_ns: now, usage });
+        }
+    }
+
+    /// Every count of what was lost, into the session; a rise asks for a reconciliation.
+    fn account_losses(&mut self, now: u64) {
+        let counters = match self.tracer.counters() {
+            Ok(c) => c,
+            Err(e) => {
+                self.error("map_read", &e);
+                return;
+            }
+        };
+        let lost = Lost {
+            ring_full: counters.ringbuf_full,
+            recursion_misses: counters.recursion_misses.unwrap_or(0),
+            map_full: counters.socks_full,
+            decode_errors: self.decode_errors,
+        };
+        if lost.total() > self.last_lost.total() {
+            self.reconcile_pending = true;
+        }
+        self.last_lost = lost.clone();
+        self.feed(Input::Lost {
+            now_ns: now,
+            losses: lost,
+        });
+    }
+
+    /// Compare the model with the kernel's view and correct it (counted in the session).
+    fn reconcile(&mut self) {
+        let started = monotonic_ns();
+        self.last_reconcile_ns = started;
+        match self.kernel_view() {
+            Ok(seen) => {
+                self.reconcile_pending = false;
+                self.retry_wait_ns = RETRY_NS;
+                self.health.reconciles += 1;
+                self.drain();
+                self.feed(Input::Reconcile {
+                    started_ns: started,
+                    now_ns: monotonic_ns(),
+                    sockets: seen,
+                });
+            }
+            Err(e) => self.error("snapshot", &e),
+        }
+    }
+
+    /// A transient error: logged (once per kind until it recovers), counted, retried later.
+    fn error(&mut self, op: &'static str, e: &anyhow::Error) {
+        let n = self.health.errors.entry(op).or_default();
+        *n += 1;
+        if *n == 1 || self.retry_wait_ns == RETRY_NS {
+            eprintln!("connlife: {op} failed, will retry: {e:#}");
+        }
+        self.retry_at_ns = monotonic_ns() + self.retry_wait_ns;
+        self.retry_wait_ns = (self.retry_wait_ns * 2).min(300 * NS);
+    }
+
+    /// A traced process seen gone (no /proc entry, or a zombie) at two ticks in a row, with
+    /// no exit among the events: its end was missed; say so instead of tracing it for ever.
+    fn check_gone(&mut self, now: u64) {
+        let pids = self.session.traced_pids();
+        let gone: HashSet<u32> = pids.into_iter().filter(|&p| !alive(p)).collect();
+        let confirmed: Vec<u32> = gone.intersection(&self.suspects).copied().collect();
+        for pid in confirmed {
+            self.feed(Input::Gone {
+                pid,
+                now_ns: now,
+                before_start: false,
+            });
+        }
+        self.suspects = gone;
+    }
+
+    /// sock_diag in every traced netns joined with /proc fds, as the model wants it; each
+    /// socket's owner is given to the kernel side too (by cookie), so its next event names it.
+    fn kernel_view(&mut self) -> anyhow::Result<Vec<SeenSocket>> {
+        let traced = self.session.traced_pids();
+        let pids = (!self.settings.filter.is_all()).then_some(traced.as_slice());
+        let sockets = snapshot::take(pids)?;
+        let seen = seen_sockets(&sockets, monotonic_ns());
+        for (cookie, s) in &seen {
+            let Some(o) = s.owners.last() else { continue };
+            if *cookie != 0 {
+                let info = SockInfo {
+                    tgid: o.tgid,
+                    fd: o.fd.unwrap_or(-1),
+                    comm: comm_bytes(&o.comm),
+                    netns: s.netns,
+                    role: match s.role {
+                        Role::Unknown => Role::Client,
+                        r => r,
+                    } as u8,
+                    _pad: [0; 3],
+                    sock_use: Default::default(),
+                };
+                self.tracer.preseed(*cookie, &info)?;
+            }
+            if s.role == Role::Listener && pids.is_some() {
+                self.tracer.add_listen_port(s.local.port())?;
+            }
+        }
+        Ok(seen.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+/// Sockets from a snapshot, as the model wants them, each with its socket cookie (how the
+/// kernel side recognises it).
+pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u64, SeenSocket)> {
+    let listening: HashSet<(u32, u16)> = sockets
+        .iter()
+        .filter(|s| s.state == TcpState::Listen as u8)
+        .map(|s| (s.netns, s.local.port()))
+        .collect();
+    sockets
+        .iter()
+        .filter_map(|s| {
+            let state = TcpState::try_from(s.state).ok()?;
+            let owners = s
+                .owners
+                .iter()
+                .map(|o| Owner {
+                    tgid: o.tgid,
+                    comm: o.comm.clone(),
+                    fd: Some(o.fd),
+                })
+                .collect();
+            let role = if state == TcpState::Listen {
+                Role::Listener
+            } else if listening.contains(&(s.netns, s.local.port())) {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            let ago = |ms: Option<u32>| ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000)).unwrap_or(0);
+            let seen = SeenSocket {
+                netns: s.netns,
+                local: s.local,
+                remote: s.remote,
+                state,
+                role,
+                owners,
+                usage: Use {
+                    bytes_sent: s.bytes_sent.unwrap_or(0),
+                    bytes_received: s.bytes_received.unwrap_or(0),
+                    last_send_ns: ago(s.last_send_ago_ms),
+                    last_recv_ns: ago(s.last_recv_ago_ms),
+                    ..Default::default()
+                },
+            };
+            Some((s.cookie, seen))
+        })
+        .collect()
+}
+
+/// Read /proc for each pid (those gone are skipped) with its TCP connections by state.
+fn fd_samples(session: &Session, pids: &[u32], now_ns: u64) -> Vec<FdSample> {
+    pids.iter()
+        .filter(|pid| !session.exited.contains(pid))
+        .filter_map(|&pid| {
+            let p = snapshot::process_fds(pid).ok()?;
+            Some(FdSample {
+                ts_ns: now_ns,
+                pid,
+                open_fds: p.open_fds,
+                limit: p.fd_limit,
+                tcp_by_state: detect::tcp_by_state(&session.model, Some(pid)),
+            })
+        })
+        .collect()
+}
+
+/// Running, not a zombie: /proc/PID/stat exists and its state is not Z or X.
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Processes whose comm is one of `comms` (the kernel's 15-byte name).
+fn pids_with_comm(comms: &[String]) -> Vec<u32> {
+    if comms.is_empty() {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comms.iter().any(|c| comm_matches(comm.trim_end(), c))
+        })
+        .collect()
+}
+
+/// Every live descendant of `roots` with its parent (from /proc/PID/stat's ppid), parents
+/// before children.
+fn descendants(roots: &[u32]) -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for pid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = parse_ppid(&stat) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut queue: Vec<u32> = roots.to_vec();
+    let mut seen: HashSet<u32> = roots.iter().copied().collect();
+    while let Some(p) = queue.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            if seen.insert(c) && alive(c) {
+                out.push((c, p));
+                queue.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Field 4 of /proc/PID/stat (after the parenthesised comm, which may hold spaces).
+fn parse_ppid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raise the soft fd limit to the hard one: connlife's own work (snapshots, /proc readings,
+/// the endpoint) must not run short where the host's processes do.
+fn keep_fds_in_reserve() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// `connlife report FILE`: replay a recording through the same session and print the
+/// findings on the way and the post-mortems.
+pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
+    struct Replay;
+    impl Mode for Replay {
+        fn fd_pids(&mut self, _: &Session, _: bool) -> Vec<u32> {
+            Vec::new()
+        }
+        fn stop_when_traced_exit(&self) -> bool {
+            false
+        }
+    }
+    let mut reader = crate::run::record::RecordReader::open(path)?;
+    let mut sink = Sink::new(json, None)?;
+    let th = Thresholds {
+        close_wait_after_ns: 0,
+        idle_after_ns: 0,
+        group_min: 3,
+    };
+    let mut session = Session::new(th, false, 0);
+    session.closed_records = false;
+    let mut last_ns = 0;
+    let mut ended = false;
+    for input in reader.by_ref() {
+        let input = input?;
+        match &input {
+            Input::Tick { now_ns, .. }
+            | Input::Lost { now_ns, .. }
+            | Input::Snapshot { now_ns, .. }
+            | Input::Reconcile { now_ns, .. }
+            | Input::UseRefresh { now_ns, .. }
+            | Input::Gone { now_ns, .. } => last_ns = last_ns.max(*now_ns),
+            Input::Event { event } => last_ns = last_ns.max(event.ts_ns),
+            Input::End { .. } => ended = true,
+            Input::Start { .. } | Input::Track { .. } | Input::Follow { .. } => {}
+        }
+        feed(&mut session, &mut sink, &mut Replay, input);
+    }
+    if let Some(line) = reader.truncated_tail() {
+        eprintln!(
+            "connlife: {}:{line}: the last line was cut (recording killed or disk full); report up to the line before",
+            path.display()
+        );
+    }
+    if session.pids().is_empty() {
+        anyhow::bail!("{}: no session start found (not a connlife record?)", path.display());
+    }
+    // A recording cut short (connlife killed): report the processes still running at the end.
+    if !ended {
+        let pending: Vec<Output> = session
+            .pids()
+            .iter()
+            .filter(|p| !session.exited.contains(p))
+            .map(|&p| Output::Postmortem(session.postmortem(p, last_ns)))
+            .collect();
+        sink.emit(&pending);
+    }
+    sink.flush();
+    Ok(())
+}
+
+/// Record the inputs of `--record FILE` at most this big, with `keep` rotated files.
+pub fn record_target(path: Option<&Path>, max_bytes: u64, keep: usize) -> Option<(&Path, RecordLimits)> {
+    path.map(|p| (p, RecordLimits { max_bytes, keep }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppid_after_a_comm_with_spaces_and_parens() {
+        assert_eq!(parse_ppid("1234 (my (odd) app) S 77 1234 1234 0 -1"), Some(77));
+        assert_eq!(parse_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_missing_one_is_not() {
+        assert!(alive(std::process::id()));
+        assert!(!alive(u32::MAX - 1));
+    }
+}
