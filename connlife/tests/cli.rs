@@ -118,12 +118,12 @@ fn unreadable_or_corrupt_record_file_fails_cleanly() {
 }
 
 #[test]
-fn not_root_says_so_in_one_line() {
+fn missing_capabilities_are_named_in_one_line() {
     if unsafe { libc::geteuid() } != 0 {
         // Already unprivileged: run directly.
         let out = run(&["--pid", &std::process::id().to_string()]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(one_clear_line(&out).contains("needs root"));
+        assert!(one_clear_line(&out).contains("missing capabilities"));
         return;
     }
     let out = Command::new("setpriv")
@@ -140,6 +140,32 @@ fn not_root_says_so_in_one_line() {
         .expect("setpriv (util-linux)");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let err = one_clear_line(&out);
-    assert!(err.starts_with("connlife: needs root"), "{err}");
+    assert!(err.starts_with("connlife: missing capabilities CAP_SYS_ADMIN"), "{err}");
+    assert!(err.contains("CAP_BPF"), "{err}");
     assert_eq!(err.lines().count(), 1);
+}
+
+/// Least privilege: an unprivileged user with the listed capabilities (no uid 0) can run it.
+#[test]
+fn capabilities_without_root_are_enough() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to hand capabilities to uid 65534");
+        return;
+    }
+    let caps = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search,+syslog";
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            CONNLIFE,
+            "check",
+        ])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("feature inet_sock_set_state yes"), "{stdout}");
 }

@@ -68,7 +68,8 @@ const NEEDED_CAPS: &[(u32, &str)] = &[
     (38, "CAP_PERFMON"),    // tracepoint programs, kernel pointers
     (39, "CAP_BPF"),        // BPF maps and programs
     (19, "CAP_SYS_PTRACE"), // /proc/PID/fd of other users' processes
-    (2, "CAP_DAC_READ_SEARCH"),
+    (2, "CAP_DAC_READ_SEARCH"),   // /proc/PID/fd links of other users' processes
+    (34, "CAP_SYSLOG"),           // real addresses in /proc/kallsyms (`sock_close`)
 ];
 
 /// Check the things that make loading fail with an obscure error, and say it in one line.
@@ -345,8 +346,8 @@ mod tests {
     fn names_the_missing_capabilities() {
         // CapEff of root: all bits.
         assert!(missing_caps("CapEff:\t000001ffffffffff\n").is_empty());
-        // CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH.
-        let granted = (1u64 << 39) | (1 << 38) | (1 << 21) | (1 << 19) | (1 << 2);
+        // CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_SYSLOG.
+        let granted = (1u64 << 39) | (1 << 38) | (1 << 21) | (1 << 19) | (1 << 2) | (1 << 34);
         assert!(missing_caps(&format!("CapEff:\t{granted:016x}\n")).is_empty());
         let no_bpf = granted & !(1u64 << 39);
         assert_eq!(missing_caps(&format!("CapEff:\t{no_bpf:016x}\n")), vec!["CAP_BPF"]);

@@ -170,7 +170,7 @@ fn kallsyms_address(symbol: &str) -> anyhow::Result<u64> {
     let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
     let addr = parse_kallsyms(&text, symbol).ok_or_else(|| anyhow!("{symbol} not found in /proc/kallsyms"))?;
     if addr == 0 {
-        bail!("/proc/kallsyms hides addresses (kptr_restrict): run as root");
+        bail!("/proc/kallsyms hides addresses (kptr_restrict): connlife needs CAP_SYSLOG");
     }
     Ok(addr)
 }
