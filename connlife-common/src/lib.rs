@@ -59,14 +59,11 @@ pub enum Hook {
 /// only counted in `recursion_misses`) whenever any other BPF program runs on that CPU, which is
 /// common for `inet_sock_set_state` firing in softirq on top of a syscall program; a raw
 /// tracepoint program is guarded per program instead (kernel/trace/bpf_trace.c,
-/// `__bpf_trace_run`).
+/// `__bpf_trace_run`), and the second state program handles what that guard skips.
 pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
-    (
-        "inet_sock_set_state",
-        Hook::RawTracePoint,
-        "sock",
-        "inet_sock_set_state",
-    ),
+    (STATE_PROGRAM, Hook::RawTracePoint, "sock", "inet_sock_set_state"),
+    // Attached after the main one, so it runs after it (see connlife-ebpf/src/state.rs).
+    (STATE_PROGRAM_NESTED, Hook::RawTracePoint, "sock", "inet_sock_set_state"),
     ("sched_process_fork", Hook::RawTracePoint, "sched", "sched_process_fork"),
     ("sys_enter_connect", Hook::TracePoint, "syscalls", "sys_enter_connect"),
     ("sys_enter_close", Hook::TracePoint, "syscalls", "sys_enter_close"),
@@ -80,6 +77,11 @@ pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
     ("sock_send_length", Hook::TracePoint, "sock", "sock_send_length"),
     ("sock_recv_length", Hook::TracePoint, "sock", "sock_recv_length"),
 ];
+
+/// The main state program, whose recursion misses the nested one rescues.
+pub const STATE_PROGRAM: &str = "inet_sock_set_state";
+/// The program that handles what [`STATE_PROGRAM`] is skipped for.
+pub const STATE_PROGRAM_NESTED: &str = "inet_sock_set_state_nested";
 
 /// The benchmark's floor program (in the separate `connlife-floor` object): counts
 /// `sock/inet_sock_set_state` and nothing else.
@@ -225,8 +227,11 @@ pub enum Counter {
     /// A socket was born at a kernel address whose SOCKS entry was still there: its end was
     /// missed, the entry is replaced (never inherited by the new socket).
     StaleEntry = 4,
+    /// State changes the main state program was skipped for (nested on its CPU) and the
+    /// second program handled: not lost.
+    Rescued = 5,
 }
-pub const COUNTER_SLOTS: u32 = 5;
+pub const COUNTER_SLOTS: u32 = 6;
 
 /// Direction of the last data transfer, for exchange counting.
 pub const DIR_NONE: u32 = 0;

@@ -10,7 +10,11 @@
 //! against itself. The arguments are `TP_PROTO(const struct sock *sk, int oldstate, int
 //! newstate)`, so protocol, family and tuple are read from the socket (BTF offsets), exactly
 //! what the classic tracepoint's `TP_fast_assign` reads.
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{
+    macros::{map, raw_tracepoint},
+    maps::PerCpuArray,
+    programs::RawTracePointContext,
+};
 use connlife_common::*;
 
 use crate::{
@@ -21,8 +25,58 @@ use crate::{
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
 };
 
+/// Which state change the main program is in the middle of on this CPU (per-CPU).
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct Guard {
+    sk: u64,
+    new_state: u64,
+    /// Main-program runs in progress on this CPU (more than 1 only where raw tracepoints are
+    /// not guarded against recursion, before 6.x).
+    depth: u64,
+}
+
+#[map]
+static STATE_GUARD: PerCpuArray<Guard> = PerCpuArray::with_max_entries(1, 0);
+
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let guard = STATE_GUARD.get_ptr_mut(0);
+    if let Some(g) = guard {
+        // SAFETY: this CPU's slot; only programs on this CPU touch it, one at a time (a nested
+        // run completes before the interrupted one resumes).
+        unsafe {
+            (*g).depth += 1;
+            (*g).sk = ctx.arg(0);
+            (*g).new_state = ctx.arg(2);
+        }
+    }
+    let _ = on_state(&ctx);
+    if let Some(g) = guard {
+        // SAFETY: as above.
+        unsafe { (*g).depth -= 1 };
+    }
+    0
+}
+
+/// The same tracepoint again, for the state changes the main program is not run for: the
+/// kernel skips a raw tracepoint program that is already running on the CPU (a state change
+/// in a softirq that interrupted it, common on loopback and under load) and only counts it in
+/// `recursion_misses`. This second program runs right after the main one; it handles the
+/// event only when the main program is mid-run on this CPU and did not enter for this event,
+/// so each event is handled once, and what it rescues is counted (`Counter::Rescued`).
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state_nested(ctx: RawTracePointContext) -> i32 {
+    let Some(g) = STATE_GUARD.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: a copy of this CPU's slot.
+    let g = unsafe { *g };
+    let (sk, new_state): (u64, u64) = (ctx.arg(0), ctx.arg(2));
+    if g.depth == 0 || (g.sk == sk && g.new_state == new_state) {
+        return 0;
+    }
+    count(Counter::Rescued);
     let _ = on_state(&ctx);
     0
 }

@@ -11,7 +11,9 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use connlife_common::{maps, Counter, Hook, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS};
+use connlife_common::{
+    maps, Counter, Hook, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STATE_PROGRAM, STATE_PROGRAM_NESTED,
+};
 use tokio::io::unix::AsyncFd;
 
 use crate::kernel::{
@@ -48,9 +50,20 @@ pub struct KernelCounters {
     pub wanted_full: u64,
     /// Sockets born where a stale SOCKS entry was (its end had been missed).
     pub stale_entries: u64,
-    /// Runs of connlife's programs the kernel skipped (sum of `recursion_misses`; None before
-    /// 5.12, which does not count them).
+    /// Events lost because the kernel skipped one of connlife's programs (`recursion_misses`),
+    /// not counting the main state program's misses that the nested one handled; None before
+    /// 5.12, which does not count them.
     pub recursion_misses: Option<u64>,
+    /// State changes the nested program handled for the main one (not lost).
+    pub rescued: u64,
+}
+
+/// Events lost to recursion misses: every program's misses, except the main state program's
+/// that the nested one rescued (an event both missed is counted once, by the nested one).
+pub fn recursion_losses(misses: &[(String, u64)], rescued: u64) -> u64 {
+    let of = |name: &str| misses.iter().find(|(p, _)| p == name).map(|(_, n)| *n).unwrap_or(0);
+    let others: u64 = misses.iter().filter(|(p, _)| p != STATE_PROGRAM).map(|(_, n)| n).sum();
+    others + of(STATE_PROGRAM).saturating_sub(rescued + of(STATE_PROGRAM_NESTED))
 }
 
 /// The loaded programs and their maps.
@@ -64,12 +77,12 @@ pub struct Tracer {
 /// Privileges connlife needs, and how to tell which is missing. Root has them all, except
 /// where a container or sandbox takes them away.
 const NEEDED_CAPS: &[(u32, &str)] = &[
-    (21, "CAP_SYS_ADMIN"),  // setns into other network namespaces, /proc of other users
-    (38, "CAP_PERFMON"),    // tracepoint programs, kernel pointers
-    (39, "CAP_BPF"),        // BPF maps and programs
-    (19, "CAP_SYS_PTRACE"), // /proc/PID/fd of other users' processes
-    (2, "CAP_DAC_READ_SEARCH"),   // /proc/PID/fd links of other users' processes
-    (34, "CAP_SYSLOG"),           // real addresses in /proc/kallsyms (`sock_close`)
+    (21, "CAP_SYS_ADMIN"),      // setns into other network namespaces, /proc of other users
+    (38, "CAP_PERFMON"),        // tracepoint programs, kernel pointers
+    (39, "CAP_BPF"),            // BPF maps and programs
+    (19, "CAP_SYS_PTRACE"),     // /proc/PID/fd of other users' processes
+    (2, "CAP_DAC_READ_SEARCH"), // /proc/PID/fd links of other users' processes
+    (34, "CAP_SYSLOG"),         // real addresses in /proc/kallsyms (`sock_close`)
 ];
 
 /// Check the things that make loading fail with an obscure error, and say it in one line.
@@ -220,7 +233,10 @@ impl Tracer {
             read_failed: sums[Counter::ReadFailed as usize],
             wanted_full: sums[Counter::WantedFull as usize],
             stale_entries: sums[Counter::StaleEntry as usize],
-            recursion_misses: self.recursion_misses().map(|v| v.iter().map(|(_, n)| n).sum()),
+            recursion_misses: self
+                .recursion_misses()
+                .map(|v| recursion_losses(&v, sums[Counter::Rescued as usize])),
+            rescued: sums[Counter::Rescued as usize],
         })
     }
 
@@ -340,6 +356,21 @@ mod tests {
         let info = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t1234\nverified_insns:\t200\n";
         assert_eq!(parse_fdinfo(info, "recursion_misses"), Some(1234));
         assert_eq!(parse_fdinfo("pos:\t0\n", "recursion_misses"), None);
+    }
+
+    #[test]
+    fn rescued_state_changes_are_not_losses() {
+        let m = |a: u64, b: u64, other: u64| {
+            vec![
+                (STATE_PROGRAM.to_string(), a),
+                (STATE_PROGRAM_NESTED.to_string(), b),
+                ("sys_enter_close".to_string(), other),
+            ]
+        };
+        assert_eq!(recursion_losses(&m(500, 0, 0), 500), 0);
+        // Both skipped one event: lost once.
+        assert_eq!(recursion_losses(&m(501, 1, 0), 500), 1);
+        assert_eq!(recursion_losses(&m(10, 0, 3), 4), 9);
     }
 
     #[test]

@@ -180,6 +180,10 @@ pub struct Lost {
     pub map_full: u64,
     /// Records that failed to decode.
     pub decode_errors: u64,
+    /// Not lost: state changes the kernel skipped the main state program for (nested on its
+    /// CPU) that the second state program handled. Shown so the rescue is visible.
+    #[serde(default)]
+    pub rescued: u64,
 }
 
 impl Lost {
@@ -438,8 +442,10 @@ impl Session {
             }
             Input::Tick { now_ns, fds } => self.on_tick(*now_ns, fds),
             Input::Lost { losses, .. } => {
-                if *losses != self.lost {
-                    self.lost = losses.clone();
+                // A `lost` line when something more was lost (a rescue alone is not a loss).
+                let grew = losses.total() != self.lost.total();
+                self.lost = losses.clone();
+                if grew {
                     return vec![Output::Lost(self.lost.clone())];
                 }
                 Vec::new()

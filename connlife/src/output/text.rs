@@ -402,6 +402,7 @@ mod tests {
             recursion_misses: 1,
             map_full: 0,
             decode_errors: 0,
+            rescued: 0,
         });
         let mut buf = Vec::new();
         write_human(
@@ -424,7 +425,7 @@ mod tests {
         write_json(&mut buf, &out).unwrap();
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "{\"type\":\"lost\",\"ring_full\":2,\"recursion_misses\":1,\"map_full\":0,\"decode_errors\":0}\n"
+            "{\"type\":\"lost\",\"ring_full\":2,\"recursion_misses\":1,\"map_full\":0,\"decode_errors\":0,\"rescued\":0}\n"
         );
     }
 }

@@ -410,6 +410,7 @@ impl Driver<'_> {
             recursion_misses: counters.recursion_misses.unwrap_or(0),
             map_full: counters.socks_full,
             decode_errors: self.decode_errors,
+            rescued: counters.rescued,
         };
         if lost.total() > self.last_lost.total() {
             self.reconcile_pending = true;
