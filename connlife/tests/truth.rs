@@ -240,7 +240,7 @@ fn connections_opened_while_connlife_attaches_are_reported_once() {
     let ns = NetNs::new();
     let server = workload(&ns, &["server", "keepalive"], "server");
     let addr = ready_addr(&server);
-    let mut client = workload(&ns, &["client", "leak", &addr, "300", "2", "--hold"], "client");
+    let client = workload(&ns, &["client", "leak", &addr, "300", "2", "--hold"], "client");
     client.wait_line(|l| l == "req 20");
     let mut cl = Connlife::start(&[client.pid()], &["--idle-after", "2s", "--interval", "1s"]);
     client.wait_line(|l| l == "done 300");

@@ -55,6 +55,11 @@ pub enum Input {
         now_ns: u64,
         sockets: Vec<SeenSocket>,
     },
+    /// Forget the fd history of processes not read for `max_age_ns` (the agent's bound).
+    Prune {
+        now_ns: u64,
+        max_age_ns: u64,
+    },
     /// Use counters read from the kernel map for idle connections (sk, counters).
     UseRefresh {
         now_ns: u64,
@@ -348,8 +353,12 @@ impl Session {
             .filter_map(|p| detect::fd_pressure(&p.samples, FD_WINDOW_NS))
             .collect()
     }
+    /// The fd readings of `pid` kept so far (oldest first, thinned past a bound).
+    pub fn fd_history(&self, pid: u32) -> &[FdSample] {
+        self.procs.get(&pid).map(|p| p.samples.as_slice()).unwrap_or_default()
+    }
     /// Drop fd history of processes not sampled for `max_age_ns` (agent: they are gone).
-    pub fn forget_stale_processes(&mut self, now_ns: u64, max_age_ns: u64) {
+    fn forget_stale_processes(&mut self, now_ns: u64, max_age_ns: u64) {
         let pids = &self.pids;
         self.procs.retain(|pid, p| {
             pids.contains(pid)
@@ -401,6 +410,10 @@ impl Session {
                 let sockets = self.without_ignored(sockets);
                 let changes = self.model.reconcile(&sockets, *started_ns, *now_ns);
                 self.on_changes(changes)
+            }
+            Input::Prune { now_ns, max_age_ns } => {
+                self.forget_stale_processes(*now_ns, *max_age_ns);
+                Vec::new()
             }
             Input::UseRefresh { usage, .. } => {
                 for (sk, u) in usage {

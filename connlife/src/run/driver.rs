@@ -219,6 +219,11 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
                 d.on_tick(now, interval_due);
                 if interval_due {
                     last_summary = now;
+                    if d.settings.filter.is_all() {
+                        // Every process is traced: forget those not read for 3 intervals.
+                        let max_age_ns = 3 * d.settings.interval.as_nanos() as u64;
+                        d.feed(Input::Prune { now_ns: now, max_age_ns });
+                    }
                     let summary = d.mode.summary(d.session.summary(now));
                     d.sink.emit(&[Output::Summary(summary)]);
                     d.health.rss_bytes = rss_bytes();
@@ -687,6 +692,7 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
             | Input::Snapshot { now_ns, .. }
             | Input::Reconcile { now_ns, .. }
             | Input::UseRefresh { now_ns, .. }
+            | Input::Prune { now_ns, .. }
             | Input::Gone { now_ns, .. } => last_ns = last_ns.max(*now_ns),
             Input::Event { event } => last_ns = last_ns.max(event.ts_ns),
             Input::End { .. } => ended = true,
