@@ -1,6 +1,8 @@
 //! The agent with a real Prometheus (Debian's `prometheus`) scraping it on loopback while a
 //! real Go client leaks CLOSE_WAIT sockets: the stuck-connection metric rises and the
-//! documented alert rule (deploy/prometheus/connlife-alerts.yml) fires.
+//! documented alert rule (deploy/prometheus/connlife-alerts.yml) fires. The agent runs as an
+//! unprivileged user (uid 65534) with only the capabilities the docs list, and an unprivileged
+//! local user holding 2,000 slow connections to its endpoint does not take it down.
 mod common;
 
 use std::{
@@ -67,8 +69,16 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
     require_root();
     let (agent_port, prom_port) = (free_port(), free_port());
-    let mut cmd = Command::new(CONNLIFE);
+    // Least privilege: uid 65534 with the documented capabilities, no root.
+    let caps = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search,+syslog";
+    let mut cmd = Command::new("setpriv");
     cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        &format!("--inh-caps={caps}"),
+        &format!("--ambient-caps={caps}"),
+        CONNLIFE,
         "agent",
         "--listen",
         &format!("127.0.0.1:{agent_port}"),
@@ -80,6 +90,41 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
     until("agent /healthz", || {
         http_get(agent_port, "/healthz").filter(|(s, _)| *s == 200)
     });
+    let uid = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    assert!(
+        uid.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("65534")),
+        "the agent runs as uid 65534: {uid}"
+    );
+    // Known label values exist before anything happens: "none" is not "not scraped".
+    let (_, metrics) = http_get(agent_port, "/metrics").unwrap();
+    for series in [
+        "connlife_stuck_connections{kind=\"unaccepted\",comm=\"none\",container=\"\"} 0",
+        "connlife_lost_events_total{cause=\"recursion_miss\"}",
+        "connlife_model_corrections_total{kind=\"vanished\"}",
+        "connlife_errors_total{op=\"snapshot\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+
+    // A hostile local user holds 2,000 slow connections to the endpoint.
+    let mut slow = Command::new("setpriv");
+    slow.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/slow_clients.py"))
+        .args([format!("127.0.0.1:{agent_port}"), "2000".into()]);
+    let slow = Proc::spawn(slow, "slow-clients");
+    slow.wait_line(|l| l.starts_with("ready"));
+    for path in ["/metrics", "/healthz"] {
+        let t = Instant::now();
+        let (status, _) = until("an answer under the slow-connection flood", || {
+            http_get(agent_port, path)
+        });
+        eprintln!(
+            "{path} answered {status} in {:?} under 2,000 slow connections",
+            t.elapsed()
+        );
+        assert_eq!(status, 200);
+    }
 
     // Prometheus with the documented rules, `for:` shortened so the test does not wait 10 min.
     let dir = std::env::temp_dir().join(format!("connlife-prom-{}", std::process::id()));
@@ -166,6 +211,13 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
         .filter(|v| v["type"] == "finding" && v["kind"] == "close_wait_stuck" && v["pid"] == client.pid())
         .collect();
     assert_eq!(mine.len(), 4, "one finding line per stuck socket: {logged:?}");
+    assert!(
+        logged.iter().all(|v| !v["laddr"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!(":{agent_port}")))),
+        "the agent never reports its own endpoint's connections: {logged:?}"
+    );
+    drop(slow);
     assert!(mine.iter().all(|f| f["cgroup"] == expected), "{mine:?}");
     drop(agent);
     let _ = std::fs::remove_dir_all(dir);

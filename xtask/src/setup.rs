@@ -6,8 +6,10 @@
 //! 2. `bpf-linker` 0.13.0 in `$CARGO_HOME/bin`, linked against the toolchain's own `libLLVM`
 //!    (Debian 12 has no LLVM 22). `$HOME/.local/share/connlife/llvm-stable/lib` holds two
 //!    symlinks to that library and is the binary's RUNPATH, so it must stay where it is.
-//! 3. tracefs mounted at /sys/kernel/tracing (tracepoints are attached through it).
-//! 4. Debian packages the tests use (skipped with `--no-apt`).
+//! 3. The `nightly` toolchain (minimal profile) and `cargo-fuzz` 0.13.2 in `$CARGO_HOME/bin`,
+//!    for the fuzz targets of `fuzz/` (libFuzzer's instrumentation needs nightly's `-Z` flags).
+//! 4. tracefs mounted at /sys/kernel/tracing (tracepoints are attached through it).
+//! 5. Debian packages the tests use (skipped with `--no-apt`).
 //!
 //! When everything is in place the whole run takes well under a second.
 
@@ -21,6 +23,9 @@ use std::{env, fs};
 /// Toolchain that builds both the userspace crates and (with RUSTC_BOOTSTRAP=1) the eBPF crate.
 pub const TOOLCHAIN: &str = "stable";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Toolchain that builds the fuzz targets: cargo-fuzz passes `-Z sanitizer` and friends.
+pub const FUZZ_TOOLCHAIN: &str = "nightly";
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Rust components `cargo xtask test` needs from [`TOOLCHAIN`].
 const COMPONENTS: &[&str] = &["rust-src", "rustfmt", "clippy"];
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -48,6 +53,7 @@ pub fn setup(opts: Options) -> Result<()> {
     prepend_cargo_bin_to_path();
     let sysroot = rust_components().context("rust components")?;
     bpf_linker(&sysroot).with_context(|| format!("bpf-linker {BPF_LINKER_VERSION}"))?;
+    cargo_fuzz().with_context(|| format!("cargo-fuzz {CARGO_FUZZ_VERSION}"))?;
     tracefs().context("tracefs")?;
     if opts.no_apt {
         println!("debian packages: skipped (--no-apt)");
@@ -327,6 +333,83 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
         bail!("installed, but {why}");
     }
     println!("built ({}, RUNPATH {}/lib)", secs(started), prefix.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// cargo-fuzz
+
+/// `Ok(version line)` when `cargo-fuzz` runs and is [`CARGO_FUZZ_VERSION`], else why not.
+pub fn cargo_fuzz_state() -> std::result::Result<String, String> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let bin = env::split_paths(&path)
+        .map(|d| d.join("cargo-fuzz"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| cargo_home().join("bin/cargo-fuzz"));
+    match Command::new(&bin)
+        .args(["fuzz", "--version"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("not installed".to_string()),
+        Err(e) => Err(format!("{} does not run: {e}", bin.display())),
+        Ok(out) if !out.status.success() => Err(format!(
+            "{} --version failed ({}): {}",
+            bin.display(),
+            out.status,
+            last_line(&out.stderr)
+        )),
+        Ok(out) => {
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if line.split_whitespace().any(|w| w == CARGO_FUZZ_VERSION) {
+                Ok(line)
+            } else {
+                Err(format!("{} is `{line}`", bin.display()))
+            }
+        }
+    }
+}
+
+/// The nightly toolchain (installed with the minimal profile when missing) and cargo-fuzz.
+fn cargo_fuzz() -> Result<()> {
+    let started = Instant::now();
+    let mut did = Vec::new();
+    if sysroot_of(FUZZ_TOOLCHAIN).is_err() {
+        print!("cargo-fuzz {CARGO_FUZZ_VERSION}: installing toolchain {FUZZ_TOOLCHAIN} ... ");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let mut install = Command::new("rustup");
+        install.args(["toolchain", "install", FUZZ_TOOLCHAIN, "--profile", "minimal"]);
+        quiet(&mut install, "rustup-toolchain-nightly")?;
+        sysroot_of(FUZZ_TOOLCHAIN)?;
+        did.push(format!("installed toolchain {FUZZ_TOOLCHAIN}"));
+    }
+    match cargo_fuzz_state() {
+        Ok(_) if did.is_empty() => {
+            println!("cargo-fuzz {CARGO_FUZZ_VERSION}: present (toolchain {FUZZ_TOOLCHAIN} present)");
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(why) => {
+            if did.is_empty() {
+                print!("cargo-fuzz {CARGO_FUZZ_VERSION}: ");
+            }
+            print!("{why}; building (about 90 s) ... ");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            let mut install = Command::new("rustup");
+            install.args(["run", TOOLCHAIN, "cargo", "install", "--locked", "--force"]);
+            install.arg(format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"));
+            install.env_remove("CARGO_TARGET_DIR");
+            // Away from this workspace, so its .cargo/config.toml does not apply.
+            fs::create_dir_all(data_dir())?;
+            install.current_dir(data_dir());
+            quiet(&mut install, "cargo-fuzz-install")?;
+            if let Err(why) = cargo_fuzz_state() {
+                bail!("installed, but {why}");
+            }
+            did.push("built".to_string());
+        }
+    }
+    println!("{} ({})", did.join(", "), secs(started));
     Ok(())
 }
 

@@ -259,13 +259,20 @@ impl Tracker {
                 0.0
             };
             if count >= th.group_min {
+                // Flat since first seen: a pool kept for reuse, not a pool per request.
+                let flat = hist.iter().all(|&(_, c)| c == count) && now_ns.saturating_sub(t0) > 0;
                 groups.push(Group {
                     pid,
                     comm,
                     raddr,
                     count,
                     growth_per_min: (growth * 10.0).round() / 10.0,
-                    hint: FindingKind::EstablishedUnreused.hint().to_string(),
+                    hint: if flat && growth <= 0.0 {
+                        crate::model::verdict::HINT_IDLE_POOL
+                    } else {
+                        FindingKind::EstablishedUnreused.hint()
+                    }
+                    .to_string(),
                 });
             }
         }
@@ -295,6 +302,9 @@ pub struct FdPressure {
     pub eta_s: Option<f64>,
 }
 
+/// Fewer new fds than this over the window is noise, not a climb.
+const MIN_CLIMB_FDS: u32 = 3;
+
 /// Growth over the samples of the last `window_ns` (first to last), and time to the limit.
 pub fn fd_pressure(samples: &[FdSample], window_ns: u64) -> Option<FdPressure> {
     let last = samples.last()?;
@@ -308,8 +318,12 @@ pub fn fd_pressure(samples: &[FdSample], window_ns: u64) -> Option<FdPressure> {
     } else {
         0.0
     };
+    // Flat (within a few fds of noise over the window): no time to the limit.
+    let climbing = last.open_fds >= first.open_fds + MIN_CLIMB_FDS;
     let eta_s = match last.limit {
-        Some(limit) if per_s > 0.0 => Some(((limit as f64 - last.open_fds as f64).max(0.0) / per_s).round()),
+        Some(limit) if per_s > 0.0 && climbing => {
+            Some(((limit as f64 - last.open_fds as f64).max(0.0) / per_s).round())
+        }
         _ => None,
     };
     Some(FdPressure {

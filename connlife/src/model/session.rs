@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::event::{KernelEvent, TcpState, Use},
-    model::detect::{self, FdPressure, FdSample, Finding, FindingKind, Group, Thresholds, Tracker},
-    model::{Change, ClosedConn, Correction, Model, SeenSocket},
+    model::detect::{self, FdPressure, FdSample, Finding, Group, Thresholds, Tracker},
+    model::{verdict, Change, ClosedConn, Correction, Model, SeenSocket},
 };
+
+fn default_group_min() -> usize {
+    3
+}
 
 /// What a session consumes. Recorded as JSON lines by `--record`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,6 +32,12 @@ pub enum Input {
         /// connlife's own endpoint (agent): its sockets are never connections of the host's.
         #[serde(default)]
         ignore_local: Vec<(u32, SocketAddr)>,
+        /// Smallest group reported (`--group-min`).
+        #[serde(default = "default_group_min")]
+        group_min: usize,
+        /// Model cap (`--max-conns`; 0: none).
+        #[serde(default)]
+        max_conns: usize,
     },
     /// A process matched by --comm, reported on from now (fd readings, post-mortem).
     Track {
@@ -158,12 +168,12 @@ pub struct TransitionRecord {
     pub at_s: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FdExhausted {
     pub pid: u32,
     pub comm: String,
-    pub errno: &'static str,
-    pub syscall: &'static str,
+    pub errno: String,
+    pub syscall: String,
     pub at_s: f64,
     pub open_fds: Option<u32>,
     pub tcp_by_state: BTreeMap<String, u32>,
@@ -206,18 +216,9 @@ impl Lost {
     }
 }
 
-/// Open connections at the end, grouped by state and remote.
-#[derive(Clone, Debug, Serialize)]
-pub struct OpenGroup {
-    pub state: TcpState,
-    pub raddr: String,
-    pub count: u32,
-    pub oldest_s: f64,
-    pub newest_s: f64,
-    pub fds: Vec<i32>,
-}
+pub use crate::model::verdict::{OpenGroup, Pattern};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TimelinePoint {
     pub at_s: f64,
     pub open_fds: u32,
@@ -228,7 +229,8 @@ pub struct TimelinePoint {
 pub struct Postmortem {
     pub pid: u32,
     pub comm: String,
-    /// "exited with status N", "killed by signal N", or "still running" (Ctrl-C report).
+    /// "exited with status N", "killed by signal N", "ended before tracing began", or
+    /// "still running" (Ctrl-C report).
     pub ending: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -241,7 +243,20 @@ pub struct Postmortem {
     pub findings_at_end: Vec<Finding>,
     pub groups: Vec<Group>,
     pub timeline: Vec<TimelinePoint>,
+    /// Leak patterns named from what was held at the end.
+    #[serde(default)]
+    pub patterns: Vec<Pattern>,
     pub verdict: String,
+    /// Agent: why it wrote this post-mortem (`fd_exhausted`, `killed_holding`, `leaked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Agent: container id, cgroup path and Kubernetes pod UID of the process, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
 }
 
 #[derive(Default)]
@@ -381,8 +396,12 @@ impl Session {
                 close_wait_after_ns,
                 idle_after_ns,
                 ignore_local,
+                group_min,
+                max_conns,
             } => {
                 self.pids = pids.clone();
+                self.thresholds.group_min = *group_min;
+                self.model.max_conns = *max_conns;
                 self.ignore_local = ignore_local.clone();
                 self.start_ns = *now_ns;
                 self.model.use_counting = *use_counting;
@@ -594,8 +613,9 @@ impl Session {
                             "ENFILE"
                         } else {
                             "EMFILE"
-                        },
-                        syscall,
+                        }
+                        .to_string(),
+                        syscall: syscall.to_string(),
                         at_s: detect::secs(ts_ns.saturating_sub(self.start_ns)),
                         open_fds: p.samples.last().map(|s| s.open_fds),
                         tcp_by_state,
@@ -692,37 +712,16 @@ impl Session {
                 String::new(),
             ),
         };
-        let mut groups: BTreeMap<(TcpState, String), OpenGroup> = BTreeMap::new();
         let mut comm = comm;
-        for c in self
-            .model
-            .conns()
-            .filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
-        {
-            if comm.is_empty() {
-                comm = c.comm().to_string();
-            }
-            let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
-            let g = groups.entry((c.state, c.remote.to_string())).or_insert(OpenGroup {
-                state: c.state,
-                raddr: c.remote.to_string(),
-                count: 0,
-                oldest_s: age,
-                newest_s: age,
-                fds: Vec::new(),
-            });
-            g.count += 1;
-            g.oldest_s = g.oldest_s.max(age);
-            g.newest_s = g.newest_s.min(age);
-            if let Some(fd) = c.fd() {
-                g.fds.push(fd);
-            }
+        if comm.is_empty() {
+            comm = self
+                .model
+                .conns()
+                .find(|c| c.tgid() == Some(pid))
+                .map(|c| c.comm().to_string())
+                .unwrap_or_default();
         }
-        let mut open_at_end: Vec<OpenGroup> = groups.into_values().collect();
-        open_at_end.sort_by_key(|g| std::cmp::Reverse(g.count));
-        for g in &mut open_at_end {
-            g.fds.sort_unstable();
-        }
+        let open_at_end = self.open_groups(pid, now_ns);
         let samples = p.map(|p| p.samples.as_slice()).unwrap_or_default();
         let timeline: Vec<TimelinePoint> = samples
             .iter()
@@ -738,7 +737,23 @@ impl Session {
         let fd_limit = samples.iter().rev().find_map(|s| s.limit);
         let peak_fds = samples.iter().map(|s| s.open_fds).max().unwrap_or(0);
         let fd_exhausted = p.map(|p| p.exhausted.clone()).unwrap_or_default();
-        let verdict = verdict(&open_at_end, &findings_at_end, &fd_exhausted, fd_limit, peak_fds);
+        let last = samples.last();
+        let tcp: u32 = open_at_end.iter().map(|g| g.count).sum();
+        let patterns = verdict::patterns(
+            &open_at_end,
+            last.map(|s| s.open_fds),
+            tcp,
+            fd_limit,
+            self.thresholds.group_min as u32,
+        );
+        let near_limit = fd_limit
+            .filter(|&l| peak_fds as u64 * 10 >= l * 9)
+            .map(|l| (peak_fds, l));
+        let verdict = verdict::verdict(
+            &patterns,
+            fd_exhausted.first().map(|e| (e.errno.as_str(), e.at_s)),
+            near_limit,
+        );
         Postmortem {
             pid,
             comm,
@@ -759,57 +774,75 @@ impl Session {
             findings_at_end,
             groups,
             timeline,
+            patterns,
             verdict,
+            reason: None,
+            container: None,
+            cgroup: None,
+            pod_uid: None,
         }
     }
-}
 
-fn verdict(
-    open: &[OpenGroup],
-    findings: &[Finding],
-    exhausted: &[FdExhausted],
-    limit: Option<u64>,
-    peak: u32,
-) -> String {
-    let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
-    let (unreused, close_wait, unaccepted) = (
-        count(FindingKind::EstablishedUnreused),
-        count(FindingKind::CloseWaitStuck),
-        count(FindingKind::Unaccepted),
-    );
-    let mut parts = Vec::new();
-    if !exhausted.is_empty() {
-        parts.push(format!(
-            "ran out of file descriptors ({} at {:.1}s)",
-            exhausted[0].errno, exhausted[0].at_s
-        ));
-    } else if let Some(limit) = limit.filter(|&l| peak as u64 * 10 >= l * 9) {
-        parts.push(format!("came within 10% of its fd limit ({peak}/{limit})"));
-    }
-    if unreused > 0 {
-        let top = open.iter().find(|g| g.state == TcpState::Established);
-        parts.push(format!(
-            "{unreused} ESTABLISHED connections idle after at most one exchange{}: {}",
-            top.map(|g| format!(" (most to {})", g.raddr)).unwrap_or_default(),
-            FindingKind::EstablishedUnreused.hint()
-        ));
-    }
-    if close_wait > 0 {
-        parts.push(format!(
-            "{close_wait} connections stuck in CLOSE_WAIT: {}",
-            FindingKind::CloseWaitStuck.hint()
-        ));
-    }
-    if unaccepted > 0 {
-        parts.push(format!(
-            "{unaccepted} connections never accepted: {}",
-            FindingKind::Unaccepted.hint()
-        ));
-    }
-    if parts.is_empty() {
-        "no connection leak found".to_string()
-    } else {
-        parts.join("; ")
+    /// What `pid` held (not listening), by state, role and remote, with the facts the verdict
+    /// is made of.
+    fn open_groups(&self, pid: u32, now_ns: u64) -> Vec<OpenGroup> {
+        struct Acc {
+            g: OpenGroup,
+            exchanges: u64,
+            counted: u32,
+        }
+        let mut groups: BTreeMap<(TcpState, String, String), Acc> = BTreeMap::new();
+        for c in self
+            .model
+            .conns()
+            .filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
+        {
+            let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
+            let acc = groups
+                .entry((c.state, format!("{:?}", c.role), c.remote.to_string()))
+                .or_insert(Acc {
+                    g: OpenGroup {
+                        state: c.state,
+                        role: c.role,
+                        raddr: c.remote.to_string(),
+                        count: 0,
+                        oldest_s: age,
+                        newest_s: age,
+                        fds: Vec::new(),
+                        exchanges_per_conn: None,
+                        unreused: 0,
+                        growth_per_min: 0.0,
+                    },
+                    exchanges: 0,
+                    counted: 0,
+                });
+            let g = &mut acc.g;
+            g.count += 1;
+            g.oldest_s = g.oldest_s.max(age);
+            g.newest_s = g.newest_s.min(age);
+            if let Some(fd) = c.fd() {
+                g.fds.push(fd);
+            }
+            if c.exchanges_known {
+                acc.exchanges += u64::from(c.usage.exchanges);
+                acc.counted += 1;
+                if c.usage.exchanges <= 1 {
+                    g.unreused += 1;
+                }
+            }
+        }
+        let mut out: Vec<OpenGroup> = groups
+            .into_values()
+            .map(|mut a| {
+                a.g.fds.sort_unstable();
+                a.g.exchanges_per_conn =
+                    (a.counted > 0).then(|| (a.exchanges as f64 / a.counted as f64 * 10.0).round() / 10.0);
+                a.g.growth_per_min = verdict::growth_from_ages(a.g.count, a.g.oldest_s, a.g.newest_s);
+                a.g
+            })
+            .collect();
+        out.sort_by_key(|g| std::cmp::Reverse(g.count));
+        out
     }
 }
 

@@ -1,6 +1,7 @@
-//! Pure formatting of the session's outputs: human text and JSON lines ([`text`]), and
-//! OpenMetrics for the agent ([`metrics`]).
+//! Pure formatting of the session's outputs: human text and JSON lines ([`text`]), the live
+//! terminal view ([`tui`]), and OpenMetrics for the agent ([`metrics`]).
 pub mod metrics;
 pub mod text;
+pub mod tui;
 
 pub use text::*;

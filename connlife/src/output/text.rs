@@ -2,7 +2,10 @@
 //! `--json`, aligned human text otherwise (colour only when asked, i.e. on a TTY).
 use std::io::{self, Write};
 
-use crate::model::session::{Output, Postmortem, Summary};
+use crate::model::{
+    detect::Finding,
+    session::{Output, Postmortem, Summary},
+};
 
 /// `90.5` -> "1m30s", `0.25` -> "250ms", `7200` -> "2h0m".
 pub fn duration(secs: f64) -> String {
@@ -66,6 +69,25 @@ pub struct Style {
 }
 
 impl Style {
+    /// The style for human lines on stdout: colour on a terminal, unless `NO_COLOR` is set
+    /// (and not empty) or `TERM=dumb`.
+    pub fn for_stdout(json: bool) -> Style {
+        use std::io::IsTerminal;
+        Style::from_env(
+            !json && io::stdout().is_terminal(),
+            std::env::var("NO_COLOR").ok().as_deref(),
+            std::env::var("TERM").ok().as_deref(),
+        )
+    }
+
+    /// `tty`: the output is a terminal; `no_color` and `term`: `NO_COLOR` and `TERM`.
+    pub fn from_env(tty: bool, no_color: Option<&str>, term: Option<&str>) -> Style {
+        Style {
+            color: tty && no_color.is_none_or(str::is_empty) && term != Some("dumb"),
+            hinted: Default::default(),
+        }
+    }
+
     fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
@@ -169,6 +191,109 @@ pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<(
         ),
         Output::Postmortem(p) => write_postmortem(w, p, st),
     }
+}
+
+/// Connections listed under a collapsed group of findings before "and N more".
+pub const GROUP_SHOWN: usize = 3;
+
+/// A batch of outputs (those of one input) as human lines, with the per-connection findings
+/// (and resolutions) of one process, kind and remote collapsed into one group line followed
+/// by its first [`GROUP_SHOWN`] connections and "and N more", where the batch has more than
+/// one. A lone finding prints as [`write_human`] prints it; so does everything else. `--json`
+/// keeps one line per connection.
+pub fn write_human_batch(w: &mut impl Write, outputs: &[Output], st: &Style) -> io::Result<()> {
+    let key = |o: &Output| match o {
+        Output::Finding(f) => Some((true, f.pid, f.kind, f.raddr.clone())),
+        Output::Resolved(f) => Some((false, f.pid, f.kind, f.raddr.clone())),
+        _ => None,
+    };
+    let mut done = vec![false; outputs.len()];
+    for (i, o) in outputs.iter().enumerate() {
+        if done[i] {
+            continue;
+        }
+        let Some(k) = key(o) else {
+            write_human(w, o, st)?;
+            continue;
+        };
+        let members: Vec<usize> = (i..outputs.len())
+            .filter(|&j| !done[j] && key(&outputs[j]).as_ref() == Some(&k))
+            .collect();
+        if members.len() == 1 {
+            write_human(w, o, st)?;
+            continue;
+        }
+        let findings: Vec<&Finding> = members
+            .iter()
+            .filter_map(|&j| match &outputs[j] {
+                Output::Finding(f) | Output::Resolved(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        for &j in &members {
+            done[j] = true;
+        }
+        write_finding_group(w, k.0, &findings, st)?;
+    }
+    Ok(())
+}
+
+fn age_of(f: &Finding) -> String {
+    if f.age_exact {
+        duration(f.age_s)
+    } else {
+        format!(">={}", duration(f.age_s))
+    }
+}
+
+/// One line for several findings of one process, kind and remote, then the first few.
+fn write_finding_group(w: &mut impl Write, raised: bool, fs: &[&Finding], st: &Style) -> io::Result<()> {
+    let f = fs[0];
+    let (tag, code) = if raised {
+        ("FINDING ", "1;31")
+    } else {
+        ("RESOLVED", "32")
+    };
+    let oldest = fs
+        .iter()
+        .copied()
+        .max_by(|a, b| a.age_s.total_cmp(&b.age_s))
+        .unwrap_or(f);
+    let newest = fs.iter().map(|f| f.age_s).fold(f64::MAX, f64::min);
+    let max_idle = fs.iter().map(|f| f.idle_s).fold(0.0, f64::max);
+    writeln!(
+        w,
+        "{} {:<20} pid {:>7} {:<15} {} connections to {} {}, ages {}..{}, idle up to {}",
+        st.paint(code, tag),
+        f.kind.name(),
+        opt(f.pid),
+        f.comm,
+        fs.len(),
+        f.raddr,
+        f.state.name(),
+        duration(newest),
+        age_of(oldest),
+        duration(max_idle)
+    )?;
+    for c in fs.iter().take(GROUP_SHOWN) {
+        writeln!(
+            w,
+            "         fd {:>5}  {:<21} age {:>8} idle {:>8} exchanges {}",
+            opt(c.fd),
+            c.laddr,
+            age_of(c),
+            duration(c.idle_s),
+            opt(c.exchanges)
+        )?;
+    }
+    if fs.len() > GROUP_SHOWN {
+        writeln!(w, "         and {} more", fs.len() - GROUP_SHOWN)?;
+    }
+    if raised && !st.hinted.borrow().contains(&f.kind) {
+        st.hinted.borrow_mut().push(f.kind);
+        writeln!(w, "         hint: {}", f.kind.hint())?;
+    }
+    Ok(())
 }
 
 fn states(m: &std::collections::BTreeMap<String, u32>) -> String {
@@ -393,6 +518,109 @@ mod tests {
     fn sparkline_scales_to_max() {
         assert_eq!(sparkline(&[0, 512, 1024], 1024, 10), "▁▄█");
         assert_eq!(sparkline(&[], 10, 10), "");
+    }
+
+    fn finding(kind: crate::model::detect::FindingKind, fd: i32, raddr: &str) -> Finding {
+        Finding {
+            kind,
+            conn: fd as u64,
+            pid: Some(123),
+            comm: "leaky".into(),
+            fd: Some(fd),
+            laddr: format!("127.0.0.1:{}", 40000 + fd),
+            raddr: raddr.into(),
+            netns: 1,
+            state: match kind {
+                crate::model::detect::FindingKind::CloseWaitStuck => crate::kernel::event::TcpState::CloseWait,
+                _ => crate::kernel::event::TcpState::Established,
+            },
+            age_s: 10.0 + fd as f64,
+            age_exact: true,
+            idle_s: 5.0 + fd as f64,
+            exchanges: Some(1),
+            holders: Vec::new(),
+            listener_pid: None,
+            container: None,
+            cgroup: None,
+        }
+    }
+
+    fn plain() -> Style {
+        Style::from_env(false, None, None)
+    }
+
+    fn batch(outputs: &[Output]) -> String {
+        let mut buf = Vec::new();
+        write_human_batch(&mut buf, outputs, &plain()).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn findings_of_a_batch_collapse_under_their_group() {
+        use crate::model::detect::FindingKind::{CloseWaitStuck, EstablishedUnreused};
+        let mut outputs: Vec<Output> = (0..7)
+            .map(|i| Output::Finding(finding(CloseWaitStuck, 10 + i, "1.2.3.4:80")))
+            .collect();
+        // Another group in the same batch, and a lone finding to another remote.
+        outputs.insert(2, Output::Finding(finding(EstablishedUnreused, 30, "5.6.7.8:443")));
+        outputs.push(Output::Finding(finding(EstablishedUnreused, 31, "5.6.7.8:443")));
+        outputs.push(Output::Finding(finding(EstablishedUnreused, 40, "9.9.9.9:53")));
+        let s = batch(&outputs);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            lines[0].starts_with("FINDING  close_wait_stuck     pid     123 leaky           7 connections to 1.2.3.4:80 CLOSE_WAIT, ages 20s..26s, idle up to 21s"),
+            "{s}"
+        );
+        assert!(
+            lines[1].contains("fd    10  127.0.0.1:40010") && lines[1].contains("age      20s"),
+            "{s}"
+        );
+        assert!(lines[3].contains("fd    12"), "{s}");
+        assert_eq!(lines[4], "         and 4 more");
+        assert!(lines[5].starts_with("         hint: the peer closed"), "{s}");
+        assert!(lines[6].contains("established_unreused") && lines[6].contains("2 connections to 5.6.7.8:443"));
+        assert!(!s.contains("and 0 more"));
+        // The lone one prints as before: one line with its fd.
+        let lone = lines.iter().find(|l| l.contains("9.9.9.9:53")).unwrap();
+        assert!(lone.contains("fd    40") && lone.contains("-> 9.9.9.9:53"), "{lone}");
+        assert_eq!(s.matches("hint:").count(), 2, "one hint per kind: {s}");
+        assert_eq!(s.matches("FINDING").count(), 3);
+    }
+
+    #[test]
+    fn resolutions_collapse_and_other_outputs_are_unchanged() {
+        use crate::model::detect::FindingKind::EstablishedUnreused;
+        let lost = Output::Lost(crate::model::session::Lost {
+            ring_full: 1,
+            ..Default::default()
+        });
+        let mut outputs = vec![lost.clone()];
+        outputs.extend((0..4).map(|i| Output::Resolved(finding(EstablishedUnreused, i, "1.2.3.4:80"))));
+        // A finding of the same group is not merged with the resolutions.
+        outputs.push(Output::Finding(finding(EstablishedUnreused, 9, "1.2.3.4:80")));
+        let s = batch(&outputs);
+        let mut alone = Vec::new();
+        write_human(&mut alone, &lost, &plain()).unwrap();
+        assert!(s.starts_with(std::str::from_utf8(&alone).unwrap()));
+        assert!(
+            s.contains("RESOLVED established_unreused pid     123 leaky           4 connections to 1.2.3.4:80"),
+            "{s}"
+        );
+        assert!(s.contains("and 1 more"), "{s}");
+        assert_eq!(s.matches("hint:").count(), 1, "a hint for the finding only: {s}");
+        assert_eq!(s.matches("FINDING").count(), 1);
+    }
+
+    #[test]
+    fn colour_degrades_with_no_color_and_dumb_terminals() {
+        assert!(Style::from_env(true, None, Some("xterm")).color);
+        assert!(!Style::from_env(true, Some("1"), Some("xterm")).color);
+        assert!(
+            Style::from_env(true, Some(""), Some("xterm")).color,
+            "NO_COLOR empty is unset"
+        );
+        assert!(!Style::from_env(true, None, Some("dumb")).color);
+        assert!(!Style::from_env(false, None, Some("xterm")).color);
     }
 
     #[test]

@@ -272,6 +272,8 @@ impl Driver<'_> {
             close_wait_after_ns: th.close_wait_after_ns,
             idle_after_ns: th.idle_after_ns,
             ignore_local: self.settings.ignore_local.clone(),
+            group_min: th.group_min,
+            max_conns: self.settings.max_conns,
         });
         if !self.tracer.features.use_counting {
             eprintln!("connlife: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): exchanges are unknown, established_unreused is off");

@@ -5,4 +5,5 @@ pub mod agent;
 pub mod driver;
 pub mod endpoint;
 pub mod record;
+pub mod terminal;
 pub mod watch;

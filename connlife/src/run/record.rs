@@ -272,10 +272,12 @@ fn rename_if_present(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Reads a record back: an iterator of inputs. Stops after the first error.
-pub struct RecordReader {
+/// Reads a record back: an iterator of inputs. Stops after the first error. Reads FILE
+/// ([`RecordReader::open`]) or any buffered reader ([`RecordReader::from_reader`]: tests, fuzzing).
+pub struct RecordReader<R = BufReader<File>> {
+    /// FILE, or the name given to the reader: errors say `NAME:LINE`.
     path: PathBuf,
-    lines: BufReader<File>,
+    lines: R,
     /// Line number of the last line read.
     line_no: usize,
     truncated_tail: Option<usize>,
@@ -286,13 +288,23 @@ impl RecordReader {
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<RecordReader> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).with_context(|| format!("cannot read record file {}", path.display()))?;
-        Ok(RecordReader {
+        Ok(RecordReader::from_reader(
             path,
-            lines: BufReader::with_capacity(64 << 10, file),
+            BufReader::with_capacity(64 << 10, file),
+        ))
+    }
+}
+
+impl<R: BufRead> RecordReader<R> {
+    /// A record read from `lines`; `name` stands for it in errors.
+    pub fn from_reader(name: impl AsRef<Path>, lines: R) -> RecordReader<R> {
+        RecordReader {
+            path: name.as_ref().to_path_buf(),
+            lines,
             line_no: 0,
             truncated_tail: None,
             done: false,
-        })
+        }
     }
 
     /// After the iteration: the line number of a last line that did not parse and was skipped
@@ -320,7 +332,7 @@ impl RecordReader {
     }
 }
 
-impl Iterator for RecordReader {
+impl<R: BufRead> Iterator for RecordReader<R> {
     type Item = anyhow::Result<Input>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -392,6 +404,8 @@ mod tests {
             close_wait_after_ns: 30_000_000_000,
             idle_after_ns: 60_000_000_000,
             ignore_local: Vec::new(),
+            group_min: 3,
+            max_conns: 0,
         }
     }
 
@@ -584,6 +598,22 @@ mod tests {
         );
         assert!(r.next().is_none(), "stops after an error");
         assert_eq!(r.truncated_tail(), None);
+    }
+
+    #[test]
+    fn reads_from_any_buffered_reader() {
+        let start = serde_json::to_string(&start()).expect("json");
+        let bytes = format!("{start}\n\n{{\"input\":\"ti");
+        let mut r = RecordReader::from_reader("<bytes>", bytes.as_bytes());
+        let inputs = r.by_ref().collect::<anyhow::Result<Vec<_>>>().expect("read");
+        assert!(matches!(inputs.as_slice(), [Input::Start { .. }]), "{inputs:?}");
+        assert_eq!(r.truncated_tail(), Some(3));
+        let mut r = RecordReader::from_reader("<bytes>", &b"{\n{}\n"[..]);
+        let err = r.next().expect("an item").expect_err("line 1 is corrupt");
+        assert!(
+            err.to_string().starts_with("<bytes>:1: not a connlife record line"),
+            "{err}"
+        );
     }
 
     #[test]
