@@ -520,29 +520,29 @@ mod tests {
         assert_eq!(sparkline(&[], 10, 10), "");
     }
 
+    /// From JSON (fields added later take their defaults).
     fn finding(kind: crate::model::detect::FindingKind, fd: i32, raddr: &str) -> Finding {
-        Finding {
-            kind,
-            conn: fd as u64,
-            pid: Some(123),
-            comm: "leaky".into(),
-            fd: Some(fd),
-            laddr: format!("127.0.0.1:{}", 40000 + fd),
-            raddr: raddr.into(),
-            netns: 1,
-            state: match kind {
-                crate::model::detect::FindingKind::CloseWaitStuck => crate::kernel::event::TcpState::CloseWait,
-                _ => crate::kernel::event::TcpState::Established,
-            },
-            age_s: 10.0 + fd as f64,
-            age_exact: true,
-            idle_s: 5.0 + fd as f64,
-            exchanges: Some(1),
-            holders: Vec::new(),
-            listener_pid: None,
-            container: None,
-            cgroup: None,
-        }
+        let state = match kind {
+            crate::model::detect::FindingKind::CloseWaitStuck => "CLOSE_WAIT",
+            _ => "ESTABLISHED",
+        };
+        let mut f: Finding = serde_json::from_value(serde_json::json!({
+            "kind": kind,
+            "pid": 123,
+            "comm": "leaky",
+            "fd": fd,
+            "laddr": format!("127.0.0.1:{}", 40000 + fd),
+            "raddr": raddr,
+            "netns": 1,
+            "state": state,
+            "age_s": 10.0 + fd as f64,
+            "age_exact": true,
+            "idle_s": 5.0 + fd as f64,
+            "exchanges": 1,
+        }))
+        .unwrap();
+        f.conn = fd as u64;
+        f
     }
 
     fn plain() -> Style {
