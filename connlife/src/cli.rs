@@ -31,10 +31,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render the post-mortem of a session recorded with --record.
+    /// Render a recording (`--record FILE`) or a post-mortem file the agent wrote
+    /// (`--postmortem-dir`): findings on the way and the post-mortem.
     Report {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Also write the post-mortem as one self-contained HTML page (no network fetches).
+        #[arg(long, value_name = "OUT.html")]
+        html: Option<PathBuf>,
     },
     /// Run as a long-lived agent on this host: all processes, Prometheus /metrics, JSON findings.
     Agent(crate::run::agent::AgentArgs),

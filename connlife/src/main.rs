@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Some(Command::Report { file, json }) => driver::report(&file, json),
+        Some(Command::Report { file, json, html }) => driver::report(&file, json, html.as_deref()),
         Some(Command::Check { json }) => check(json),
         Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {

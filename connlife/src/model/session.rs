@@ -10,7 +10,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::event::{KernelEvent, TcpState, Use},
+    kernel::event::{KernelEvent, Role, TcpState, Use},
     model::detect::{self, FdPressure, FdSample, Finding, Group, Thresholds, Tracker},
     model::{verdict, Change, ClosedConn, Correction, Model, SeenSocket},
 };
@@ -38,6 +38,10 @@ pub enum Input {
         /// Model cap (`--max-conns`; 0: none).
         #[serde(default)]
         max_conns: usize,
+        /// Agent: write a post-mortem of any process that ends after EMFILE/ENFILE, or killed
+        /// by a signal or exiting while holding at least this many (stuck) connections.
+        #[serde(default)]
+        postmortem_min_conns: Option<u32>,
     },
     /// A process matched by --comm, reported on from now (fd readings, post-mortem).
     Track {
@@ -225,7 +229,7 @@ pub struct TimelinePoint {
     pub tcp_by_state: BTreeMap<String, u32>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Postmortem {
     pub pid: u32,
     pub comm: String,
@@ -263,6 +267,8 @@ pub struct Postmortem {
 struct ProcTrack {
     samples: Vec<FdSample>,
     exhausted: Vec<FdExhausted>,
+    /// Last reading or EMFILE (the agent forgets processes quiet for long).
+    last_seen_ns: u64,
     exited: Option<(i32, String)>,
     /// Gone without its exit seen; true when it ended before tracing began.
     gone: Option<bool>,
@@ -281,6 +287,9 @@ pub struct Session {
     followed: HashSet<u32>,
     ignore_local: Vec<(u32, SocketAddr)>,
     corrections: BTreeMap<Correction, u64>,
+    /// Agent: a post-mortem for any process whose end is worth one (see `postmortem_reason`),
+    /// holding at least this many connections.
+    flight: Option<u32>,
     start_ns: u64,
     procs: HashMap<u32, ProcTrack>,
     last_groups: Vec<Group>,
@@ -295,6 +304,9 @@ pub struct Session {
 }
 
 const TIMELINE_MAX: usize = 4096;
+/// Agent (every process): fd readings kept per process, and processes kept at most.
+const FLIGHT_SAMPLES_MAX: usize = 256;
+const FLIGHT_PROCS_MAX: usize = 10_000;
 const FD_WINDOW_NS: u64 = 5 * 60 * detect::NS;
 
 impl Session {
@@ -309,6 +321,7 @@ impl Session {
             followed: HashSet::new(),
             ignore_local: Vec::new(),
             corrections: BTreeMap::new(),
+            flight: None,
             start_ns: 0,
             procs: HashMap::new(),
             last_groups: Vec::new(),
@@ -374,13 +387,52 @@ impl Session {
     }
     /// Drop fd history of processes not sampled for `max_age_ns` (agent: they are gone).
     fn forget_stale_processes(&mut self, now_ns: u64, max_age_ns: u64) {
-        let pids = &self.pids;
-        self.procs.retain(|pid, p| {
-            pids.contains(pid)
-                || p.samples
-                    .last()
-                    .is_some_and(|s| now_ns.saturating_sub(s.ts_ns) <= max_age_ns)
-        });
+        let (pids, model) = (&self.pids, &self.model);
+        let keep = |pid: &u32, p: &ProcTrack| {
+            pids.contains(pid) || model.holds_any(*pid) || now_ns.saturating_sub(p.last_seen_ns) <= max_age_ns
+        };
+        self.procs.retain(|pid, p| keep(pid, p));
+        if self.procs.len() > FLIGHT_PROCS_MAX {
+            let mut by_age: Vec<(u64, u32)> = self.procs.iter().map(|(pid, p)| (p.last_seen_ns, *pid)).collect();
+            by_age.sort_unstable();
+            for (_, pid) in by_age.into_iter().take(self.procs.len() - FLIGHT_PROCS_MAX) {
+                if !self.pids.contains(&pid) {
+                    self.procs.remove(&pid);
+                }
+            }
+        }
+    }
+
+    /// Memory the per-process history takes (the agent's flight recorder), estimated.
+    pub fn flight_recorder_bytes(&self) -> u64 {
+        let sample = std::mem::size_of::<FdSample>() + 64;
+        let exhausted = std::mem::size_of::<FdExhausted>() + 64;
+        self.procs
+            .values()
+            .map(|p| std::mem::size_of::<ProcTrack>() + 32 + p.samples.len() * sample + p.exhausted.len() * exhausted)
+            .sum::<usize>() as u64
+    }
+
+    /// Why the agent writes a post-mortem of `pid` at its end, if it does.
+    fn postmortem_reason(&self, pid: u32, status: i32, min: u32) -> Option<&'static str> {
+        if self.procs.get(&pid).is_some_and(|p| !p.exhausted.is_empty()) {
+            return Some("fd_exhausted");
+        }
+        let held = || {
+            self.model
+                .conns()
+                .filter(move |c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
+        };
+        let stuck = held()
+            .filter(|c| {
+                c.state == TcpState::CloseWait
+                    || (c.state == TcpState::Established && c.role != Role::Server && c.usage.exchanges <= 1)
+            })
+            .count() as u32;
+        if status & 0x7f != 0 && held().count() as u32 >= min {
+            return Some("killed_holding");
+        }
+        (stuck >= min).then_some("leaked")
     }
 
     fn rel(&self, ts: u64) -> f64 {
@@ -398,7 +450,9 @@ impl Session {
                 ignore_local,
                 group_min,
                 max_conns,
+                postmortem_min_conns,
             } => {
+                self.flight = *postmortem_min_conns;
                 self.pids = pids.clone();
                 self.thresholds.group_min = *group_min;
                 self.model.max_conns = *max_conns;
@@ -595,6 +649,14 @@ impl Session {
                         if self.pids.contains(&tgid) || self.child_worth_a_postmortem(tgid) {
                             out.push(Output::Postmortem(self.postmortem(tgid, ts_ns)));
                         }
+                    } else if let Some(min) = self.flight.filter(|_| self.pids.is_empty()) {
+                        // The agent's flight recorder: the end of a process worth explaining.
+                        if let Some(reason) = self.postmortem_reason(tgid, status, min) {
+                            let mut pm = self.postmortem(tgid, ts_ns);
+                            pm.reason = Some(reason.to_string());
+                            out.push(Output::Postmortem(pm));
+                        }
+                        self.procs.remove(&tgid);
                     }
                 }
                 Change::FdExhausted {
@@ -621,6 +683,7 @@ impl Session {
                         tcp_by_state,
                     };
                     // Report the first failure of a burst (a process retries in a loop).
+                    p.last_seen_ns = ts_ns;
                     if p.exhausted.last().is_none_or(|l| rec.at_s - l.at_s > 1.0) {
                         p.exhausted.push(rec.clone());
                         out.push(Output::FdExhausted(rec));
@@ -634,7 +697,13 @@ impl Session {
     fn on_tick(&mut self, now_ns: u64, fds: &[FdSample]) -> Vec<Output> {
         for s in fds {
             let p = self.procs.entry(s.pid).or_default();
-            if p.samples.len() >= TIMELINE_MAX {
+            p.last_seen_ns = s.ts_ns;
+            let max = if self.flight.is_some() && self.pids.is_empty() {
+                FLIGHT_SAMPLES_MAX
+            } else {
+                TIMELINE_MAX
+            };
+            if p.samples.len() >= max {
                 // Keep the curve's shape: drop every other old point.
                 let kept: Vec<_> = p.samples.iter().step_by(2).cloned().collect();
                 p.samples = kept;
@@ -760,7 +829,7 @@ impl Session {
             ending,
             exit_code,
             signal,
-            lifetime_s: detect::secs(now_ns.saturating_sub(p.map(|p| p.first_ns).unwrap_or(self.start_ns))),
+            lifetime_s: detect::secs(now_ns.saturating_sub(self.first_seen(pid))),
             fd_limit,
             peak_fds,
             fd_exhausted,
@@ -781,6 +850,28 @@ impl Session {
             cgroup: None,
             pod_uid: None,
         }
+    }
+
+    /// When connlife first knew `pid`: when tracing it began, else its oldest connection or
+    /// reading (the agent meets processes on the way).
+    fn first_seen(&self, pid: u32) -> u64 {
+        let p = self.procs.get(&pid);
+        if let Some(first) = p.map(|p| p.first_ns).filter(|&t| t > 0) {
+            return first;
+        }
+        let oldest_conn = self
+            .model
+            .conns()
+            .filter(|c| c.tgid() == Some(pid))
+            .map(|c| c.opened_ns)
+            .min();
+        let first_sample = p.and_then(|p| p.samples.first()).map(|s| s.ts_ns);
+        [oldest_conn, first_sample, Some(self.start_ns)]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t >= self.start_ns)
+            .min()
+            .unwrap_or(self.start_ns)
     }
 
     /// What `pid` held (not listening), by state, role and remote, with the facts the verdict

@@ -27,6 +27,8 @@ pub struct AgentHealth {
     pub reconciles: u64,
     /// Internal errors by operation (snapshot, fd reading, endpoint accept...), each retried.
     pub errors: BTreeMap<&'static str, u64>,
+    /// Post-mortems written, by reason.
+    pub postmortems: BTreeMap<&'static str, u64>,
     pub rss_bytes: u64,
     pub attached_programs: u64,
 }
@@ -50,6 +52,7 @@ pub struct View {
     pub evicted: u64,
     pub lost: Vec<(&'static str, u64)>,
     pub corrections: BTreeMap<&'static str, u64>,
+    pub flight_recorder_bytes: i64,
     pub health: AgentHealth,
 }
 
@@ -141,6 +144,7 @@ pub fn view(session: &Session, labels_of: &dyn Fn(u32) -> ProcLabels, top_n: usi
     v.evicted = session.model.evicted;
     v.lost = session.losses().by_cause().to_vec();
     v.corrections = session.corrections();
+    v.flight_recorder_bytes = session.flight_recorder_bytes() as i64;
     // Known label values exist at 0, so "none" is not mistaken for "not scraped".
     for kind in crate::model::detect::FindingKind::ALL {
         v.findings.entry(kind.name().to_string()).or_insert(0);
@@ -316,6 +320,22 @@ pub fn render(v: &View) -> String {
         "reconciles",
         "Reconciliations of the model with the kernel's view (sock_diag and /proc)",
         v.health.reconciles,
+    );
+    counter_family(
+        &mut reg,
+        "postmortems",
+        "Post-mortems written, by reason: fd_exhausted, killed_holding (killed by a signal holding many connections), leaked (exited holding stuck or unreused connections)",
+        v.health
+            .postmortems
+            .iter()
+            .map(|(r, n)| (vec![("reason".into(), r.to_string())], *n))
+            .collect(),
+    );
+    gauge(
+        &mut reg,
+        "flight_recorder_bytes",
+        "Memory of the per-process history kept for post-mortems (estimate)",
+        v.flight_recorder_bytes,
     );
     gauge(
         &mut reg,

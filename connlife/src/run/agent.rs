@@ -4,9 +4,10 @@
 //! /metrics and /healthz from [`crate::run::endpoint`], reconciles with the kernel's view, and
 //! keeps its memory bounded (model cap, per-process state dropped when processes go).
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
     os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -61,7 +62,23 @@ pub struct AgentArgs {
     /// Most processes whose fds are read each interval (those with the most connections).
     #[arg(long, default_value_t = 500, value_parser = parse_positive_count)]
     pub max_processes: usize,
+    /// Write each post-mortem as a file here too (`connlife report FILE` renders it).
+    #[arg(long)]
+    pub postmortem_dir: Option<PathBuf>,
+    /// A process killed by a signal, or exiting, while holding at least this many (stuck or
+    /// unreused) connections gets a post-mortem; one that hit EMFILE/ENFILE always does.
+    #[arg(long, default_value_t = 20, value_parser = parse_positive_count)]
+    pub postmortem_min_conns: usize,
+    /// Post-mortem files kept in --postmortem-dir (the oldest are removed first).
+    #[arg(long, default_value_t = 100, value_parser = parse_positive_count)]
+    pub postmortem_keep: usize,
+    /// Most bytes of post-mortem files in --postmortem-dir (the oldest are removed first).
+    #[arg(long, default_value = "100M", value_parser = crate::cli::parse_record_size)]
+    pub postmortem_max_size: u64,
 }
+
+/// Reasons a post-mortem is written, exported at 0 before the first.
+pub const POSTMORTEM_REASONS: [&str; 3] = ["fd_exhausted", "killed_holding", "leaked"];
 
 /// Labels of processes, read once from /proc (comm, container id, cgroup path).
 #[derive(Default)]
@@ -88,14 +105,30 @@ impl ProcNames {
         self.entry(pid, comm_hint).0.clone()
     }
 
-    /// Name the owner's container and cgroup in findings (the JSON log lines).
+    /// Name the owner's container and cgroup in findings and post-mortems (the JSON log
+    /// lines); remember those of processes that ran out of fds while they can still be read.
     fn enrich(&mut self, outputs: &mut [Output]) {
         for o in outputs {
-            if let Output::Finding(f) | Output::Resolved(f) = o {
-                let Some(pid) = f.pid else { continue };
-                let (labels, cgroup) = self.entry(pid, &f.comm);
-                f.container = Some(labels.container.clone()).filter(|c| !c.is_empty());
-                f.cgroup = Some(cgroup.clone()).filter(|c| !c.is_empty());
+            match o {
+                Output::Finding(f) | Output::Resolved(f) => {
+                    let Some(pid) = f.pid else { continue };
+                    let (labels, cgroup) = self.entry(pid, &f.comm);
+                    f.container = Some(labels.container.clone()).filter(|c| !c.is_empty());
+                    f.cgroup = Some(cgroup.clone()).filter(|c| !c.is_empty());
+                }
+                Output::FdExhausted(e) => {
+                    self.entry(e.pid, &e.comm);
+                }
+                Output::Postmortem(p) => {
+                    let (labels, cgroup) = self.entry(p.pid, &p.comm);
+                    if p.comm.is_empty() {
+                        p.comm = labels.comm.clone();
+                    }
+                    p.container = Some(labels.container.clone()).filter(|c| !c.is_empty());
+                    p.pod_uid = pod_uid(cgroup);
+                    p.cgroup = Some(cgroup.clone()).filter(|c| !c.is_empty());
+                }
+                _ => {}
             }
         }
     }
@@ -109,6 +142,7 @@ impl ProcNames {
 struct Agent {
     args: AgentArgs,
     names: ProcNames,
+    postmortems: BTreeMap<&'static str, u64>,
     endpoint: Arc<Mutex<EndpointState>>,
     endpoint_errors: Arc<EndpointCounters>,
 }
@@ -124,6 +158,20 @@ impl Mode for Agent {
 
     fn enrich(&mut self, outputs: &mut [Output]) {
         self.names.enrich(outputs);
+        for o in outputs.iter() {
+            let Output::Postmortem(p) = o else { continue };
+            let reason = POSTMORTEM_REASONS
+                .iter()
+                .find(|r| p.reason.as_deref() == Some(**r))
+                .copied()
+                .unwrap_or("other");
+            *self.postmortems.entry(reason).or_default() += 1;
+            if let Some(dir) = &self.args.postmortem_dir {
+                if let Err(e) = write_postmortem(dir, p, self.args.postmortem_keep, self.args.postmortem_max_size) {
+                    eprintln!("connlife agent: writing a post-mortem into {}: {e:#}", dir.display());
+                }
+            }
+        }
     }
 
     fn summary(&self, mut summary: Summary) -> Summary {
@@ -145,6 +193,11 @@ impl Mode for Agent {
             labels.entry(p.pid).or_insert_with(|| self.names.get(p.pid, ""));
         }
         let mut health = health.clone();
+        for r in POSTMORTEM_REASONS {
+            health
+                .postmortems
+                .insert(r, self.postmortems.get(r).copied().unwrap_or(0));
+        }
         let accept_errors = self
             .endpoint_errors
             .accept_errors
@@ -207,10 +260,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         duration: None,
         reconcile_every: args.reconcile_every,
         ignore_local: vec![(own_netns, listen)],
+        postmortem_min_conns: Some(args.postmortem_min_conns as u32),
     };
+    if let Some(dir) = &args.postmortem_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating --postmortem-dir {}", dir.display()))?;
+    }
     let mut agent = Agent {
         args,
         names: ProcNames::default(),
+        postmortems: BTreeMap::new(),
         endpoint: state,
         endpoint_errors: endpoint.counters.clone(),
     };
@@ -230,4 +288,74 @@ fn busiest(session: &Session, max: usize) -> Vec<u32> {
     let mut v: Vec<(u32, usize)> = per.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v.into_iter().take(max).map(|(p, _)| p).collect()
+}
+
+/// The Kubernetes pod UID in a cgroup path (`.../pod<uid>/...` with cgroupfs,
+/// `...-pod<uid with _>.slice` with systemd), when there is one.
+pub fn pod_uid(cgroup: &str) -> Option<String> {
+    cgroup.split(['/', '-']).find_map(|seg| {
+        let uid = seg.strip_prefix("pod")?.trim_end_matches(".slice").replace('_', "-");
+        let ok = uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        ok.then_some(uid)
+    })
+}
+
+/// Write one post-mortem as `postmortem-<unix secs>-<pid>.json` (the JSON line's object,
+/// rendered by `connlife report FILE`), then remove the oldest while more than `keep` files or
+/// `max_bytes` in all are there.
+fn write_postmortem(
+    dir: &Path,
+    p: &crate::model::session::Postmortem,
+    keep: usize,
+    max_bytes: u64,
+) -> anyhow::Result<()> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = dir.join(format!("postmortem-{secs:012}-{}.json", p.pid));
+    let line = serde_json::to_string(&Output::Postmortem(p.clone()))?;
+    std::fs::write(&path, line + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("postmortem-") && name.ends_with(".json")
+        })
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
+        .collect();
+    files.sort();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    let mut count = files.len();
+    for (old, size) in files {
+        if count <= keep && total <= max_bytes {
+            break;
+        }
+        if old == path {
+            break;
+        }
+        let _ = std::fs::remove_file(&old);
+        count -= 1;
+        total -= size;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_uid_from_cgroupfs_and_systemd_paths() {
+        assert_eq!(
+            pod_uid("/kubepods/burstable/pod6b3c1d2e-1111-2222-3333-444455556666/abcdef").as_deref(),
+            Some("6b3c1d2e-1111-2222-3333-444455556666")
+        );
+        assert_eq!(
+            pod_uid("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod6b3c1d2e_1111_2222_3333_444455556666.slice/cri-containerd-abc.scope").as_deref(),
+            Some("6b3c1d2e-1111-2222-3333-444455556666")
+        );
+        assert_eq!(pod_uid("/user.slice/user-0.slice/session-1.scope"), None);
+    }
 }

@@ -50,6 +50,8 @@ pub struct Sink {
     /// Buffered: flushed once per batch of events and per tick, not per line.
     out: BufWriter<std::io::Stdout>,
     record: Option<RecordWriter>,
+    /// The last post-mortem printed (`report --html` draws it).
+    pub last_postmortem: Option<crate::model::session::Postmortem>,
 }
 
 impl Sink {
@@ -68,6 +70,7 @@ impl Sink {
             },
             out: BufWriter::with_capacity(64 << 10, out),
             record,
+            last_postmortem: None,
         })
     }
 
@@ -76,6 +79,9 @@ impl Sink {
         for o in outputs {
             if self.findings_only && matches!(o, Output::Closed(_) | Output::Transition(_)) {
                 continue;
+            }
+            if let Output::Postmortem(p) = o {
+                self.last_postmortem = Some(p.clone());
             }
             let _ = if self.json {
                 output::write_json(w, o)
@@ -142,6 +148,8 @@ pub struct Settings {
     pub reconcile_every: Duration,
     /// connlife's own endpoint: (netns, address), never a connection of the host's.
     pub ignore_local: Vec<(u32, SocketAddr)>,
+    /// Agent: post-mortems of any process (see `Input::Start`).
+    pub postmortem_min_conns: Option<u32>,
 }
 
 /// After losses, reconcile at most this often: a flood is not made worse by snapshots.
@@ -169,6 +177,10 @@ struct Driver<'a> {
     retry_wait_ns: u64,
     last_lost: Lost,
     batch: Vec<Result<KernelEvent, crate::kernel::event::DecodeError>>,
+    /// Processes that just failed with EMFILE/ENFILE: their fds are read at once (the moment
+    /// is the post-mortem's centre, and the process may be gone by the next interval).
+    exhausted_now: Vec<u32>,
+    last_exhausted_reading_ns: u64,
 }
 
 /// Attach, take the kernel's view, and feed the session until a signal, the duration, or the
@@ -201,6 +213,8 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
         retry_wait_ns: RETRY_NS,
         last_lost: Lost::default(),
         batch: Vec::new(),
+        exhausted_now: Vec::new(),
+        last_exhausted_reading_ns: 0,
     };
     let start = d.start()?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -274,6 +288,7 @@ impl Driver<'_> {
             ignore_local: self.settings.ignore_local.clone(),
             group_min: th.group_min,
             max_conns: self.settings.max_conns,
+            postmortem_min_conns: self.settings.postmortem_min_conns,
         });
         if !self.tracer.features.use_counting {
             eprintln!("connlife: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): exchanges are unknown, established_unreused is off");
@@ -347,12 +362,26 @@ impl Driver<'_> {
                             });
                         }
                     }
+                    if event.kind == crate::kernel::event::Kind::FdFail {
+                        if let Some(pid) = event.tgid.filter(|p| !self.exhausted_now.contains(p)) {
+                            self.exhausted_now.push(pid);
+                        }
+                    }
                     self.feed(Input::Event { event });
                 }
                 Err(e) => {
                     self.decode_errors += 1;
                     log::warn!("corrupt ring-buffer record: {e}");
                 }
+            }
+        }
+        let now = monotonic_ns();
+        if !self.exhausted_now.is_empty() && now.saturating_sub(self.last_exhausted_reading_ns) >= NS {
+            self.last_exhausted_reading_ns = now;
+            let pids = std::mem::take(&mut self.exhausted_now);
+            let fds = fd_samples(&self.session, &pids, now);
+            if !fds.is_empty() {
+                self.feed(Input::Tick { now_ns: now, fds });
             }
         }
     }
@@ -664,8 +693,15 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// `connlife report FILE`: replay a recording through the same session and print the
-/// findings on the way and the post-mortems.
-pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
+/// findings on the way and the post-mortems; or render a post-mortem file the agent wrote.
+/// `html`: also write the (last) post-mortem as one self-contained page.
+pub fn report(path: &Path, json: bool, html: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(pm) = read_postmortem_file(path)? {
+        let mut sink = Sink::new(json, None)?;
+        sink.emit(&[Output::Postmortem(pm.clone())]);
+        sink.flush();
+        return write_html(html, Some(&pm));
+    }
     struct Replay;
     impl Mode for Replay {
         fn fd_pids(&mut self, _: &Session, _: bool) -> Vec<u32> {
@@ -722,7 +758,32 @@ pub fn report(path: &Path, json: bool) -> anyhow::Result<()> {
         sink.emit(&pending);
     }
     sink.flush();
-    Ok(())
+    write_html(html, sink.last_postmortem.as_ref())
+}
+
+/// A post-mortem file of the agent's (`{"type":"postmortem",...}` on its first line), if
+/// `path` is one.
+fn read_postmortem_file(path: &Path) -> anyhow::Result<Option<crate::model::session::Postmortem>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read record file {}", path.display()))?;
+    let mut first = String::new();
+    std::io::BufReader::new(file)
+        .read_line(&mut first)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&first) else {
+        return Ok(None);
+    };
+    if v["type"] != "postmortem" {
+        return Ok(None);
+    }
+    let pm = serde_json::from_value(v).with_context(|| format!("{}: not a connlife post-mortem", path.display()))?;
+    Ok(Some(pm))
+}
+
+fn write_html(out: Option<&Path>, pm: Option<&crate::model::session::Postmortem>) -> anyhow::Result<()> {
+    let Some(out) = out else { return Ok(()) };
+    let pm = pm.context("no post-mortem in this file to draw")?;
+    std::fs::write(out, crate::output::html::postmortem_page(pm)).with_context(|| format!("writing {}", out.display()))
 }
 
 /// Record the inputs of `--record FILE` at most this big, with `keep` rotated files.

@@ -406,6 +406,7 @@ mod tests {
             ignore_local: Vec::new(),
             group_min: 3,
             max_conns: 0,
+            postmortem_min_conns: None,
         }
     }
 

@@ -49,6 +49,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         duration: args.duration,
         reconcile_every: RECONCILE_EVERY,
         ignore_local: Vec::new(),
+        postmortem_min_conns: None,
     };
     let mut mode = Watch {
         named: !args.pids.is_empty(),
