@@ -97,7 +97,11 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
         "the agent runs as uid 65534: {uid}"
     );
     // Known label values exist before anything happens: "none" is not "not scraped".
-    let (_, metrics) = http_get(agent_port, "/metrics").unwrap();
+    let metrics = until("the first metrics", || {
+        http_get(agent_port, "/metrics")
+            .map(|(_, body)| body)
+            .filter(|b| b.contains("connlife_model_connections"))
+    });
     for series in [
         "connlife_stuck_connections{kind=\"unaccepted\",comm=\"none\",container=\"\"} 0",
         "connlife_lost_events_total{cause=\"recursion_miss\"}",

@@ -93,9 +93,9 @@ pub fn take(pids: Option<&[u32]>) -> Result<Vec<SnapshotSocket>> {
     for tgid in tgids {
         match scan_process(tgid) {
             Ok(p) => procs.extend(p),
-            // Whole-system mode as root: a process that even root may not inspect (e.g. a
-            // non-dumpable one whose ns links are restricted) must not sink the snapshot.
-            Err(e) if pids.is_none() && is_root() => log::debug!("snapshot: skipping: {e:#}"),
+            // Whole-system mode: a process that may not be inspected (a non-dumpable one whose
+            // ns links are restricted, pid 1 of a sandbox) must not sink the snapshot.
+            Err(e) if pids.is_none() => log::debug!("snapshot: skipping: {e:#}"),
             Err(e) => return Err(e),
         }
     }
@@ -172,8 +172,8 @@ fn alive<T, E: Into<ProcError>>(r: Result<T, E>, tgid: u32, what: &str) -> Resul
     match r.map_err(Into::into) {
         Ok(v) => Ok(Some(v)),
         Err(ProcError::NotFound(_)) => Ok(None),
-        Err(ProcError::PermissionDenied(_)) if !is_root() => {
-            bail!("reading /proc/{tgid}/{what}: permission denied (run as root)")
+        Err(ProcError::PermissionDenied(_)) => {
+            bail!("reading /proc/{tgid}/{what}: permission denied (connlife needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH for other users' processes)")
         }
         Err(e) => bail!("reading /proc/{tgid}/{what}: {e}"),
     }

@@ -95,8 +95,10 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// In a process group of its own, so that its children (a forking server's) end with it.
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
         cmd.stdout(Stdio::piped()).stdin(Stdio::piped()).stderr(Stdio::piped());
+        cmd.process_group(0);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -164,6 +166,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // The whole group: forked children too.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
