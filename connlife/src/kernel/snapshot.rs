@@ -179,6 +179,7 @@ fn alive<T, E: Into<ProcError>>(r: Result<T, E>, tgid: u32, what: &str) -> Resul
     }
 }
 
+#[cfg(test)]
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
