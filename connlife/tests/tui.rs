@@ -166,20 +166,26 @@ fn connlife_line(pid: u32, extra: &str) -> String {
     format!("{CONNLIFE} --pid {pid} --idle-after 2s --close-wait-after 2s {extra}")
 }
 
-/// The group row of the table for (remote, state): a table row has the role column.
+/// The group row of the table for (remote, state): its remote cell starts with the
+/// expand mark (events and connection rows have none).
 fn group_row<'a>(screen: &'a [String], remote: &str, state: &str) -> Option<(usize, &'a str)> {
+    let (closed, open) = (format!("▸{remote} "), format!("▾{remote} "));
     screen
         .iter()
         .enumerate()
-        .find(|(_, l)| l.contains(remote) && l.contains(state) && l.contains(" client "))
+        .find(|(_, l)| (l.contains(&closed) || l.contains(&open)) && l.contains(&format!(" {state} ")))
         .map(|(i, l)| (i, l.as_str()))
 }
 
-/// COUNT of that group (the word after the role).
+/// COUNT of that group: the first number after the state (and the role, when shown).
 fn group_count(screen: &[String], remote: &str, state: &str) -> Option<usize> {
     let (_, line) = group_row(screen, remote, state)?;
-    let after = &line[line.find(" client ")? + " client ".len()..];
-    after.split_whitespace().next()?.parse().ok()
+    let after = &line[line.find(&format!(" {state} "))? + state.len() + 2..];
+    after
+        .split_whitespace()
+        .find(|w| !matches!(*w, "client" | "server" | "listen" | "?"))?
+        .parse()
+        .ok()
 }
 
 #[test]
@@ -238,7 +244,15 @@ fn tui_live_view_in_tmux_keys_resize_and_report_on_q() {
     t.keys(&["f"]);
     let s = t.screen();
     assert!(group_row(&s, ka, "ESTABLISHED").is_none() && group_row(&s, cl, "CLOSE_WAIT").is_some());
-    t.keys(&["f", "f", "f", "F"]);
+    // Every state again; back to the first group and collapse it (the selection stayed on
+    // the CLOSE_WAIT group, under the long expanded one).
+    t.keys(&["f", "f", "f", "F", "g", "Enter"]);
+    let s = t.screen();
+    assert!(group_row(&s, ka, "ESTABLISHED").is_some() && group_row(&s, cl, "CLOSE_WAIT").is_some());
+    assert!(
+        !s.iter().any(|l| l.contains(" fd ") && l.contains("sent ")),
+        "collapsed"
+    );
     // Pause: the numbers stay; help shows and any key closes it.
     t.keys(&["p"]);
     let paused = t.screen();

@@ -141,18 +141,55 @@ impl Column {
             Column::Origin => "ORIGIN",
         }
     }
+    /// Columns (the remote's is its least; it takes what is left).
+    fn cols(self) -> u16 {
+        match self {
+            Column::Pid => 7,
+            Column::Remote => 21,
+            Column::State => 11,
+            Column::Role => 6,
+            Column::Count => 6,
+            Column::Oldest | Column::Newest | Column::Idle | Column::Growth => 8,
+            Column::Exchanges => 6,
+            Column::Finding => 20,
+            Column::Origin => 8,
+        }
+    }
     fn width(self) -> Constraint {
         match self {
-            Column::Pid => Constraint::Length(7),
-            Column::Remote => Constraint::Min(21),
-            Column::State => Constraint::Length(11),
-            Column::Role => Constraint::Length(6),
-            Column::Count => Constraint::Length(6),
-            Column::Oldest | Column::Newest | Column::Idle | Column::Growth => Constraint::Length(8),
-            Column::Exchanges => Constraint::Length(6),
-            Column::Finding => Constraint::Length(20),
-            Column::Origin => Constraint::Length(8),
+            Column::Remote => Constraint::Min(self.cols()),
+            _ => Constraint::Length(self.cols()),
         }
+    }
+    /// Left out, in this order, when the table is narrower than every column needs (rather
+    /// than squeezing states and findings into unreadable stubs).
+    const DROP_ORDER: [Column; 6] = [
+        Column::Origin,
+        Column::Role,
+        Column::Newest,
+        Column::Pid,
+        Column::Exchanges,
+        Column::Growth,
+    ];
+    /// Which of [`Column::ALL`] fit in `width` (table borders and selection mark included).
+    fn shown(width: u16) -> [bool; 12] {
+        let mut shown = [true; 12];
+        let need = |shown: &[bool; 12]| {
+            let cols: Vec<u16> = Column::ALL
+                .iter()
+                .zip(shown)
+                .filter(|(_, &s)| s)
+                .map(|(c, _)| c.cols())
+                .collect();
+            cols.iter().sum::<u16>() + cols.len() as u16 - 1 + 4
+        };
+        for c in Column::DROP_ORDER {
+            if need(&shown) <= width {
+                break;
+            }
+            shown[Column::ALL.iter().position(|&a| a == c).expect("a column")] = false;
+        }
+        shown
     }
     /// Numbers sort biggest first, names alphabetically.
     fn descending_by_default(self) -> bool {
@@ -897,13 +934,20 @@ impl LiveView {
     }
 
     fn render_table(&mut self, frame: &mut Frame, area: Rect, order: &[usize]) {
-        let header = Row::new(Column::ALL.iter().map(|&c| {
-            let mut t = c.title().to_string();
-            if c == self.sort {
-                t.push_str(self.arrow(self.descending));
-            }
-            Cell::from(t)
-        }))
+        let shown = Column::shown(area.width);
+        let header = pick(
+            Column::ALL
+                .iter()
+                .map(|&c| {
+                    let mut t = c.title().to_string();
+                    if c == self.sort {
+                        t.push_str(self.arrow(self.descending));
+                    }
+                    Cell::from(t)
+                })
+                .collect(),
+            &shown,
+        )
         .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
         let mut rows = Vec::new();
         let mut selected_row = None;
@@ -913,16 +957,15 @@ impl LiveView {
             if n == self.selected_index {
                 selected_row = Some(rows.len());
             }
-            rows.push(self.group_row(g));
+            rows.push(pick(self.group_row(g), &shown));
             if self.expanded.contains(&g.key) {
                 for c in g.conns.iter().take(CONNS_SHOWN) {
-                    rows.push(self.conn_row(c));
+                    rows.push(pick(self.conn_row(c), &shown).style(Style::new().add_modifier(Modifier::DIM)));
                 }
                 if g.conns.len() > CONNS_SHOWN {
-                    rows.push(Row::new(vec![
-                        Cell::from(""),
-                        Cell::from(format!("  and {} more", g.conns.len() - CONNS_SHOWN)),
-                    ]));
+                    let mut cells = vec![Cell::from(""); 12];
+                    cells[1] = Cell::from(format!("  and {} more", g.conns.len() - CONNS_SHOWN));
+                    rows.push(pick(cells, &shown));
                 }
             }
         }
@@ -932,7 +975,13 @@ impl LiveView {
             order.len(),
             self.filter.map(|s| format!(" ({} only)", s.name())).unwrap_or_default()
         );
-        let table = Table::new(rows, Column::ALL.map(Column::width))
+        let widths: Vec<Constraint> = Column::ALL
+            .iter()
+            .zip(shown)
+            .filter(|(_, s)| *s)
+            .map(|(c, _)| c.width())
+            .collect();
+        let table = Table::new(rows, widths)
             .header(header)
             .block(self.block(title))
             .column_spacing(1)
@@ -956,7 +1005,8 @@ impl LiveView {
         }
     }
 
-    fn group_row(&self, g: &GroupView) -> Row<'static> {
+    /// The cells of a group's row, one per [`Column::ALL`].
+    fn group_row(&self, g: &GroupView) -> Vec<Cell<'static>> {
         let finding = g.finding.map(FindingKind::name).unwrap_or("");
         let fstyle = match g.finding {
             Some(FindingKind::CloseWaitStuck) | Some(FindingKind::Unaccepted) => {
@@ -979,7 +1029,7 @@ impl LiveView {
         } else {
             "+"
         };
-        Row::new(vec![
+        vec![
             Cell::from(g.key.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
             Cell::from(format!("{mark}{}", g.key.remote)),
             Cell::from(g.key.state.name()),
@@ -1000,13 +1050,13 @@ impl LiveView {
             ),
             Cell::from(finding).style(fstyle),
             Cell::from("-"),
-        ])
+        ]
     }
 
-    fn conn_row(&self, c: &ConnView) -> Row<'static> {
+    /// The cells of a connection's row under its expanded group, one per [`Column::ALL`].
+    fn conn_row(&self, c: &ConnView) -> Vec<Cell<'static>> {
         let ge = if self.style.unicode { "≥" } else { ">=" };
-        let dim = Style::new().add_modifier(Modifier::DIM);
-        Row::new(vec![
+        vec![
             Cell::from(""),
             Cell::from(format!(
                 "  fd {} :{} sent {} recv {}",
@@ -1025,8 +1075,7 @@ impl LiveView {
             Cell::from(""),
             Cell::from(c.finding.map(FindingKind::name).unwrap_or("")),
             Cell::from(""),
-        ])
-        .style(dim)
+        ]
     }
 
     fn render_events(&self, frame: &mut Frame, area: Rect) {
@@ -1126,6 +1175,11 @@ impl LiveView {
             popup,
         );
     }
+}
+
+/// The row of the shown columns' cells.
+fn pick(cells: Vec<Cell<'static>>, shown: &[bool; 12]) -> Row<'static> {
+    Row::new(cells.into_iter().zip(shown).filter(|(_, &s)| s).map(|(c, _)| c))
 }
 
 fn same_group(a: &Finding, b: &Finding) -> bool {
@@ -1556,6 +1610,24 @@ mod tests {
         let s = draw(&mut v, &d.session, 3 * NS, 160, 48);
         assert!(line_with(&s, "lost 3 events").contains("+1s"), "{}", s.join("\n"));
         assert!(line_with(&s, "pid 4242 ()").contains("still running"));
+    }
+
+    #[test]
+    fn a_narrow_window_leaves_columns_out_instead_of_cutting_words() {
+        let mut d = Demo::new();
+        d.run(1, 6);
+        let mut v = LiveView::new(UNICODE);
+        let s = draw(&mut v, &d.session, 7 * NS, 100, 30);
+        let row = line_with(&s, KEEP);
+        assert!(
+            row.contains("ESTABLISHED") && row.contains("established_unreused"),
+            "{row}"
+        );
+        assert!(!line_with(&s, "REMOTE").contains("ORIGIN"));
+        let s = draw(&mut v, &d.session, 7 * NS, 160, 30);
+        assert!(line_with(&s, "REMOTE").contains("ORIGIN") && line_with(&s, "REMOTE").contains("ROLE"));
+        let s = draw(&mut v, &d.session, 7 * NS, 60, 30);
+        assert!(line_with(&s, KEEP).contains("ESTAB"));
     }
 
     #[test]
