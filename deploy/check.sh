@@ -170,7 +170,7 @@ for path, ds in docs.get("DaemonSet", []):
         if sc.get("readOnlyRootFilesystem") is not True:
             bad(f"{path}: container {c['name']}: readOnlyRootFilesystem must be true")
         if sc.get("runAsUser") != 0:
-            bad(f"{path}: container {c['name']}: runAsUser must be 0 (the agent checks euid 0)")
+            bad(f"{path}: container {c['name']}: runAsUser must be 0 (Kubernetes gives added capabilities to uid 0 only)")
         args = c.get("args", [])
         if not args or args[0] != "agent":
             bad(f"{path}: container {c['name']}: args must start with 'agent'")
@@ -319,6 +319,13 @@ if not {"bpf", "perf_event_open"} <= set(filt):
     problems.append("SystemCallFilter must allow bpf and perf_event_open")
 if "MemoryMax" not in settings:
     problems.append("no MemoryMax=")
+if settings.get("DynamicUser") != ["yes"] or "User" in settings:
+    problems.append("the agent runs as a dedicated user (DynamicUser=yes), not root")
+ambient = set(" ".join(settings.get("AmbientCapabilities", [])).split())
+if ambient != need:
+    problems.append(f"AmbientCapabilities {sorted(ambient)} != {sorted(need)}")
+if settings.get("StateDirectory") != ["connlife"] or "--postmortem-dir /var/lib/connlife/" not in text:
+    problems.append("post-mortems go to the StateDirectory (/var/lib/connlife)")
 if problems:
     sys.exit("\n".join(problems))
 print("OK: capabilities, hardening and the settings the agent cannot run with")
