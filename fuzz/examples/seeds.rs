@@ -96,13 +96,17 @@ fn event(e: &Event) -> String {
 }
 
 fn start() -> String {
-    line(json!({"input": "start", "pids": [42], "now_ns": 900_000_000u64, "use_counting": true,
-        "close_wait_after_ns": 1_000_000_000u64, "idle_after_ns": 2_000_000_000u64}))
+    line(
+        json!({"input": "start", "pids": [42], "now_ns": 900_000_000u64, "use_counting": true,
+        "close_wait_after_ns": 1_000_000_000u64, "idle_after_ns": 2_000_000_000u64}),
+    )
 }
 
 fn tick(now_ns: u64, open_fds: u32) -> String {
-    line(json!({"input": "tick", "now_ns": now_ns, "fds": [{"ts_ns": now_ns, "pid": 42,
-        "open_fds": open_fds, "limit": 1024, "tcp_by_state": {"CLOSE_WAIT": 1}}]}))
+    line(
+        json!({"input": "tick", "now_ns": now_ns, "fds": [{"ts_ns": now_ns, "pid": 42,
+        "open_fds": open_fds, "limit": 1024, "tcp_by_state": {"CLOSE_WAIT": 1}}]}),
+    )
 }
 
 /// A session of curl: a connection the server closes and curl never does, then curl exits.
@@ -139,8 +143,10 @@ fn rare() -> String {
     text += &line(json!({"input": "follow", "pid": 43, "parent": 42, "now_ns": s}));
     text += &event(&all.iter().find(|(n, _)| *n == "accept-ipv6").expect("a seed").1);
     text += &line(json!({"input": "reconcile", "started_ns": s + 1, "now_ns": s + 2, "sockets": [sock]}));
-    text += &line(json!({"input": "use_refresh", "now_ns": s + 3, "usage": [[0xffff_8880_1234_5000u64,
-        {"bytes_sent": 10, "bytes_received": 20, "last_send_ns": s, "last_recv_ns": s + 1, "exchanges": 2}]]}));
+    text += &line(
+        json!({"input": "use_refresh", "now_ns": s + 3, "usage": [[0xffff_8880_1234_5000u64,
+        {"bytes_sent": 10, "bytes_received": 20, "last_send_ns": s, "last_recv_ns": s + 1, "exchanges": 2}]]}),
+    );
     text += &line(json!({"input": "prune", "now_ns": s + 4, "max_age_ns": 1}));
     text += &line(json!({"input": "gone", "pid": 77, "now_ns": s + 5, "before_start": false}));
     text

@@ -5,7 +5,10 @@
 #![no_main]
 
 use connlife::{
-    model::{detect::Thresholds, session::{Input, Session}},
+    model::{
+        detect::Thresholds,
+        session::{Input, Session},
+    },
     output::text::{write_human, write_json, Style},
     run::record::RecordReader,
 };

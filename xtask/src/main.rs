@@ -1,12 +1,15 @@
 //! connlife's task runner: `cargo xtask <command>` (the alias is in .cargo/config.toml).
 //!
 //! - `setup`: installs what the build and tests need (idempotent, quick when done).
-//! - `test`: THE test command (README and CI): setup, fmt, clippy, build, tests, kernel matrix.
+//! - `test`: THE test command (README and CI): setup, fmt, clippy, build, tests, fuzzing (short),
+//!   kernel matrix.
+//! - `fuzz`: the cargo-fuzz targets of `fuzz/` (decoder, record reader, session), longer.
 //! - `run`: builds connlife and shows it on a leaky demo workload (or on `--pid PID`).
 //! - `test-kernels`: the kernel matrix alone: connlife's privileged suite on the host and on the
 //!   Debian kernels of xtask/kernels.toml booted under QEMU (docs/kernel-matrix.md).
 
 mod bench;
+mod fuzz;
 mod run;
 mod setup;
 mod test_kernels;
@@ -33,7 +36,7 @@ enum Cmd {
         #[arg(long)]
         no_apt: bool,
     },
-    /// Setup, then cargo fmt --check, clippy, release build, all tests, kernel matrix.
+    /// Setup, then cargo fmt --check, clippy, release build, all tests, fuzzing, kernel matrix.
     Test {
         /// Skip the Debian packages in setup.
         #[arg(long)]
@@ -50,6 +53,14 @@ enum Cmd {
         /// Extra connlife arguments, after `--`.
         #[arg(last = true)]
         extra: Vec<String>,
+    },
+    /// Run the fuzz targets (decode, record, session) for --secs each; a crash fails with its input.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 300)]
+        secs: u64,
+        /// Only this target.
+        target: Option<String>,
     },
     /// Overhead of connlife and other tracers on a TCP connection churn (or --memory).
     Bench(bench::Args),
@@ -79,6 +90,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Setup { no_apt } => setup::setup(setup::Options { no_apt }),
         Cmd::Test { no_apt } => test(&root, no_apt),
+        Cmd::Fuzz { secs, target } => fuzz::fuzz(&root, &fuzz::Options { secs, target }),
         Cmd::Bench(args) => bench::bench(&root, args),
         Cmd::TestKernels { kernels } => {
             let opts = test_kernels::Options {
@@ -133,6 +145,11 @@ fn test(root: &Path, no_apt: bool) -> Result<()> {
             counts = Some(cargo_test(root, &tests)?);
             Ok(())
         })?;
+        let short = fuzz::Options {
+            secs: fuzz::STAGE_SECS,
+            target: None,
+        };
+        stage("fuzz", &mut || fuzz::fuzz(root, &short))?;
         stage("deploy files", &mut || {
             // promtool rules/config checks and tests, manifest structure, dashboard JSON.
             let st = Command::new("bash").arg("deploy/check.sh").current_dir(root).status()?;
