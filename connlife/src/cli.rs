@@ -78,6 +78,9 @@ pub struct TraceArgs {
     /// One JSON object per line (see README for the fields).
     #[arg(long)]
     pub json: bool,
+    /// The line stream even on a terminal (no live view).
+    #[arg(long)]
+    pub plain: bool,
     /// Also print every state change.
     #[arg(long)]
     pub transitions: bool,

@@ -8,7 +8,7 @@
 //! outputs are decorated, what happens once per interval (the agent renders its metrics).
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufWriter, IsTerminal, Write},
+    io::{BufWriter, Write},
     net::SocketAddr,
     path::Path,
     time::Duration,
@@ -52,6 +52,17 @@ pub struct Sink {
     record: Option<RecordWriter>,
     /// The last post-mortem printed (`report --html` draws it).
     pub last_postmortem: Option<crate::model::session::Postmortem>,
+    /// The live view on a terminal (`connlife --pid` on a TTY without --plain/--json).
+    live: Option<Live>,
+}
+
+/// The live view while it is on: its state, the terminal, keys, and the outputs to print
+/// on the normal screen once it is left (post-mortems).
+struct Live {
+    view: crate::output::tui::LiveView,
+    screen: crate::run::terminal::Screen,
+    keys: tokio::sync::mpsc::UnboundedReceiver<crossterm::event::Event>,
+    after: Vec<Output>,
 }
 
 impl Sink {
@@ -64,30 +75,74 @@ impl Sink {
         Ok(Sink {
             json,
             findings_only: false,
-            style: Style {
-                color: !json && out.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-                hinted: Default::default(),
-            },
+            style: Style::for_stdout(json),
             out: BufWriter::with_capacity(64 << 10, out),
             record,
             last_postmortem: None,
+            live: None,
         })
     }
 
+    /// Switch to the live view (raw mode, alternate screen, key reader).
+    pub fn enter_live(&mut self) -> anyhow::Result<()> {
+        let screen = crate::run::terminal::Screen::enter().context("terminal")?;
+        let (tx, keys) = tokio::sync::mpsc::unbounded_channel();
+        crate::run::terminal::spawn_key_reader(tx);
+        self.live = Some(Live {
+            view: crate::output::tui::LiveView::new(crate::output::tui::TuiStyle::from_env()),
+            screen,
+            keys,
+            after: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Back to the normal screen; print what was kept for it.
+    pub fn leave_live(&mut self) {
+        if let Some(live) = self.live.take() {
+            drop(live.screen);
+            let _ = output::write_human_batch(&mut self.out, &live.after, &self.style);
+        }
+    }
+
+    fn draw(&mut self, session: &Session, now: u64) {
+        if let Some(l) = &mut self.live {
+            let view = &mut l.view;
+            let _ = l.screen.draw(|f| view.render(f, session, now));
+        }
+    }
+
     pub fn emit(&mut self, outputs: &[Output]) {
-        let w = &mut self.out;
         for o in outputs {
-            if self.findings_only && matches!(o, Output::Closed(_) | Output::Transition(_)) {
-                continue;
-            }
             if let Output::Postmortem(p) = o {
                 self.last_postmortem = Some(p.clone());
             }
-            let _ = if self.json {
-                output::write_json(w, o)
-            } else {
-                output::write_human(w, o, &self.style)
-            };
+        }
+        // The live view shows them (its events pane); post-mortems print once it is left.
+        if let Some(l) = &mut self.live {
+            l.view.on_outputs(outputs, monotonic_ns());
+            l.after
+                .extend(outputs.iter().filter(|o| matches!(o, Output::Postmortem(_))).cloned());
+            return;
+        }
+        let kept: Vec<Output>;
+        let outputs = if self.findings_only {
+            kept = outputs
+                .iter()
+                .filter(|o| !matches!(o, Output::Closed(_) | Output::Transition(_)))
+                .cloned()
+                .collect();
+            &kept[..]
+        } else {
+            outputs
+        };
+        if self.json {
+            for o in outputs {
+                let _ = output::write_json(&mut self.out, o);
+            }
+        } else {
+            // Per-connection findings of one batch collapse under their group.
+            let _ = output::write_human_batch(&mut self.out, outputs, &self.style);
         }
     }
 
@@ -217,6 +272,10 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
         last_exhausted_reading_ns: 0,
     };
     let start = d.start()?;
+    if let Some(l) = &mut d.sink.live {
+        let _ = l.screen.clear();
+    }
+    d.sink.draw(&d.session, start);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_summary = start;
     let deadline = d.settings.duration.map(|t| start + t.as_nanos() as u64);
@@ -244,10 +303,29 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
                     d.mode.on_interval(&d.session, &d.health, now);
                 }
                 d.mode.on_tick(now);
+                d.sink.draw(&d.session, now);
                 d.sink.flush();
                 if deadline.is_some_and(|t| now >= t) {
                     break;
                 }
+            }
+            key = async {
+                match &mut d.sink.live {
+                    Some(l) => l.keys.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let (Some(ev), Some(l)) = (key, &mut d.sink.live) {
+                    match ev {
+                        crossterm::event::Event::Key(k) => {
+                            if l.view.on_key(k) == crate::output::tui::Action::Quit {
+                                break;
+                            }
+                        }
+                        _ => { let _ = l.screen.clear(); }
+                    }
+                }
+                d.sink.draw(&d.session, monotonic_ns());
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -255,12 +333,14 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
         if d.mode.stop_when_traced_exit() && d.session.all_ended() {
             // Every traced process is gone: its post-mortem is out; drain what is left.
             d.drain();
+            d.sink.leave_live();
             d.sink.flush();
             return Ok(());
         }
     }
     let now = monotonic_ns();
     d.drain();
+    d.sink.leave_live();
     let summary = d.mode.summary(d.session.summary(now));
     d.sink.emit(&[Output::Summary(summary)]);
     d.feed(Input::End { now_ns: now });

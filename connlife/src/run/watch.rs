@@ -32,6 +32,10 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         args.json,
         record_target(args.record.as_deref(), args.record_max_size, args.record_keep),
     )?;
+    let mut sink = sink;
+    if crate::run::terminal::live_view_wanted(args.json, args.plain) {
+        sink.enter_live()?;
+    }
     let settings = Settings {
         filter: Filter {
             pids: args.pids.clone(),
