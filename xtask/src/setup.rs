@@ -30,13 +30,21 @@ pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const COMPONENTS: &[&str] = &["rust-src", "rustfmt", "clippy"];
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// Debian packages the tests and benchmarks use: Go leak workloads, libbpf-tools' tcpstates and
-/// tcplife for the side-by-side benchmark, Prometheus for the scrape test, iproute2 (`ss`,
-/// `ip netns`) for ground truth, and QEMU + busybox + cpio for the kernel matrix.
+/// tcplife for the side-by-side benchmark and the second-BPF-tool test, Prometheus for the
+/// scrape test, iproute2 (`ss`, `ip netns`) for ground truth, Python for the fork/pre-fork/
+/// stalled servers, util-linux (`setpriv`, `prlimit`, `nsenter`) for the least-privilege and
+/// fd-pressure tests, tmux for the terminal view, Chromium for the post-mortem page, and QEMU +
+/// busybox + cpio for the kernel matrix.
 pub const PACKAGES: &[&str] = &[
     "golang-go",
     "libbpf-tools",
     "prometheus",
     "iproute2",
+    "python3",
+    "util-linux",
+    "tmux",
+    "chromium",
+    "fonts-dejavu-core",
     "qemu-system-x86",
     "busybox-static",
     "cpio",
