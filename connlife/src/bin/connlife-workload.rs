@@ -148,6 +148,7 @@ fn client(mode: &str, addr: &str, count: &str, interval: &str, rest: &[&str]) ->
                 request(&mut s).map_err(|e| e.to_string())?;
                 let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
                 let fd = s.into_raw_fd();
+                // SAFETY: both fds are open and ours; dup2 replaces `fd` atomically.
                 if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
                     return Err(format!("dup2: {}", std::io::Error::last_os_error()));
                 }

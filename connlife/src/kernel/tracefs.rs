@@ -66,6 +66,7 @@ pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
         }
     }
     let target = c"/sys/kernel/tracing";
+    // SAFETY: mount(2) with NUL-terminated C strings that live through the call.
     let rc = unsafe {
         libc::mount(
             c"nodev".as_ptr(),
