@@ -118,7 +118,7 @@ pub enum Output {
     Postmortem(Postmortem),
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub at_s: f64,
     /// Live connections (not listeners) by state.

@@ -201,6 +201,47 @@ pub const GROUP_SHOWN: usize = 3;
 /// by its first [`GROUP_SHOWN`] connections and "and N more", where the batch has more than
 /// one. A lone finding prints as [`write_human`] prints it; so does everything else. `--json`
 /// keeps one line per connection.
+/// The line stream across batches: between two summaries a group (process, kind, remote) is
+/// announced by its first finding; its later findings are held and shown together, as one
+/// group line with its first connections and "and N more", just before the next summary. So a
+/// leak that runs for hours prints a few lines per interval, not one per connection.
+#[derive(Default)]
+pub struct Collapser {
+    announced: std::collections::HashSet<(Option<u32>, crate::model::detect::FindingKind, String)>,
+    held: Vec<Output>,
+}
+
+impl Collapser {
+    /// What to print now, in order.
+    pub fn pass(&mut self, outputs: &[Output]) -> Vec<Output> {
+        let mut now = Vec::new();
+        // Groups first seen in this batch print whole (collapsed by `write_human_batch`).
+        let mut fresh = std::collections::HashSet::new();
+        for o in outputs {
+            match o {
+                Output::Finding(f) => {
+                    let key = (f.pid, f.kind, f.raddr.clone());
+                    if fresh.contains(&key) || !self.announced.contains(&key) {
+                        fresh.insert(key);
+                        now.push(o.clone());
+                    } else {
+                        self.held.push(o.clone());
+                    }
+                }
+                Output::Summary(_) => {
+                    now.append(&mut self.held);
+                    self.announced.clear();
+                    fresh.clear();
+                    now.push(o.clone());
+                }
+                _ => now.push(o.clone()),
+            }
+        }
+        self.announced.extend(fresh);
+        now
+    }
+}
+
 pub fn write_human_batch(w: &mut impl Write, outputs: &[Output], st: &Style) -> io::Result<()> {
     let key = |o: &Output| match o {
         Output::Finding(f) => Some((true, f.pid, f.kind, f.raddr.clone())),
@@ -655,5 +696,40 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             "{\"type\":\"lost\",\"ring_full\":2,\"recursion_misses\":1,\"map_full\":0,\"decode_errors\":0,\"rescued\":0}\n"
         );
+    }
+
+    #[test]
+    fn a_leak_over_many_batches_prints_one_finding_then_one_group_line_per_interval() {
+        let finding = |fd: i32| {
+            let v = serde_json::json!({
+                "kind": "established_unreused", "pid": 7, "comm": "client", "fd": fd,
+                "laddr": format!("127.0.0.1:{}", 4000 + fd), "raddr": "127.0.0.1:80", "netns": 1,
+                "state": "ESTABLISHED", "age_s": 61.0, "age_exact": true, "idle_s": 61.0,
+                "exchanges": 1
+            });
+            Output::Finding(serde_json::from_value(v).unwrap())
+        };
+        let mut c = Collapser::default();
+        let mut printed = Vec::new();
+        for fd in 3..13 {
+            printed.extend(c.pass(&[finding(fd)]));
+        }
+        assert_eq!(printed.len(), 1, "only the first of the group, until the summary");
+        let summary: Output = Output::Lost(Default::default());
+        assert_eq!(c.pass(&[summary]).len(), 1);
+        let s = crate::model::session::Summary::default();
+        let at_summary = c.pass(&[Output::Summary(s)]);
+        assert_eq!(at_summary.len(), 10, "9 held findings, then the summary");
+        let mut buf = Vec::new();
+        let st = Style {
+            color: false,
+            hinted: Default::default(),
+        };
+        write_human_batch(&mut buf, &at_summary, &st).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.contains("9 connections") || text.contains(" 9 "), "{text}");
+        assert!(text.contains("more"), "{text}");
+        // A new interval: the group is announced again by its next finding.
+        assert_eq!(c.pass(&[finding(20)]).len(), 1);
     }
 }

@@ -54,6 +54,8 @@ pub struct Sink {
     pub last_postmortem: Option<crate::model::session::Postmortem>,
     /// The live view on a terminal (`connlife --pid` on a TTY without --plain/--json).
     live: Option<Live>,
+    /// The line stream: findings of a group collapse between summaries.
+    collapse: output::Collapser,
 }
 
 /// The live view while it is on: its state, the terminal, keys, and the outputs to print
@@ -80,6 +82,7 @@ impl Sink {
             record,
             last_postmortem: None,
             live: None,
+            collapse: output::Collapser::default(),
         })
     }
 
@@ -141,8 +144,10 @@ impl Sink {
                 let _ = output::write_json(&mut self.out, o);
             }
         } else {
-            // Per-connection findings of one batch collapse under their group.
-            let _ = output::write_human_batch(&mut self.out, outputs, &self.style);
+            // Per-connection findings collapse under their group (within a batch, and across
+            // batches until the next summary).
+            let outputs = self.collapse.pass(outputs);
+            let _ = output::write_human_batch(&mut self.out, &outputs, &self.style);
         }
     }
 
