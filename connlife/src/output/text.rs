@@ -366,13 +366,14 @@ fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> 
     for g in &s.groups {
         writeln!(
             w,
-            "         {} pid {} ({}) holds {} idle unreused connections to {} ({:+}/min): reuse one client, or disable keep-alives",
+            "         {} pid {} ({}) holds {} idle unreused connections to {} ({:+}/min): {}",
             st.paint("1;33", "GROUP"),
             g.pid,
             g.comm,
             g.count,
             g.raddr,
-            g.growth_per_min
+            g.growth_per_min,
+            g.hint
         )?;
     }
     for f in &s.fds {
