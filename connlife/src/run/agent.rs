@@ -293,8 +293,10 @@ fn busiest(session: &Session, max: usize) -> Vec<u32> {
 /// The Kubernetes pod UID in a cgroup path (`.../pod<uid>/...` with cgroupfs,
 /// `...-pod<uid with _>.slice` with systemd), when there is one.
 pub fn pod_uid(cgroup: &str) -> Option<String> {
-    cgroup.split(['/', '-']).find_map(|seg| {
-        let uid = seg.strip_prefix("pod")?.trim_end_matches(".slice").replace('_', "-");
+    cgroup.split('/').find_map(|seg| {
+        let seg = seg.trim_end_matches(".slice");
+        let at = seg.rfind("pod")?;
+        let uid = seg[at + 3..].replace('_', "-");
         let ok = uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         ok.then_some(uid)
     })
