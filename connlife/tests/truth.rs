@@ -289,5 +289,72 @@ fn churn_and_kill_soak_ends_matching_ss() {
         "the last holder's 300, both sides: {s}"
     );
     assert!(s["corrections"].is_object(), "{s}");
+    // Owner for owner: each process's open connections (pid and fd) as ss names them.
+    let holder_pid = _keep.as_ref().unwrap().pid();
+    let ss_fds = ss_fds(server.pid());
     cl.stop();
+    for pid in [server.pid(), holder_pid] {
+        let pm = cl
+            .of_type("postmortem")
+            .into_iter()
+            .rev()
+            .find(|p| p["pid"] == pid)
+            .cloned()
+            .unwrap_or_else(|| panic!("no report for {pid}:\n{}", cl.dump()));
+        let mut fds: Vec<i64> = pm["open_at_end"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["fds"].as_array().unwrap().iter().map(|f| f.as_i64().unwrap()))
+            .collect();
+        fds.sort_unstable();
+        // A process may hold a socket twice (the workload's server clones each stream for
+        // reading): connlife names one fd per socket, each of them one ss names too.
+        let (sockets, want) = ss_fds.get(&pid).cloned().unwrap_or_default();
+        assert_eq!(
+            fds.len(),
+            sockets,
+            "pid {pid}: one fd per socket it holds ({fds:?} vs {want:?})"
+        );
+        assert!(
+            fds.iter().all(|f| want.contains(f)),
+            "pid {pid}: fds {fds:?} not all in ss's {want:?}"
+        );
+    }
+}
+
+/// Open (not listening) sockets per pid: how many, and every fd, from ss in the namespace of
+/// `pid`.
+fn ss_fds(pid: u32) -> BTreeMap<u32, (usize, Vec<i64>)> {
+    let out = Command::new("nsenter")
+        .args([format!("--net=/proc/{pid}/ns/net"), "ss".into(), "-tanpH".into()])
+        .output()
+        .expect("nsenter ss");
+    let mut m: BTreeMap<u32, (usize, Vec<i64>)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line.starts_with("LISTEN") || line.starts_with("TIME-WAIT") {
+            continue;
+        }
+        let mut holders = BTreeSet::new();
+        // users:(("connlife-worklo",pid=123,fd=7))
+        for user in line.split("pid=").skip(1) {
+            let pid: u32 = user.split(',').next().unwrap().parse().unwrap();
+            let fd: i64 = user
+                .split("fd=")
+                .nth(1)
+                .and_then(|f| f.split(')').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            m.entry(pid).or_default().1.push(fd);
+            holders.insert(pid);
+        }
+        for pid in holders {
+            m.entry(pid).or_default().0 += 1;
+        }
+    }
+    for v in m.values_mut() {
+        v.1.sort_unstable();
+    }
+    m
 }
