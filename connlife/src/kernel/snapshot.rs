@@ -121,7 +121,13 @@ pub fn take(pids: Option<&[u32]>) -> Result<Vec<SnapshotSocket>> {
 /// Just the /proc side for one process (also used periodically for fd pressure): open fd
 /// count, limit, socket inodes.
 pub fn process_fds(tgid: u32) -> Result<ProcessFds> {
-    scan_process(tgid)?.ok_or_else(|| anyhow!("process {tgid} not found"))
+    read_process(tgid)?.ok_or_else(|| anyhow!("process {tgid} not found"))
+}
+
+/// [`process_fds`], with a process that is gone (or a zombie) as `Ok(None)`: only real
+/// failures (permissions, fds short) are errors.
+pub fn read_process(tgid: u32) -> Result<Option<ProcessFds>> {
+    scan_process(tgid)
 }
 
 /// Pure join, unit-tested without root: attach owners from the /proc side to the sock_diag

@@ -293,7 +293,7 @@ pub fn render(v: &View) -> String {
         &mut reg,
         "errors",
         "Internal errors by operation; each was retried, none stopped the agent",
-        ["snapshot", "fd_reading", "accept", "record", "map_read"]
+        ["snapshot", "fd_reading", "map_read", "accept"]
             .iter()
             .map(|op| {
                 (

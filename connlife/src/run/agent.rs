@@ -5,7 +5,6 @@
 //! keeps its memory bounded (model cap, per-process state dropped when processes go).
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -13,69 +12,20 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::Args;
 
 use crate::{
-    cli::{parse_comm, parse_positive_count},
+    cli::AgentArgs,
     kernel::loader::Filter,
     model::{
         detect::{Thresholds, NS},
         session::{Output, Session, Summary},
     },
-    output::{
-        metrics::{self, AgentHealth, ProcLabels},
-        parse_positive_duration,
-    },
+    output::metrics::{self, AgentHealth, ProcLabels},
     run::{
         driver::{self, monotonic_ns, Mode, Settings, Sink},
         endpoint::{self, EndpointConfig, EndpointCounters, EndpointState},
     },
 };
-
-#[derive(Debug, Args, Clone)]
-pub struct AgentArgs {
-    /// Address of the /metrics and /healthz endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    pub listen: SocketAddr,
-    /// Process name to trace (repeatable); default every process.
-    #[arg(long = "comm", value_parser = parse_comm)]
-    pub comms: Vec<String>,
-    /// CLOSE_WAIT for longer than this is a finding.
-    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
-    pub close_wait_after: Duration,
-    /// ESTABLISHED, idle this long after at most one exchange, is a finding.
-    #[arg(long, default_value = "5m", value_parser = parse_positive_duration)]
-    pub idle_after: Duration,
-    /// How often to read fds from /proc, refresh metrics and log a summary.
-    #[arg(long, default_value = "15s", value_parser = parse_positive_duration)]
-    pub interval: Duration,
-    /// How often to reconcile the model with the kernel's view (sock_diag and /proc), besides
-    /// after lost events.
-    #[arg(long, default_value = "5m", value_parser = parse_positive_duration)]
-    pub reconcile_every: Duration,
-    /// Label values (process names, remote endpoints) per metric before the rest become "other".
-    #[arg(long, default_value_t = 20, value_parser = parse_positive_count)]
-    pub top_n: usize,
-    /// Most connections in the model; past it the least recently active is dropped (counted).
-    #[arg(long, default_value_t = 200_000, value_parser = parse_positive_count)]
-    pub max_conns: usize,
-    /// Most processes whose fds are read each interval (those with the most connections).
-    #[arg(long, default_value_t = 500, value_parser = parse_positive_count)]
-    pub max_processes: usize,
-    /// Write each post-mortem as a file here too (`connlife report FILE` renders it).
-    #[arg(long)]
-    pub postmortem_dir: Option<PathBuf>,
-    /// A process killed by a signal, or exiting, while holding at least this many (stuck or
-    /// unreused) connections gets a post-mortem; one that hit EMFILE/ENFILE always does.
-    #[arg(long, default_value_t = 20, value_parser = parse_positive_count)]
-    pub postmortem_min_conns: usize,
-    /// Post-mortem files kept in --postmortem-dir (the oldest are removed first).
-    #[arg(long, default_value_t = 100, value_parser = parse_positive_count)]
-    pub postmortem_keep: usize,
-    /// Most bytes of post-mortem files in --postmortem-dir (the oldest are removed first).
-    #[arg(long, default_value = "100M", value_parser = crate::cli::parse_record_size)]
-    pub postmortem_max_size: u64,
-}
 
 /// Reasons a post-mortem is written, exported at 0 before the first.
 pub const POSTMORTEM_REASONS: [&str; 3] = ["fd_exhausted", "killed_holding", "leaked"];

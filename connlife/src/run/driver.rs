@@ -416,7 +416,8 @@ impl Driver<'_> {
             sockets: seen,
         });
         self.last_reconcile_ns = started;
-        let fds = fd_samples(&self.session, &self.session.traced_pids(), start);
+        let (fds, failed) = fd_samples(&self.session, &self.session.traced_pids(), start);
+        self.count_errors("fd_reading", failed);
         self.feed(Input::Tick { now_ns: start, fds });
         let summary = self.mode.summary(self.session.summary(start));
         self.sink.emit(&[Output::Summary(summary)]);
@@ -464,7 +465,8 @@ impl Driver<'_> {
         if !self.exhausted_now.is_empty() && now.saturating_sub(self.last_exhausted_reading_ns) >= NS {
             self.last_exhausted_reading_ns = now;
             let pids = std::mem::take(&mut self.exhausted_now);
-            let fds = fd_samples(&self.session, &pids, now);
+            let (fds, failed) = fd_samples(&self.session, &pids, now);
+            self.count_errors("fd_reading", failed);
             if !fds.is_empty() {
                 self.feed(Input::Tick { now_ns: now, fds });
             }
@@ -487,8 +489,16 @@ impl Driver<'_> {
         }
         self.check_gone(now);
         let pids = self.mode.fd_pids(&self.session, interval_due);
-        let fds = fd_samples(&self.session, &pids, now);
+        let (fds, failed) = fd_samples(&self.session, &pids, now);
+        self.count_errors("fd_reading", failed);
         self.feed(Input::Tick { now_ns: now, fds });
+    }
+
+    /// Errors that need no retry of their own (the next tick reads again): counted only.
+    fn count_errors(&mut self, op: &'static str, n: u64) {
+        if n > 0 {
+            *self.health.errors.entry(op).or_default() += n;
+        }
     }
 
     /// Use counters of the connections a detector could flag (idle ESTABLISHED, at most one
@@ -671,12 +681,22 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
         .collect()
 }
 
-/// Read /proc for each pid (those gone are skipped) with its TCP connections by state.
-fn fd_samples(session: &Session, pids: &[u32], now_ns: u64) -> Vec<FdSample> {
-    pids.iter()
+/// Read /proc for each pid (those gone are skipped) with its TCP connections by state; how
+/// many readings failed otherwise (fds short, permissions).
+fn fd_samples(session: &Session, pids: &[u32], now_ns: u64) -> (Vec<FdSample>, u64) {
+    let mut failed = 0;
+    let samples = pids
+        .iter()
         .filter(|pid| !session.exited.contains(pid))
         .filter_map(|&pid| {
-            let p = snapshot::process_fds(pid).ok()?;
+            let p = match snapshot::read_process(pid) {
+                Ok(p) => p?,
+                Err(e) => {
+                    log::debug!("reading the fds of {pid}: {e:#}");
+                    failed += 1;
+                    return None;
+                }
+            };
             Some(FdSample {
                 ts_ns: now_ns,
                 pid,
@@ -685,7 +705,8 @@ fn fd_samples(session: &Session, pids: &[u32], now_ns: u64) -> Vec<FdSample> {
                 tcp_by_state: detect::tcp_by_state(&session.model, Some(pid)),
             })
         })
-        .collect()
+        .collect();
+    (samples, failed)
 }
 
 /// Running, not a zombie: /proc/PID/stat exists and its state is not Z or X.
