@@ -16,16 +16,17 @@
 //! (accepts and keeps). Both sides need one fd per connection, so they are split into chunks that
 //! fit RLIMIT_NOFILE's hard limit (raising it needs CAP_SYS_RESOURCE) and the ephemeral port range.
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::ValueEnum;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
+
+use crate::util::{next_line, shown, Proc};
 
 /// connlife events per churned connection: 5 state changes at each end, 1 accept, 2 fd closes,
 /// 2 exchanges. The listener's own changes happen before the tracer attaches.
@@ -68,10 +69,10 @@ pub fn bench(root: &Path, args: Args) -> Result<()> {
         Some(other) => bail!("unknown bench child {other}"),
         None => {}
     }
-    ensure!(crate::setup::is_root(), "the bench loads eBPF programs: run it as root");
-    crate::setup::setup_for_run().context("setup")?;
+    ensure!(crate::util::is_root(), "the bench loads eBPF programs: run it as root");
+    crate::setup::setup(true).context("setup")?;
     if !args.no_build {
-        crate::cargo(root, &["build", "--release", "-p", "connlife", "-p", "xtask"], &[])?;
+        crate::cargo(root, "build --release -p connlife -p xtask", &[])?;
     }
     let (release, dir) = (root.join("target/release"), root.join("target/bench"));
     fs::create_dir_all(&dir).context("creating target/bench")?;
@@ -85,83 +86,6 @@ pub fn bench(root: &Path, args: Args) -> Result<()> {
         true => memory(&release, &dir, &args.memory_conns),
         false => churn(&release, &dir, &args),
     }
-}
-
-/// A child process that is killed and reaped when dropped, whatever happened before.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Result<Proc> {
-        let what = cmd.get_program().to_string_lossy().into_owned();
-        Ok(Proc(cmd.spawn().with_context(|| format!("starting {what}"))?))
-    }
-
-    /// Polls `ready` until it holds, failing if the process exits or `secs` pass.
-    fn wait_for(&mut self, what: &str, secs: u64, mut ready: impl FnMut() -> bool) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !ready() {
-            if let Some(status) = self.0.try_wait()? {
-                bail!("exited ({status}) before {what}");
-            }
-            ensure!(Instant::now() < deadline, "no {what} after {secs} s");
-            thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
-    }
-
-    /// SIGINT, then up to 15 s to print its report (SIGKILL on drop after that).
-    fn interrupt(&mut self) -> Result<()> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.0.try_wait()?.is_none() {
-            ensure!(Instant::now() < deadline, "no exit 15 s after SIGINT");
-            thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    /// Its stdout's lines, read on a thread so that waiting for one can time out.
-    fn lines(&mut self) -> Result<Receiver<String>> {
-        let out = self.0.stdout.take().context("no stdout pipe")?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(|l| l.ok())
-                .try_for_each(|l| tx.send(l))
-        });
-        Ok(rx)
-    }
-}
-
-/// The rest of the first line starting with `prefix`.
-fn next_line(rx: &Receiver<String>, prefix: &str, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .map_err(|e| anyhow!("waiting for a `{prefix}` line: {e}"))?;
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return Ok(rest.trim().to_string());
-        }
-    }
-}
-
-fn shell_line(cmd: &Command) -> String {
-    let args = cmd.get_args().map(|a| a.to_string_lossy());
-    std::iter::once(cmd.get_program().to_string_lossy())
-        .chain(args)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn piped(cmd: &mut Command) -> &mut Command {
@@ -181,6 +105,13 @@ fn raise_nofile() -> libc::rlim_t {
         libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
     }
     rl.rlim_max
+}
+
+/// SIGINT, then up to 15 s to print its report (SIGKILL on drop after that).
+fn interrupt(p: &mut Proc) -> Result<()> {
+    let exited = p.stop(libc::SIGINT, false, Duration::from_secs(15))?;
+    ensure!(exited.is_some(), "no exit 15 s after SIGINT");
+    Ok(())
 }
 
 fn say(line: &str) -> Result<()> {
@@ -336,7 +267,7 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     churn_cmd.args(format!("bench --child churn --seconds-per-round {secs} --clients {clients}").split(' '));
     println!(
         "churn         {}  (paused until the tracer is ready)",
-        shell_line(&churn_cmd)
+        shown(&churn_cmd)
     );
     let wanted = if args.configs.is_empty() {
         Config::value_variants()
@@ -349,7 +280,7 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
             configs.push(c);
             continue;
         };
-        println!("{:<13} {}", c.name(), shell_line(&cmd));
+        println!("{:<13} {}", c.name(), shown(&cmd));
         let bin = Path::new(cmd.get_program());
         let help = || {
             Command::new(bin)
@@ -481,7 +412,7 @@ fn churn_round(c: Config, churn_cmd: &mut Command, connlife: &Path, dir: &Path, 
         tracer_cpu = cpu_seconds(p.0.id())
             .zip(cpu_before)
             .map(|(after, before)| after - before);
-        p.interrupt().with_context(|| format!("stopping {}", c.name()))?;
+        interrupt(p).with_context(|| format!("stopping {}", c.name()))?;
         let text = fs::read_to_string(&out_path).unwrap_or_default();
         let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(SUMMARY)).collect();
         let get = |l: Option<&&str>, key| l.and_then(|l| json_u64(l, key));
@@ -615,7 +546,7 @@ fn memory(release: &Path, dir: &Path, ks: &[usize]) -> Result<()> {
             mib(rss),
             mib(hwm)
         );
-        p.interrupt().context("stopping connlife")?;
+        interrupt(&mut p).context("stopping connlife")?;
         drop(sinks); // the server ends close first: no TIME_WAIT on the holders' ports
         thread::sleep(Duration::from_millis(500));
     }

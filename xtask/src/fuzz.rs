@@ -14,12 +14,12 @@
 //!   `<target dir>/logs/<target>.log`.
 
 use anyhow::{bail, ensure, Context, Result};
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::setup::{self, CARGO_FUZZ_VERSION, FUZZ_TOOLCHAIN};
+use crate::util::{begin, secs, tail};
 
 /// The `[[bin]]`s of fuzz/Cargo.toml.
 pub const TARGETS: &[&str] = &["decode", "record", "session"];
@@ -27,13 +27,6 @@ pub const TARGETS: &[&str] = &["decode", "record", "session"];
 pub const STAGE_SECS: u64 = 20;
 /// One input that takes longer than this is a failure (a hang), as a crash is.
 const INPUT_TIMEOUT_SECS: u64 = 10;
-
-pub struct Options {
-    /// Seconds per target.
-    pub secs: u64,
-    /// Only this target (else every one of [`TARGETS`]).
-    pub target: Option<String>,
-}
 
 /// How one target's run ended.
 #[derive(Debug, Default, PartialEq)]
@@ -49,15 +42,16 @@ struct Outcome {
     corpus: Option<u64>,
 }
 
-pub fn fuzz(root: &Path, opts: &Options) -> Result<()> {
-    let targets: Vec<&str> = match &opts.target {
+/// Runs `target` (else every one of [`TARGETS`]) for `secs` seconds each.
+pub fn fuzz(root: &Path, secs_each: u64, target: Option<&str>) -> Result<()> {
+    let targets: Vec<&str> = match target {
         Some(t) => {
-            let known = TARGETS.iter().find(|k| **k == t.as_str());
+            let known = TARGETS.iter().find(|k| **k == t);
             vec![*known.with_context(|| format!("no fuzz target `{t}` (targets: {})", TARGETS.join(", ")))?]
         }
         None => TARGETS.to_vec(),
     };
-    ensure!(opts.secs > 0, "--secs must be at least 1");
+    ensure!(secs_each > 0, "--secs must be at least 1");
     setup::prepend_cargo_bin_to_path();
     setup::sysroot_of(FUZZ_TOOLCHAIN).with_context(|| {
         format!("cargo-fuzz builds the targets with the {FUZZ_TOOLCHAIN} toolchain (`cargo xtask setup` installs it)")
@@ -83,24 +77,21 @@ pub fn fuzz(root: &Path, opts: &Options) -> Result<()> {
             build_log.display()
         );
     }
-    println!("built in {}", setup::secs(started));
+    println!("built in {}", secs(started));
 
     let mut failed = Vec::new();
     for target in targets {
         let started = Instant::now();
         let log = logs.join(format!("{target}.log"));
-        let corpus = format!("fuzz/corpus/{target}");
-        let seeds = format!("fuzz/seeds/{target}");
+        let (corpus, seeds) = (format!("fuzz/corpus/{target}"), format!("fuzz/seeds/{target}"));
         fs::create_dir_all(root.join(&corpus)).with_context(|| format!("creating {corpus}"))?;
-        let max_time = format!("-max_total_time={}", opts.secs);
+        let max_time = format!("-max_total_time={secs_each}");
         let timeout = format!("-timeout={INPUT_TIMEOUT_SECS}");
+        begin(&format!("{target}: {secs_each} s ... "))?;
         let args = ["run", target, &corpus, &seeds, "--", &max_time, &timeout];
-        print!("{target}: {} s ... ", opts.secs);
-        std::io::Write::flush(&mut std::io::stdout())?;
         let st = cargo_fuzz(root, &target_dir, &args, &log)?;
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let out = outcome(&text);
-        let took = setup::secs(started);
+        let out = outcome(&fs::read_to_string(&log).unwrap_or_default());
+        let took = secs(started);
         let stats = match (out.runs, out.cov, out.corpus) {
             (Some(r), Some(c), Some(n)) => format!("{r} runs, coverage {c}, corpus {n}, "),
             _ => String::new(),
@@ -124,19 +115,24 @@ pub fn fuzz(root: &Path, opts: &Options) -> Result<()> {
 
 /// `cargo +nightly fuzz ARGS` in `root` with stdout and stderr to `log`.
 fn cargo_fuzz(root: &Path, target_dir: &Path, args: &[&str], log: &Path) -> Result<std::process::ExitStatus> {
-    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new("cargo");
-    cmd.arg(format!("+{FUZZ_TOOLCHAIN}")).arg("fuzz").arg(args[0]);
-    cmd.arg("--target-dir").arg(target_dir).args(&args[1..]);
+    let toolchain = format!("+{FUZZ_TOOLCHAIN}");
+    let dir = target_dir.to_string_lossy();
+    let args = [&toolchain, "fuzz", args[0], "--target-dir", &dir]
+        .into_iter()
+        .chain(args[1..].iter().copied());
+    let cmd = duct::cmd("cargo", args).dir(root).env("AYA_BUILD_SKIP", "1");
     // `cargo run` (xtask's own) points CARGO at the stable cargo; cargo-fuzz runs `cargo` from
     // PATH, the rustup proxy, which RUSTUP_TOOLCHAIN sends to nightly.
-    cmd.env("AYA_BUILD_SKIP", "1").env("RUSTUP_TOOLCHAIN", FUZZ_TOOLCHAIN);
-    cmd.env_remove("CARGO")
-        .env_remove("RUSTC")
-        .env_remove("CARGO_TARGET_DIR");
-    cmd.current_dir(root).stdin(Stdio::null()).stdout(out).stderr(err);
-    cmd.status().context("running cargo fuzz")
+    let cmd = cmd
+        .env("RUSTUP_TOOLCHAIN", FUZZ_TOOLCHAIN)
+        .env_remove("CARGO")
+        .env_remove("RUSTC");
+    let cmd = cmd
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_path(log);
+    Ok(cmd.unchecked().run().context("running cargo fuzz")?.status)
 }
 
 /// What libFuzzer's output says about a run.
@@ -171,13 +167,6 @@ fn outcome(log: &str) -> Outcome {
         }
     }
     o
-}
-
-/// The last `n` lines of a file, for an error message.
-fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

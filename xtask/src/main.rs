@@ -13,12 +13,13 @@ mod fuzz;
 mod run;
 mod setup;
 mod test_kernels;
+mod util;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -86,28 +87,19 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let root = run::workspace_root();
+    // The workspace root: the parent of this crate's directory.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     match cli.command {
-        Cmd::Setup { no_apt } => setup::setup(setup::Options { no_apt }),
+        Cmd::Setup { no_apt } => setup::setup(no_apt),
         Cmd::Test { no_apt } => test(&root, no_apt),
-        Cmd::Fuzz { secs, target } => fuzz::fuzz(&root, &fuzz::Options { secs, target }),
+        Cmd::Fuzz { secs, target } => fuzz::fuzz(&root, secs, target.as_deref()),
         Cmd::Bench(args) => bench::bench(&root, args),
-        Cmd::TestKernels { kernels } => {
-            let opts = test_kernels::Options {
-                only: kernels,
-                write_docs: true,
-            };
-            test_kernels::matrix(&root, &opts)
-        }
-        Cmd::Run { pid, duration, extra } => run::run(&root, run::Options { pid, duration, extra }),
+        Cmd::TestKernels { kernels } => test_kernels::matrix(&root, &kernels, true),
+        Cmd::Run { pid, duration, extra } => run::run(&root, pid, duration, extra),
     }
-}
-
-/// One stage of `cargo xtask test`, with how it ended.
-struct Stage {
-    name: &'static str,
-    took: Duration,
-    ok: bool,
 }
 
 /// Test counts summed over every `test result:` line cargo test printed.
@@ -119,50 +111,45 @@ struct Counts {
 }
 
 fn test(root: &Path, no_apt: bool) -> Result<()> {
-    let userspace = ["--workspace", "--exclude", "connlife-ebpf"];
-    let mut stages: Vec<Stage> = Vec::new();
+    let ws = "--workspace --exclude connlife-ebpf";
+    let mut stages: Vec<(&str, Duration, bool)> = Vec::new();
     let mut counts: Option<Counts> = None;
     let all = Instant::now();
     let mut stage = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         println!("==> {name}");
         let started = Instant::now();
         let result = f();
-        let (took, ok) = (started.elapsed(), result.is_ok());
-        stages.push(Stage { name, took, ok });
+        stages.push((name, started.elapsed(), result.is_ok()));
         result.with_context(|| format!("test stage `{name}` failed"))
     };
     let result = (|| -> Result<()> {
-        stage("setup", &mut || setup::setup(setup::Options { no_apt }))?;
-        stage("fmt", &mut || cargo(root, &["fmt", "--all", "--check"], &[]))?;
+        stage("setup", &mut || setup::setup(no_apt))?;
+        stage("fmt", &mut || cargo(root, "fmt --all --check", &[]))?;
         // The eBPF object is not needed to lint userspace: build.rs leaves a placeholder.
-        let clippy = ["clippy", userspace[0], userspace[1], userspace[2], "--all-targets"];
-        let clippy = [&clippy[..], &["--", "-D", "warnings"]].concat();
+        let clippy = format!("clippy {ws} --all-targets -- -D warnings");
         stage("clippy", &mut || cargo(root, &clippy, &[("AYA_BUILD_SKIP", "1")]))?;
-        let build = [&["build", "--release"][..], &userspace].concat();
-        stage("build", &mut || cargo(root, &build, &[]))?;
-        let tests = [&["test", "--release"][..], &userspace, &["--", "--test-threads=1"]].concat();
+        stage("build", &mut || cargo(root, &format!("build --release {ws}"), &[]))?;
+        let tests = format!("test --release {ws} -- --test-threads=1");
         stage("test", &mut || {
             counts = Some(cargo_test(root, &tests)?);
             Ok(())
         })?;
-        let short = fuzz::Options {
-            secs: fuzz::STAGE_SECS,
-            target: None,
-        };
-        stage("fuzz", &mut || fuzz::fuzz(root, &short))?;
+        stage("fuzz", &mut || fuzz::fuzz(root, fuzz::STAGE_SECS, None))?;
+        // promtool rules/config checks and tests, manifest structure, dashboard JSON.
+        let deploy = duct::cmd!("bash", "deploy/check.sh").dir(root);
         stage("deploy files", &mut || {
-            // promtool rules/config checks and tests, manifest structure, dashboard JSON.
-            let st = Command::new("bash").arg("deploy/check.sh").current_dir(root).status()?;
-            anyhow::ensure!(st.success(), "deploy/check.sh failed");
-            Ok(())
+            Ok(_ = deploy.run().context("deploy/check.sh failed")?)
         })?;
-        stage("kernel matrix", &mut || kernel_matrix(root))?;
+        // connlife's privileged suite natively and on each kernel of xtask/kernels.toml under
+        // QEMU; any failing row fails `test`. docs/kernel-matrix.md is refreshed by
+        // `cargo xtask test-kernels` only.
+        stage("kernel matrix", &mut || test_kernels::matrix(root, &[], false))?;
         Ok(())
     })();
     println!("\n==> summary ({:.0} s in all)", all.elapsed().as_secs_f64());
-    for s in &stages {
-        let verdict = if s.ok { "ok" } else { "FAILED" };
-        println!("{:>14}  {:>6.1} s  {verdict}", s.name, s.took.as_secs_f64());
+    for (name, took, ok) in &stages {
+        let verdict = if *ok { "ok" } else { "FAILED" };
+        println!("{name:>14}  {:>6.1} s  {verdict}", took.as_secs_f64());
     }
     // The plain closing line CI reads: only when the tests ran to the end.
     if let Some(c) = &counts {
@@ -172,50 +159,32 @@ fn test(root: &Path, no_apt: bool) -> Result<()> {
     result
 }
 
-/// The kernel matrix (xtask/src/test_kernels.rs): connlife's privileged suite natively and on
-/// each kernel of xtask/kernels.toml booted under QEMU; any failing row fails `test`. The
-/// committed docs/kernel-matrix.md is refreshed by `cargo xtask test-kernels` only.
-fn kernel_matrix(root: &Path) -> Result<()> {
-    test_kernels::matrix(root, &test_kernels::Options::default())
-}
-
-fn cargo(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
-    println!("$ cargo {}", args.join(" "));
-    let status = Command::new("cargo")
-        .args(args)
-        .envs(envs.iter().copied())
-        .current_dir(root)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("cargo {} exited with {status}", args[0]);
-    }
+/// `cargo ARGS` (split at spaces) in `root`, its output passed through.
+fn cargo(root: &Path, args: &str, envs: &[(&str, &str)]) -> Result<()> {
+    println!("$ cargo {args}");
+    let cmd = duct::cmd("cargo", args.split(' ')).dir(root);
+    envs.iter().fold(cmd, |cmd, (k, v)| cmd.env(k, v)).run()?;
     Ok(())
 }
 
 /// `cargo test`, passing its output through while counting results.
-fn cargo_test(root: &Path, args: &[&str]) -> Result<Counts> {
-    println!("$ cargo {}", args.join(" "));
-    let mut child = Command::new("cargo")
-        .args(args)
-        .current_dir(root)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running cargo")?;
+fn cargo_test(root: &Path, args: &str) -> Result<Counts> {
+    println!("$ cargo {args}");
+    let reader = duct::cmd("cargo", args.split(' ')).dir(root).unchecked().reader()?;
     let mut counts = Counts::default();
-    let stdout = child.stdout.take().context("cargo test stdout")?;
-    for line in BufReader::new(stdout).lines() {
+    for line in BufReader::new(&reader).lines() {
         let line = line?;
         println!("{line}");
         add_counts(&mut counts, &line);
     }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("cargo test exited with {status} ({} failed)", counts.failed);
-    }
+    let status = reader.try_wait()?.context("cargo test did not end")?.status;
+    ensure!(
+        status.success(),
+        "cargo test exited with {status} ({} failed)",
+        counts.failed
+    );
     Ok(counts)
 }
-
 /// Adds `test result: ok. 5 passed; 1 failed; 2 ignored; ...` to `counts`.
 fn add_counts(counts: &mut Counts, line: &str) {
     let Some(rest) = line.trim().strip_prefix("test result: ") else {

@@ -14,11 +14,11 @@
 //! When everything is in place the whole run takes well under a second.
 
 use anyhow::{bail, ensure, Context, Result};
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 use std::{env, fs};
+
+use crate::util::{begin, is_root, quiet, secs};
 
 /// Toolchain that builds both the userspace crates and (with RUSTC_BOOTSTRAP=1) the eBPF crate.
 pub const TOOLCHAIN: &str = "stable";
@@ -50,30 +50,19 @@ pub const PACKAGES: &[&str] = &[
     "cpio",
 ];
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
-    /// Skip the Debian packages step.
-    pub no_apt: bool,
-}
-
 /// Runs every step in order; the first one that cannot be done stops setup with its reason.
-pub fn setup(opts: Options) -> Result<()> {
+pub fn setup(no_apt: bool) -> Result<()> {
     prepend_cargo_bin_to_path();
     let sysroot = rust_components().context("rust components")?;
     bpf_linker(&sysroot).with_context(|| format!("bpf-linker {BPF_LINKER_VERSION}"))?;
     cargo_fuzz().with_context(|| format!("cargo-fuzz {CARGO_FUZZ_VERSION}"))?;
     tracefs().context("tracefs")?;
-    if opts.no_apt {
+    if no_apt {
         println!("debian packages: skipped (--no-apt)");
     } else {
         debian_packages(PACKAGES).context("debian packages")?;
     }
     Ok(())
-}
-
-/// Setup without the Debian packages, for `cargo xtask run` (the demo needs none of them).
-pub fn setup_for_run() -> Result<()> {
-    setup(Options { no_apt: true })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,52 +71,46 @@ pub fn setup_for_run() -> Result<()> {
 /// Makes sure the toolchain and its components are there; returns the toolchain's sysroot.
 fn rust_components() -> Result<PathBuf> {
     let started = Instant::now();
-    let rustup = Command::new("rustup").arg("--version").output();
     ensure!(
-        rustup.is_ok_and(|o| o.status.success()),
+        duct::cmd!("rustup", "--version")
+            .stdout_null()
+            .stderr_null()
+            .run()
+            .is_ok(),
         "rustup not found on PATH: connlife builds the eBPF crate through rustup's `{TOOLCHAIN}` \
          toolchain; install Rust with rustup"
     );
-    let mut installed_toolchain = false;
-    let sysroot = match sysroot_of(TOOLCHAIN) {
-        Ok(s) => s,
-        Err(_) => {
-            let mut install = Command::new("rustup");
-            install.args(["toolchain", "install", TOOLCHAIN, "--profile", "minimal"]);
-            quiet(&mut install, "rustup-toolchain")?;
-            installed_toolchain = true;
-            sysroot_of(TOOLCHAIN)?
-        }
-    };
-    let missing: Vec<&str> = COMPONENTS
-        .iter()
-        .copied()
-        .filter(|c| !component_present(&sysroot, c))
-        .collect();
-    let names = COMPONENTS.join(", ");
-    if missing.is_empty() && !installed_toolchain {
-        println!("{names} ({TOOLCHAIN}): present");
-        return Ok(sysroot);
+    let installed_toolchain = sysroot_of(TOOLCHAIN).is_err();
+    if installed_toolchain {
+        let install = duct::cmd!("rustup", "toolchain", "install", TOOLCHAIN, "--profile", "minimal");
+        quiet(install, &log("rustup-toolchain"))?;
     }
-    if !missing.is_empty() {
-        let mut add = Command::new("rustup");
-        add.args(["component", "add", "--toolchain", TOOLCHAIN]);
-        quiet(add.args(&missing), "rustup-component")?;
-        let still: Vec<&str> = missing
+    let sysroot = sysroot_of(TOOLCHAIN)?;
+    let missing = || -> Vec<&str> {
+        COMPONENTS
             .iter()
             .copied()
             .filter(|c| !component_present(&sysroot, c))
-            .collect();
+            .collect()
+    };
+    let (names, add) = (COMPONENTS.join(", "), missing());
+    if add.is_empty() && !installed_toolchain {
+        println!("{names} ({TOOLCHAIN}): present");
+        return Ok(sysroot);
+    }
+    if !add.is_empty() {
+        let args = ["component", "add", "--toolchain", TOOLCHAIN].iter().chain(&add);
+        quiet(duct::cmd("rustup", args), &log("rustup-component"))?;
+        let still = missing();
         ensure!(
             still.is_empty(),
             "rustup added {} but they are still missing",
             still.join(", ")
         );
     }
-    let what = if installed_toolchain {
-        format!("installed toolchain {TOOLCHAIN} and {}", missing.join(", "))
-    } else {
-        format!("added {}", missing.join(", "))
+    let what = match installed_toolchain {
+        true => format!("installed toolchain {TOOLCHAIN} and {}", add.join(", ")),
+        false => format!("added {}", add.join(", ")),
     };
     println!("{names} ({TOOLCHAIN}): {what} ({})", secs(started));
     Ok(sysroot)
@@ -135,16 +118,13 @@ fn rust_components() -> Result<PathBuf> {
 
 /// `rustc --print sysroot` of a rustup toolchain.
 pub fn sysroot_of(toolchain: &str) -> Result<PathBuf> {
-    let out = Command::new("rustup")
-        .args(["run", toolchain, "rustc", "--print", "sysroot"])
-        .stderr(Stdio::null())
-        .output()
-        .context("running rustup")?;
-    ensure!(
-        out.status.success(),
-        "rust toolchain `{toolchain}` is not installed (rustup toolchain install {toolchain})"
-    );
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+    let out = duct::cmd!("rustup", "run", toolchain, "rustc", "--print", "sysroot")
+        .stderr_null()
+        .read();
+    let out = out.with_context(|| {
+        format!("rust toolchain `{toolchain}` is not installed (rustup toolchain install {toolchain})")
+    })?;
+    Ok(PathBuf::from(out.trim()))
 }
 
 /// Checks for a file each component puts into the sysroot (much faster than asking rustup).
@@ -159,7 +139,7 @@ pub fn component_present(sysroot: &Path, component: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// bpf-linker
+// Tools installed with cargo install: bpf-linker and cargo-fuzz
 
 /// `$CARGO_HOME`, where `cargo install` puts binaries (under `bin/`).
 pub fn cargo_home() -> PathBuf {
@@ -170,14 +150,18 @@ pub fn cargo_home() -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+    let home = env::var_os("HOME").filter(|h| !h.is_empty());
+    home.map_or_else(|| PathBuf::from("/root"), PathBuf::from)
 }
 
 /// Where connlife keeps lasting setup state: `$HOME/.local/share/connlife`.
 pub fn data_dir() -> PathBuf {
     home().join(".local/share/connlife")
+}
+
+/// Where [`quiet`] keeps the output of setup step `name`.
+fn log(name: &str) -> PathBuf {
+    data_dir().join(format!("logs/{name}.log"))
 }
 
 /// The LLVM prefix bpf-linker is built against (its RUNPATH is `<prefix>/lib`).
@@ -193,22 +177,58 @@ pub fn prepend_cargo_bin_to_path() {
     if env::split_paths(&path).any(|p| p == bin) {
         return;
     }
-    let joined = env::join_paths(std::iter::once(bin).chain(env::split_paths(&path)));
-    if let Ok(joined) = joined {
+    if let Ok(joined) = env::join_paths(std::iter::once(bin).chain(env::split_paths(&path))) {
         // Called before any thread is started.
         env::set_var("PATH", joined);
     }
 }
 
+/// `name` as the build will find it: first on PATH, else where `cargo install` puts it.
+fn installed(name: &str) -> PathBuf {
+    which::which(name).unwrap_or_else(|_| cargo_home().join("bin").join(name))
+}
+
+/// `Ok(version line)` when `bin ARGS` runs and prints `version`, else why not.
+pub fn version_of(bin: &Path, args: &[&str], version: &str) -> Result<String, String> {
+    let shown = bin.display();
+    let out = duct::cmd(bin, args)
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run();
+    let out = match out {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(format!("{shown} is not installed")),
+        Err(e) => return Err(format!("{shown} does not run: {e}")),
+        Ok(out) => out,
+    };
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        Err(format!("{shown} --version failed ({}): {}", out.status, why.trim()))
+    } else if line.split_whitespace().any(|w| w == version) {
+        Ok(line)
+    } else {
+        Err(format!("{shown} is `{line}`, not {version}"))
+    }
+}
+
+/// `cargo install --locked --force SPEC ARGS` with [`TOOLCHAIN`], output to the step's log.
+fn cargo_install(spec: &str, args: &[&str], envs: &[(&str, &Path)], log_name: &str) -> Result<()> {
+    let install = ["run", TOOLCHAIN, "cargo", "install", "--locked", "--force", spec];
+    // Away from this workspace, so its .cargo/config.toml does not apply.
+    fs::create_dir_all(data_dir())?;
+    let cmd = duct::cmd("rustup", install.iter().chain(args)).env_remove("CARGO_TARGET_DIR");
+    let cmd = envs.iter().fold(cmd.dir(data_dir()), |cmd, (k, v)| cmd.env(k, v));
+    quiet(cmd, &log(log_name))
+}
+
 /// The toolchain's shared LLVM library, `<sysroot>/lib/libLLVM.so.<major>.<minor>-rust-...`.
 pub fn find_llvm_lib(sysroot: &Path) -> Result<PathBuf> {
     let dir = sysroot.join("lib");
-    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| file_name(p).starts_with("libLLVM.so."))
-        .collect();
+    let entries = fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    let paths = entries.flatten().map(|e| e.path());
+    let mut found: Vec<PathBuf> = paths.filter(|p| file_name(p).starts_with("libLLVM.so.")).collect();
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
@@ -228,47 +248,12 @@ pub fn llvm_major(llvm_lib: &Path) -> Result<u32> {
         .with_context(|| format!("no LLVM version in {name}"))
 }
 
-/// What is in place for bpf-linker; computed without changing anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkerState {
-    /// `<prefix>/lib/libLLVM.so` and `<prefix>/lib/<libLLVM file name>` both resolve to the
-    /// toolchain's libLLVM.
-    pub prefix_ok: bool,
-    /// `Ok(version line)` when the linker runs and is [`BPF_LINKER_VERSION`], else why not.
-    pub linker: std::result::Result<String, String>,
-}
-
-impl LinkerState {
-    pub fn ready(&self) -> bool {
-        self.linker.is_ok()
-    }
-}
-
-/// Inspects the LLVM prefix and the bpf-linker binary (`linker` is a path or a name on PATH).
-pub fn linker_state(linker: &Path, prefix: &Path, llvm_lib: &Path) -> LinkerState {
+/// Whether `<prefix>/lib/libLLVM.so` and `<prefix>/lib/<libLLVM file name>` both resolve to the
+/// toolchain's libLLVM.
+pub fn prefix_ok(prefix: &Path, llvm_lib: &Path) -> bool {
     let want = fs::canonicalize(llvm_lib).ok();
-    let lib = prefix.join("lib");
-    let resolves = |name: &str| want.is_some() && fs::canonicalize(lib.join(name)).ok() == want;
-    let prefix_ok = resolves("libLLVM.so") && resolves(&file_name(llvm_lib));
-    let linker = match Command::new(linker).arg("--version").stdin(Stdio::null()).output() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{} is not installed", linker.display())),
-        Err(e) => Err(format!("{} does not run: {e}", linker.display())),
-        Ok(out) if !out.status.success() => Err(format!(
-            "{} --version failed ({}): {}",
-            linker.display(),
-            out.status,
-            last_line(&out.stderr)
-        )),
-        Ok(out) => {
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if line.split_whitespace().any(|w| w == BPF_LINKER_VERSION) {
-                Ok(line)
-            } else {
-                Err(format!("{} is `{line}`, not {BPF_LINKER_VERSION}", linker.display()))
-            }
-        }
-    };
-    LinkerState { prefix_ok, linker }
+    let resolves = |name: &str| want.is_some() && fs::canonicalize(prefix.join("lib").join(name)).ok() == want;
+    resolves("libLLVM.so") && resolves(&file_name(llvm_lib))
 }
 
 /// (Re)makes `<prefix>/lib` with `libLLVM.so` and `<libLLVM file name>` pointing at `llvm_lib`,
@@ -289,93 +274,50 @@ pub fn make_prefix(prefix: &Path, llvm_lib: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `bpf-linker` as the build will find it: first on PATH, else where `cargo install` puts it.
-fn linker_path() -> PathBuf {
-    let path = env::var_os("PATH").unwrap_or_default();
-    env::split_paths(&path)
-        .map(|d| d.join("bpf-linker"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| cargo_home().join("bin/bpf-linker"))
-}
-
 fn bpf_linker(sysroot: &Path) -> Result<()> {
     let started = Instant::now();
     let llvm_lib = find_llvm_lib(sysroot)?;
-    let lib_name = file_name(&llvm_lib);
-    let prefix = llvm_prefix(TOOLCHAIN);
-    let state = linker_state(&linker_path(), &prefix, &llvm_lib);
-    if state.ready() && state.prefix_ok {
-        println!(
-            "bpf-linker {BPF_LINKER_VERSION}: present ({lib_name} via {})",
-            prefix.display()
-        );
-        return Ok(());
-    }
-    if !state.prefix_ok {
+    let (lib_name, prefix) = (file_name(&llvm_lib), llvm_prefix(TOOLCHAIN));
+    let linker = || version_of(&installed("bpf-linker"), &["--version"], BPF_LINKER_VERSION);
+    let was_ok = prefix_ok(&prefix, &llvm_lib);
+    if !was_ok {
         make_prefix(&prefix, &llvm_lib)?;
     }
     // A stale prefix (the toolchain was updated) can be all that kept the linker from running.
-    let state = linker_state(&linker_path(), &prefix, &llvm_lib);
-    if state.ready() {
-        println!(
-            "bpf-linker {BPF_LINKER_VERSION}: present, relinked {}",
-            prefix.display()
-        );
-        return Ok(());
-    }
-    let why = state.linker.unwrap_err();
+    let why = match linker() {
+        Ok(_) if was_ok => {
+            println!(
+                "bpf-linker {BPF_LINKER_VERSION}: present ({lib_name} via {})",
+                prefix.display()
+            );
+            return Ok(());
+        }
+        Ok(_) => {
+            println!(
+                "bpf-linker {BPF_LINKER_VERSION}: present, relinked {}",
+                prefix.display()
+            );
+            return Ok(());
+        }
+        Err(why) => why,
+    };
     let feature = format!("llvm-{}", llvm_major(&llvm_lib)?);
-    print!("bpf-linker {BPF_LINKER_VERSION}: {why}; building against {lib_name} (about 70 s) ... ");
-    std::io::Write::flush(&mut std::io::stdout())?;
-    let mut install = Command::new("rustup");
-    install.args(["run", TOOLCHAIN, "cargo", "install", "--locked", "--force"]);
-    install.arg(format!("bpf-linker@{BPF_LINKER_VERSION}"));
-    install.args(["--no-default-features", "--features", &feature]);
-    install.env("LLVM_PREFIX", &prefix).env_remove("CARGO_TARGET_DIR");
-    // Away from this workspace, so its .cargo/config.toml does not apply.
-    fs::create_dir_all(data_dir())?;
-    install.current_dir(data_dir());
-    quiet(&mut install, "bpf-linker-install")?;
-    let state = linker_state(&linker_path(), &prefix, &llvm_lib);
-    if let Err(why) = state.linker {
+    begin(&format!(
+        "bpf-linker {BPF_LINKER_VERSION}: {why}; building against {lib_name} (about 70 s) ... "
+    ))?;
+    let spec = format!("bpf-linker@{BPF_LINKER_VERSION}");
+    let args = ["--no-default-features", "--features", &feature];
+    cargo_install(&spec, &args, &[("LLVM_PREFIX", &prefix)], "bpf-linker-install")?;
+    if let Err(why) = linker() {
         bail!("installed, but {why}");
     }
     println!("built ({}, RUNPATH {}/lib)", secs(started), prefix.display());
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// cargo-fuzz
-
 /// `Ok(version line)` when `cargo-fuzz` runs and is [`CARGO_FUZZ_VERSION`], else why not.
-pub fn cargo_fuzz_state() -> std::result::Result<String, String> {
-    let path = env::var_os("PATH").unwrap_or_default();
-    let bin = env::split_paths(&path)
-        .map(|d| d.join("cargo-fuzz"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| cargo_home().join("bin/cargo-fuzz"));
-    match Command::new(&bin)
-        .args(["fuzz", "--version"])
-        .stdin(Stdio::null())
-        .output()
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("not installed".to_string()),
-        Err(e) => Err(format!("{} does not run: {e}", bin.display())),
-        Ok(out) if !out.status.success() => Err(format!(
-            "{} --version failed ({}): {}",
-            bin.display(),
-            out.status,
-            last_line(&out.stderr)
-        )),
-        Ok(out) => {
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if line.split_whitespace().any(|w| w == CARGO_FUZZ_VERSION) {
-                Ok(line)
-            } else {
-                Err(format!("{} is `{line}`", bin.display()))
-            }
-        }
-    }
+pub fn cargo_fuzz_state() -> Result<String, String> {
+    version_of(&installed("cargo-fuzz"), &["fuzz", "--version"], CARGO_FUZZ_VERSION)
 }
 
 /// The nightly toolchain (installed with the minimal profile when missing) and cargo-fuzz.
@@ -383,11 +325,11 @@ fn cargo_fuzz() -> Result<()> {
     let started = Instant::now();
     let mut did = Vec::new();
     if sysroot_of(FUZZ_TOOLCHAIN).is_err() {
-        print!("cargo-fuzz {CARGO_FUZZ_VERSION}: installing toolchain {FUZZ_TOOLCHAIN} ... ");
-        std::io::Write::flush(&mut std::io::stdout())?;
-        let mut install = Command::new("rustup");
-        install.args(["toolchain", "install", FUZZ_TOOLCHAIN, "--profile", "minimal"]);
-        quiet(&mut install, "rustup-toolchain-nightly")?;
+        begin(&format!(
+            "cargo-fuzz {CARGO_FUZZ_VERSION}: installing toolchain {FUZZ_TOOLCHAIN} ... "
+        ))?;
+        let install = duct::cmd!("rustup", "toolchain", "install", FUZZ_TOOLCHAIN, "--profile", "minimal");
+        quiet(install, &log("rustup-toolchain-nightly"))?;
         sysroot_of(FUZZ_TOOLCHAIN)?;
         did.push(format!("installed toolchain {FUZZ_TOOLCHAIN}"));
     }
@@ -398,19 +340,18 @@ fn cargo_fuzz() -> Result<()> {
         }
         Ok(_) => {}
         Err(why) => {
-            if did.is_empty() {
-                print!("cargo-fuzz {CARGO_FUZZ_VERSION}: ");
-            }
-            print!("{why}; building (about 90 s) ... ");
-            std::io::Write::flush(&mut std::io::stdout())?;
-            let mut install = Command::new("rustup");
-            install.args(["run", TOOLCHAIN, "cargo", "install", "--locked", "--force"]);
-            install.arg(format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"));
-            install.env_remove("CARGO_TARGET_DIR");
-            // Away from this workspace, so its .cargo/config.toml does not apply.
-            fs::create_dir_all(data_dir())?;
-            install.current_dir(data_dir());
-            quiet(&mut install, "cargo-fuzz-install")?;
+            let head = if did.is_empty() {
+                format!("cargo-fuzz {CARGO_FUZZ_VERSION}: ")
+            } else {
+                String::new()
+            };
+            begin(&format!("{head}{why}; building (about 90 s) ... "))?;
+            cargo_install(
+                &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+                &[],
+                &[],
+                "cargo-fuzz-install",
+            )?;
             if let Err(why) = cargo_fuzz_state() {
                 bail!("installed, but {why}");
             }
@@ -439,8 +380,10 @@ fn tracefs() -> Result<()> {
         return Ok(());
     }
     need_root("mount tracefs")?;
-    let mut mount = Command::new("mount");
-    quiet(mount.args(["-t", "tracefs", "nodev", TRACEFS]), "mount-tracefs")?;
+    quiet(
+        duct::cmd!("mount", "-t", "tracefs", "nodev", TRACEFS),
+        &log("mount-tracefs"),
+    )?;
     println!("tracefs: mounted at {TRACEFS}");
     Ok(())
 }
@@ -449,19 +392,35 @@ fn tracefs() -> Result<()> {
 // Debian packages
 
 /// The packages of `wanted` that dpkg does not list as installed.
-pub fn missing_packages(wanted: &[&str]) -> Result<Vec<String>> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status} ${Package}\n"])
-        .args(wanted)
-        .stderr(Stdio::null()) // "no packages found matching" for unknown ones
-        .output()
+pub fn missing_packages<S: AsRef<str>>(wanted: &[S]) -> Result<Vec<String>> {
+    let wanted: Vec<&str> = wanted.iter().map(AsRef::as_ref).collect();
+    let query = duct::cmd("dpkg-query", ["-W", "-f=${Status} ${Package}\n"].iter().chain(&wanted));
+    // Unchecked, stderr to /dev/null: "no packages found matching" for unknown ones.
+    let have = query
+        .stderr_null()
+        .unchecked()
+        .read()
         .context("running dpkg-query (is this Debian?)")?;
-    let have = String::from_utf8_lossy(&out.stdout);
     let installed = |p: &&str| {
-        have.lines()
-            .any(|l| l.ends_with(&format!(" {p}")) && l.starts_with("install ok installed"))
+        let mut lines = have.lines();
+        lines.any(|l| l.ends_with(&format!(" {p}")) && l.starts_with("install ok installed"))
     };
-    Ok(wanted.iter().filter(|p| !installed(p)).map(|p| p.to_string()).collect())
+    Ok(wanted.into_iter().filter(|p| !installed(p)).map(String::from).collect())
+}
+
+/// `apt-get update` and `apt-get install` of `missing`, which must then be installed.
+pub fn apt_install(missing: &[String]) -> Result<()> {
+    need_root("install Debian packages")?;
+    let apt = |args: Vec<&str>| duct::cmd("apt-get", args).env("DEBIAN_FRONTEND", "noninteractive");
+    quiet(apt(vec!["-qq", "update"]), &log("apt-update"))?;
+    let install = ["-y", "-qq", "--no-install-recommends", "install"].into_iter();
+    quiet(
+        apt(install.chain(missing.iter().map(String::as_str)).collect()),
+        &log("apt-install"),
+    )?;
+    let still = missing_packages(missing)?;
+    ensure!(still.is_empty(), "apt-get did not install {}", still.join(" "));
+    Ok(())
 }
 
 fn debian_packages(wanted: &[&str]) -> Result<()> {
@@ -472,74 +431,15 @@ fn debian_packages(wanted: &[&str]) -> Result<()> {
         return Ok(());
     }
     need_root("install Debian packages")?;
-    print!("debian packages: installing {} ... ", missing.join(" "));
-    std::io::Write::flush(&mut std::io::stdout())?;
-    let apt = |args: &[&str]| {
-        let mut c = Command::new("apt-get");
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        c
-    };
-    quiet(&mut apt(&["-qq", "update"]), "apt-update")?;
-    let mut install = apt(&["-y", "-qq", "--no-install-recommends", "install"]);
-    quiet(install.args(&missing), "apt-install")?;
-    let still = missing_packages(wanted)?;
-    ensure!(still.is_empty(), "apt-get did not install {}", still.join(" "));
+    begin(&format!("debian packages: installing {} ... ", missing.join(" ")))?;
+    apt_install(&missing)?;
     println!("installed ({})", secs(started));
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// helpers
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn need_root(what: &str) -> Result<()> {
     ensure!(is_root(), "must run as root to {what} (try: sudo -E cargo xtask setup)");
     Ok(())
-}
-
-/// Runs `cmd` with its output captured to `<data dir>/logs/<log>.log`; on failure the error
-/// names the command, its status and the last line it printed.
-fn quiet(cmd: &mut Command, log: &str) -> Result<()> {
-    let shown = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {shown}"))?;
-    let dir = data_dir().join("logs");
-    let path = dir.join(format!("{log}.log"));
-    let text = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
-    let saved = fs::create_dir_all(&dir).and_then(|_| fs::write(&path, &text));
-    if !out.status.success() {
-        let last = last_line(&out.stderr);
-        let last = if last.is_empty() { last_line(&out.stdout) } else { last };
-        let log = if saved.is_ok() {
-            format!("; log: {}", path.display())
-        } else {
-            String::new()
-        };
-        bail!("{shown} failed ({}): {last}{log}", out.status);
-    }
-    Ok(())
-}
-
-fn describe(cmd: &Command) -> String {
-    let args = cmd.get_args().map(OsStr::to_string_lossy);
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in args {
-        s.push(' ');
-        s.push_str(&a);
-    }
-    format!("`{s}`")
-}
-
-fn last_line(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty());
-    line.unwrap_or_default().trim().to_string()
 }
 
 fn file_name(p: &Path) -> String {
@@ -548,85 +448,65 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-pub fn secs(started: Instant) -> String {
-    format!("{:.0} s", started.elapsed().as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = env::temp_dir().join(format!("xtask-setup-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
-    /// A stand-in libLLVM with the real naming scheme.
-    fn fake_sysroot(name: &str) -> (PathBuf, PathBuf) {
-        let root = scratch(name).join("sysroot");
+    /// A stand-in sysroot with a libLLVM of the real naming scheme, in a fresh temporary directory.
+    fn fake_sysroot() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sysroot");
         fs::create_dir_all(root.join("lib")).unwrap();
         let lib = root.join("lib/libLLVM.so.22.1-rust-1.95.0-stable");
         fs::write(&lib, b"").unwrap();
         fs::write(root.join("lib/libLLVM-22-rust-1.95.0-stable.so"), b"").unwrap();
-        (root, lib)
+        (dir, root, lib)
     }
 
     #[test]
     fn finds_llvm_lib_and_major() {
-        let (root, lib) = fake_sysroot("find");
+        let (_dir, root, lib) = fake_sysroot();
         assert_eq!(find_llvm_lib(&root).unwrap(), lib);
         assert_eq!(llvm_major(&lib).unwrap(), 22);
         assert!(llvm_major(Path::new("libLLVM.so")).is_err());
-        let _ = fs::remove_dir_all(root.parent().unwrap());
     }
 
     /// The fresh-machine path: no prefix and no linker means "build", without touching the
     /// installed linker.
     #[test]
     fn fresh_machine_needs_prefix_and_build() {
-        let (root, lib) = fake_sysroot("fresh");
-        let prefix = root.parent().unwrap().join("no-such-prefix");
-        let linker = root.parent().unwrap().join("cargo/bin/bpf-linker");
-        let state = linker_state(&linker, &prefix, &lib);
-        assert!(!state.prefix_ok);
-        assert!(!state.ready());
-        assert!(state.linker.unwrap_err().contains("not installed"));
+        let (dir, _root, lib) = fake_sysroot();
+        let prefix = dir.path().join("no-such-prefix");
+        let linker = dir.path().join("cargo/bin/bpf-linker");
+        assert!(!prefix_ok(&prefix, &lib));
+        let why = version_of(&linker, &["--version"], BPF_LINKER_VERSION).unwrap_err();
+        assert!(why.contains("not installed"), "{why}");
 
         make_prefix(&prefix, &lib).unwrap();
-        let state = linker_state(&linker, &prefix, &lib);
-        assert!(state.prefix_ok, "{state:?}");
-        assert!(!state.ready());
+        assert!(prefix_ok(&prefix, &lib));
         // Idempotent, and a link from an older toolchain is dropped.
         fs::write(prefix.join("lib/libLLVM.so.21.1-rust-1.90.0-stable"), b"").unwrap();
         make_prefix(&prefix, &lib).unwrap();
-        let mut names: Vec<String> = fs::read_dir(prefix.join("lib"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let names = fs::read_dir(prefix.join("lib")).unwrap();
+        let mut names: Vec<String> = names.map(|e| file_name(&e.unwrap().path())).collect();
         names.sort();
         assert_eq!(names, ["libLLVM.so", "libLLVM.so.22.1-rust-1.95.0-stable"]);
-        let _ = fs::remove_dir_all(root.parent().unwrap());
     }
 
     /// A prefix whose links point at another library is stale.
     #[test]
     fn stale_prefix_is_detected() {
-        let (root, lib) = fake_sysroot("stale");
-        let other = root.join("lib/libLLVM-22-rust-1.95.0-stable.so");
-        let prefix = root.parent().unwrap().join("prefix");
-        make_prefix(&prefix, &other).unwrap();
-        assert!(!linker_state(Path::new("/nonexistent"), &prefix, &lib).prefix_ok);
-        let _ = fs::remove_dir_all(root.parent().unwrap());
+        let (dir, root, lib) = fake_sysroot();
+        let prefix = dir.path().join("prefix");
+        make_prefix(&prefix, &root.join("lib/libLLVM-22-rust-1.95.0-stable.so")).unwrap();
+        assert!(!prefix_ok(&prefix, &lib));
     }
 
     /// A program that runs but is not bpf-linker 0.13.0 is not accepted.
     #[test]
     fn wrong_linker_version_is_rejected() {
-        let (root, lib) = fake_sysroot("version");
-        let state = linker_state(Path::new("true"), &root, &lib);
-        assert!(state.linker.unwrap_err().contains("not 0.13.0"));
-        let _ = fs::remove_dir_all(root.parent().unwrap());
+        let why = version_of(Path::new("/bin/true"), &["--version"], BPF_LINKER_VERSION).unwrap_err();
+        assert!(why.contains("not 0.13.0"), "{why}");
     }
 
     /// On a machine already set up, the real linker and prefix are recognised.
@@ -640,11 +520,10 @@ mod tests {
         if !linker.is_file() {
             return eprintln!("skipped: bpf-linker not installed");
         }
-        let state = linker_state(&linker, &llvm_prefix(TOOLCHAIN), &lib);
-        assert!(state.ready(), "{state:?}");
-        // The same linker with a prefix that does not exist: the prefix is reported missing.
-        let state = linker_state(&linker, Path::new("/nonexistent/prefix"), &lib);
-        assert!(!state.prefix_ok);
+        assert!(prefix_ok(&llvm_prefix(TOOLCHAIN), &lib));
+        version_of(&linker, &["--version"], BPF_LINKER_VERSION).unwrap();
+        // A prefix that does not exist is reported missing.
+        assert!(!prefix_ok(Path::new("/nonexistent/prefix"), &lib));
     }
 
     #[test]
@@ -658,7 +537,7 @@ mod tests {
 
     #[test]
     fn unknown_package_is_missing() {
-        if Command::new("dpkg-query").arg("--version").output().is_err() {
+        if duct::cmd!("dpkg-query", "--version").stdout_null().run().is_err() {
             return eprintln!("skipped: no dpkg-query");
         }
         let missing = missing_packages(&["dpkg", "connlife-no-such-package"]).unwrap();
@@ -667,12 +546,11 @@ mod tests {
 
     #[test]
     fn components_are_detected_by_file() {
-        let (root, _) = fake_sysroot("components");
+        let (_dir, root, _) = fake_sysroot();
         assert!(!component_present(&root, "rust-src"));
         fs::create_dir_all(root.join("bin")).unwrap();
         fs::write(root.join("bin/rustfmt"), b"").unwrap();
         assert!(component_present(&root, "rustfmt"));
         assert!(!component_present(&root, "clippy"));
-        let _ = fs::remove_dir_all(root.parent().unwrap());
     }
 }

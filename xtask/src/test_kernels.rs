@@ -29,12 +29,12 @@
 use anyhow::{anyhow, ensure, Context, Result};
 use cargo_metadata::{Message, TargetKind};
 use serde::Deserialize;
+use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use walkdir::WalkDir;
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -91,12 +91,6 @@ impl KernelSpec {
     }
 }
 
-/// What runs in the guest: host files copied in (host path, guest path), then a shell command.
-pub struct GuestPayload {
-    pub files: Vec<(PathBuf, String)>,
-    pub command: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct KernelResult {
     pub name: String,
@@ -114,45 +108,30 @@ pub struct KernelResult {
     pub output: String,
 }
 
-/// `cargo xtask test-kernels` options.
-#[derive(Debug, Default)]
-pub struct Options {
-    /// Only these rows (by name); all when empty.
-    pub only: Vec<String>,
-    /// Refresh docs/kernel-matrix.md (only after a full run where every row was measured).
-    pub write_docs: bool,
-}
-
-/// The privileged suite as built on the host.
+/// The privileged suite as built on the host, as each row runs it: the `kernel` integration test
+/// binary, `connlife` and `connlife-workload` (`files`, at their host paths in the guest too), and
+/// the shell script that runs them (`command`).
 pub struct Suite {
-    /// The `kernel` integration test binary.
-    pub tests: PathBuf,
-    pub connlife: PathBuf,
-    pub workload: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub command: String,
 }
 
-/// Runs the whole matrix: builds the suite, measures every row, prints and writes the table,
-/// and fails when any row failed (a kernel that cannot be fetched is a failed row too).
-pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
+/// Runs the matrix (`only` these rows when not empty): builds the suite, measures every row,
+/// prints and writes the table (`write_docs`: docs/kernel-matrix.md and the README's table too,
+/// after a full run where every row was measured), and fails when any row failed (a kernel
+/// that cannot be fetched is a failed row too).
+pub fn matrix(root: &Path, only: &[String], write_docs: bool) -> Result<()> {
     let started = Instant::now();
     let list = load_list(&root.join("xtask/kernels.toml"))?;
-    let unknown: Vec<&String> = opts
-        .only
-        .iter()
-        .filter(|n| !list.iter().any(|s| &s.name == *n))
-        .collect();
+    let unknown: Vec<&String> = only.iter().filter(|n| !list.iter().any(|s| &s.name == *n)).collect();
     let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
     ensure!(
         unknown.is_empty(),
         "no kernel named {unknown:?} in xtask/kernels.toml ({names:?})"
     );
-    let rows: Vec<&KernelSpec> = list
-        .iter()
-        .filter(|s| opts.only.is_empty() || opts.only.contains(&s.name))
-        .collect();
+    let rows = list.iter().filter(|s| only.is_empty() || only.contains(&s.name));
     ensure_host_tools()?;
     let suite = build_suite(root)?;
-    let payload = suite_payload(&suite);
     let cache = root.join("target/kernels");
     let mut results = Vec::new();
     for spec in rows {
@@ -162,7 +141,7 @@ pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
         } else {
             let (package, limit) = (&spec.package, GUEST_TIMEOUT.as_secs());
             println!("==> {}: {package} under QEMU (TCG), at most {limit} s", spec.name);
-            run_kernel(spec, &payload, &cache, GUEST_TIMEOUT)
+            run_kernel(spec, &suite, &cache, GUEST_TIMEOUT)
         };
         let result = result.unwrap_or_else(|e| KernelResult {
             summary: format!("{e:#}"),
@@ -183,13 +162,13 @@ pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
     let failed: Vec<&str> = results.iter().filter(|r| !r.passed).map(|r| r.name.as_str()).collect();
     // A row that never ran (download, QEMU or boot failure) has no uname: not worth documenting.
     let measured = results.iter().all(|r| r.version != "?");
-    if opts.write_docs && opts.only.is_empty() && measured {
+    if write_docs && only.is_empty() && measured {
         fs::write(root.join("docs/kernel-matrix.md"), render_doc(&table, took))?;
         let readme = root.join("README.md");
         let text = fs::read_to_string(&readme)?;
         fs::write(&readme, with_table(&text, &table))?;
         println!("wrote target/kernel-matrix.md, docs/kernel-matrix.md and the README's table");
-    } else if opts.write_docs {
+    } else if write_docs {
         println!("wrote target/kernel-matrix.md; docs/kernel-matrix.md left as it was (not a full run)");
     }
     ensure!(
@@ -200,20 +179,32 @@ pub fn matrix(root: &Path, opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Builds (or finds fresh) the `kernel` test binary and the two binaries it runs.
+/// Builds (or finds fresh) the `kernel` test binary and the two binaries it runs. The script
+/// runs `connlife check` (its `feature` lines feed the table), then the suite; its exit status
+/// is the suite's, or 1 when only `connlife check` failed.
 pub fn build_suite(root: &Path) -> Result<Suite> {
     let args = ["test", "--release", "-p", "connlife", "--test", "kernel", "--no-run"];
     println!("$ cargo {}", args.join(" "));
-    let mut cargo = Command::new("cargo");
-    cargo.args(args).arg("--message-format=json").current_dir(root);
-    let out = cargo.stderr(Stdio::inherit()).output().context("running cargo")?;
-    ensure!(out.status.success(), "cargo test --no-run exited with {}", out.status);
+    // Diagnostics rendered to stderr, the artifacts as JSON on stdout.
+    let json = "--message-format=json-render-diagnostics";
+    let cargo = duct::cmd("cargo", args.iter().chain(&[json])).dir(root);
+    let out = cargo.stdout_capture().run()?;
     let exe = |kind, name| executable(&out.stdout, kind, name);
-    Ok(Suite {
-        tests: exe(TargetKind::Test, "kernel")?,
-        connlife: exe(TargetKind::Bin, "connlife")?,
-        workload: exe(TargetKind::Bin, "connlife-workload")?,
-    })
+    let tests = exe(TargetKind::Test, "kernel")?;
+    let connlife = exe(TargetKind::Bin, "connlife")?;
+    let workload = exe(TargetKind::Bin, "connlife-workload")?;
+    let (c, t) = (connlife.display(), tests.display());
+    let command = format!(
+        r#"
+"{c}" check; check=$?
+echo
+"{t}" --test-threads=1; rc=$?
+if [ $check != 0 ]; then echo "connlife check exited with status $check"; [ $rc = 0 ] && rc=1; fi
+exit $rc
+"#
+    );
+    let files = vec![tests, connlife, workload];
+    Ok(Suite { files, command })
 }
 
 /// The executable cargo's JSON messages (`--message-format=json`) report for target `name`.
@@ -226,52 +217,15 @@ fn executable(messages: &[u8], kind: TargetKind, name: &str) -> Result<PathBuf> 
     found.with_context(|| format!("cargo did not report the {kind} executable `{name}`"))
 }
 
-/// The guest's payload: `connlife check` (its `feature` lines feed the table), then the suite.
-/// The exit status is the suite's, or 1 when only `connlife check` failed.
-pub fn suite_payload(suite: &Suite) -> GuestPayload {
-    let paths = [&suite.tests, &suite.connlife, &suite.workload];
-    let files = paths
-        .iter()
-        .map(|p| (p.to_path_buf(), p.display().to_string()))
-        .collect();
-    let (connlife, tests) = (suite.connlife.display(), suite.tests.display());
-    let command = format!(
-        r#"
-"{connlife}" check; check=$?
-echo
-"{tests}" --test-threads=1; rc=$?
-if [ $check != 0 ]; then echo "connlife check exited with status $check"; [ $rc = 0 ] && rc=1; fi
-exit $rc
-"#
-    );
-    GuestPayload { files, command }
-}
-
-/// The host row: the same as the guest's payload, natively (needs root).
+/// The host row: the suite's script, natively (needs root).
 pub fn run_host(suite: &Suite, spec: &KernelSpec) -> Result<KernelResult> {
     let started = Instant::now();
     let version = fs::read_to_string("/proc/sys/kernel/osrelease").context("reading the host's uname -r")?;
-    let check = Command::new(&suite.connlife).arg("check").output();
-    let check = check.with_context(|| format!("running {} check", suite.connlife.display()))?;
-    let mut output = String::from_utf8_lossy(&check.stdout).into_owned();
-    output += &String::from_utf8_lossy(&check.stderr);
-    output += "\n";
-    // One pipe for stdout and stderr keeps the harness's lines in order.
-    let (mut reader, writer) = std::io::pipe()?;
-    let mut child = Command::new(&suite.tests)
-        .arg("--test-threads=1")
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone()?)
-        .stderr(writer)
-        .spawn()
-        .with_context(|| format!("running {}", suite.tests.display()))?;
-    reader.read_to_string(&mut output)?;
-    let mut status = child.wait()?.code();
-    if !check.status.success() {
-        output += &format!("connlife check exited with {}\n", check.status);
-        status = status.filter(|rc| *rc != 0).or(Some(1));
-    }
-    let mut result = result_from_output(&spec.name, version.trim(), status, &output, &spec.expect);
+    // stderr to stdout: one pipe keeps the harness's lines in order.
+    let script = duct::cmd!("sh", "-c", &suite.command).stdin_null().stderr_to_stdout();
+    let out = script.stdout_capture().unchecked().run()?;
+    let output = String::from_utf8_lossy(&out.stdout);
+    let mut result = result_from_output(&spec.name, version.trim(), out.status.code(), &output, &spec.expect);
     result.secs = started.elapsed().as_secs_f64();
     Ok(result)
 }
@@ -303,41 +257,63 @@ pub fn ensure_host_tools() -> Result<()> {
     // qemu-system-x86 also brings the libraries of the backports QEMU (see qemu_command);
     // xz-utils/zstd decompress modules.
     let missing = crate::setup::missing_packages(&["qemu-system-x86", "busybox-static", "cpio", "xz-utils", "zstd"])?;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("test-kernels: installing {}", missing.join(" "));
-    let mut install = Command::new("apt-get");
-    install.args(["install", "-yq", "--no-install-recommends"]);
-    install.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
-    if !install.status()?.success() {
-        run(Command::new("apt-get").args(["-q", "update"]))?;
-        run(&mut install)?;
+    if !missing.is_empty() {
+        eprintln!("test-kernels: installing {}", missing.join(" "));
+        crate::setup::apt_install(&missing)?;
     }
     Ok(())
 }
 
-/// Download + extract the kernel package into `cache/<name>` (reused when present).
+/// Downloads and unpacks `packages` (the first may be a glob) from `suite` into `dir/root`
+/// unless `dir` is stamped with `key` already.
+fn fetch(suite: Option<&str>, cache: &Path, dir: &Path, packages: &[&str], key: &str) -> Result<()> {
+    let stamp = fs::read_to_string(dir.join("fetched"));
+    if stamp.is_ok_and(|s| s.lines().next() == Some(key)) {
+        return Ok(());
+    }
+    if let Some(suite) = suite {
+        // A private apt list (under `cache/apt/<suite>`), so the host's is never touched.
+        let apt_dir = cache.join("apt").join(suite);
+        fs::create_dir_all(apt_dir.join("lists/partial"))?;
+        fs::create_dir_all(apt_dir.join("cache"))?;
+        let line = format!("deb [signed-by={KEYRING}] {MIRROR} {suite} main\n");
+        fs::write(apt_dir.join("sources.list"), line)?;
+        apt(Some(suite), cache, "apt-get", &["-qq", "update"]).run()?;
+    }
+    let mut packages: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+    packages[0] = resolve_package(suite, cache, &packages[0])?;
+    eprintln!("test-kernels: {}: downloading {}", file_name(dir), packages.join(" "));
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir)?;
+    let download = ["-q", "download"]
+        .into_iter()
+        .chain(packages.iter().map(String::as_str));
+    apt(suite, cache, "apt-get", &download.collect::<Vec<_>>())
+        .dir(dir)
+        .run()?;
+    for deb in fs::read_dir(dir)?.flatten().map(|e| e.path()) {
+        if deb.extension().is_some_and(|e| e == "deb") {
+            duct::cmd!("dpkg-deb", "-x", &deb, dir.join("root")).run()?;
+            fs::remove_file(&deb)?;
+        }
+    }
+    fs::write(dir.join("fetched"), format!("{key}\n{}\n", packages.join(" ")))?;
+    Ok(())
+}
+
+/// Downloads and extracts the kernel package into `cache/<name>` (reused when present).
 /// Returns (vmlinuz path, modules dir `.../lib/modules/<version>`).
 pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf)> {
-    let dir = cache.join(&spec.name);
-    let root = dir.join("root");
-    let suite = spec.suite.as_deref();
+    let (dir, suite) = (cache.join(&spec.name), spec.suite.as_deref());
     let key = format!("{}|{}", suite.unwrap_or("host"), spec.package);
-    if !is_fetched(&dir, &key) {
-        let from = format!(
-            "{} from {MIRROR} {}",
-            spec.package,
-            suite.unwrap_or("(host apt sources)")
-        );
-        let fetch = || -> Result<()> {
-            apt_update(suite, cache)?;
-            let package = resolve_package(suite, cache, &spec.package)?;
-            eprintln!("test-kernels: {}: downloading {package}", spec.name);
-            unpack_debs(suite, cache, &dir, &[&package], &key)
-        };
-        fetch().with_context(|| format!("could not download the kernel {from} (network?)"))?;
-    }
+    let from = format!(
+        "{} from {MIRROR} {}",
+        spec.package,
+        suite.unwrap_or("(host apt sources)")
+    );
+    let fetched = fetch(suite, cache, &dir, &[&spec.package], &key);
+    fetched.with_context(|| format!("could not download the kernel {from} (network?)"))?;
+    let root = dir.join("root");
     let vmlinuz = only_file(&root.join("boot"), |n| n.starts_with("vmlinuz-"))?;
     let bases = [root.join("lib/modules"), root.join("usr/lib/modules")];
     let base = bases.iter().find(|d| d.is_dir());
@@ -346,67 +322,66 @@ pub fn fetch_kernel(spec: &KernelSpec, cache: &Path) -> Result<(PathBuf, PathBuf
     Ok((vmlinuz, modules.path()))
 }
 
-/// The QEMU to boot with. Debian 12's QEMU 7.2 corrupts 6.12 guests under TCG (oopses in
-/// kmem_cache_alloc in about a third of the boots) while 10.0 does not, so a host QEMU older
-/// than 8 is replaced by the one from bookworm-backports, unpacked into `cache/qemu` like the
-/// kernels (its shared libraries are those the host's qemu-system-x86 already pulled in).
-fn qemu_command(cache: &Path) -> Result<Command> {
-    let host = Command::new("qemu-system-x86_64").arg("--version").output()?;
-    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+/// The QEMU to boot with (program and first arguments). Debian 12's QEMU 7.2 corrupts 6.12
+/// guests under TCG (oopses in kmem_cache_alloc in about a third of the boots) while 10.0 does
+/// not, so a host QEMU older than 8 is replaced by the one from bookworm-backports, unpacked into
+/// `cache/qemu` like the kernels (its shared libraries are those the host's qemu-system-x86
+/// already pulled in).
+fn qemu_command(cache: &Path) -> Result<(PathBuf, Vec<OsString>)> {
+    let host = duct::cmd!("qemu-system-x86_64", "--version").read()?;
     let version = host.split("version ").nth(1).unwrap_or("");
     if version.split('.').next().and_then(|m| m.parse().ok()) >= Some(8) {
-        return Ok(Command::new("qemu-system-x86_64"));
+        return Ok(("qemu-system-x86_64".into(), Vec::new()));
     }
-    let (dir, suite, key) = (cache.join("qemu"), Some(QEMU_SUITE), "backports-qemu");
-    if !is_fetched(&dir, key) {
+    let (dir, key) = (cache.join("qemu"), "backports-qemu");
+    if !dir.join("fetched").is_file() {
         eprintln!("test-kernels: host QEMU {version}: using the one from {QEMU_SUITE}");
-        let fetch = || -> Result<()> {
-            apt_update(suite, cache)?;
-            let debs = ["qemu-system-x86", "qemu-system-data", "seabios"];
-            unpack_debs(suite, cache, &dir, &debs, key)
-        };
-        fetch().with_context(|| format!("could not download QEMU from {MIRROR} {QEMU_SUITE} (network?)"))?;
     }
+    let debs = ["qemu-system-x86", "qemu-system-data", "seabios"];
+    let fetched = fetch(Some(QEMU_SUITE), cache, &dir, &debs, key);
+    fetched.with_context(|| format!("could not download QEMU from {MIRROR} {QEMU_SUITE} (network?)"))?;
     let root = dir.join("root/usr");
     let bin = root.join("bin/qemu-system-x86_64");
-    let ldd = Command::new("ldd").arg(&bin).output()?.stdout;
-    let ldd = String::from_utf8_lossy(&ldd);
+    let ldd = duct::cmd!("ldd", &bin).read()?;
     let missing: Vec<&str> = ldd.lines().filter(|l| l.contains("not found")).collect();
     ensure!(missing.is_empty(), "{}: missing {missing:?}", bin.display());
-    let mut cmd = Command::new(bin);
-    cmd.arg("-L").arg(root.join("share/qemu"));
-    cmd.arg("-L").arg(root.join("share/seabios"));
-    cmd.args(["-audio", "none"]); // the host's (older) audio modules would not load
-    Ok(cmd)
+    let (data, bios) = (root.join("share/qemu"), root.join("share/seabios"));
+    // -audio none: the host's (older) audio modules would not load.
+    let args = [
+        "-L".into(),
+        data.into(),
+        "-L".into(),
+        bios.into(),
+        "-audio".into(),
+        "none".into(),
+    ];
+    Ok((bin, args.into()))
 }
 
-/// Boots `spec` with `payload` and judges what the guest printed. Guest failures (exit status,
+/// Boots `spec` with the suite and judges what the guest printed. Guest failures (exit status,
 /// feature mismatch, timeout) give `passed: false`; host-side problems (a kernel that cannot be
 /// downloaded, QEMU missing) are errors.
-pub fn run_kernel(spec: &KernelSpec, payload: &GuestPayload, cache: &Path, timeout: Duration) -> Result<KernelResult> {
+pub fn run_kernel(spec: &KernelSpec, suite: &Suite, cache: &Path, timeout: Duration) -> Result<KernelResult> {
     let (vmlinuz, modules) = fetch_kernel(spec, cache)?;
     let dir = cache.join(&spec.name);
     let guest_secs = timeout.as_secs().saturating_sub(20).max(10);
-    let initrd = build_initramfs(&dir, &modules, payload, guest_secs)?;
+    let initrd = build_initramfs(&dir, &modules, suite, guest_secs)?;
     let log_path = dir.join("serial.log");
-    let log = fs::File::create(&log_path)?;
     let started = Instant::now();
-    let mut qemu = qemu_command(cache)?;
-    qemu.args(QEMU.split(' ')).arg("-kernel").arg(&vmlinuz);
-    qemu.arg("-initrd").arg(&initrd).args(["-append", APPEND]);
-    let out = log.try_clone()?;
-    qemu.stdin(Stdio::null()).stdout(out).stderr(log);
-    let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
-    let timed_out = loop {
-        if child.try_wait()?.is_some() {
-            break false;
-        } else if started.elapsed() > timeout {
-            child.kill()?;
-            child.wait()?;
-            break true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (qemu, mut args) = qemu_command(cache)?;
+    args.extend(QEMU.split(' ').map(OsString::from));
+    args.extend(["-kernel".into(), vmlinuz.into(), "-initrd".into(), initrd.into()]);
+    args.extend(["-append", APPEND].map(OsString::from));
+    let qemu = duct::cmd(qemu, args)
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_path(&log_path);
+    let child = qemu.unchecked().start().context("starting qemu-system-x86_64")?;
+    let timed_out = child.wait_timeout(timeout)?.is_none();
+    if timed_out {
+        child.kill()?;
+        child.wait()?;
+    }
     let secs = started.elapsed().as_secs_f64();
     let log = String::from_utf8_lossy(&fs::read(&log_path)?).replace('\r', "");
     let version = log.lines().find_map(|l| Some(l.split_once(UNAME)?.1.trim()));
@@ -589,21 +564,24 @@ package. `cargo xtask test` runs the same matrix after the host's own tests and 
     )
 }
 
-fn build_initramfs(dir: &Path, mods: &Path, payload: &GuestPayload, secs: u64) -> Result<PathBuf> {
+fn build_initramfs(dir: &Path, mods: &Path, suite: &Suite, secs: u64) -> Result<PathBuf> {
     let stage = dir.join("initramfs");
     let _ = fs::remove_dir_all(&stage);
     for d in "bin dev proc sys tmp run etc root lib/modules".split(' ') {
         fs::create_dir_all(stage.join(d))?;
     }
     add_file(&stage, Path::new("/bin/busybox"), "/bin/busybox")?;
-    let list = Command::new("/bin/busybox").arg("--list").output()?;
-    let list = String::from_utf8_lossy(&list.stdout);
+    let list = duct::cmd!("/bin/busybox", "--list").read()?;
     for applet in list.lines().filter(|a| *a != "busybox") {
         std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet))?;
     }
     for m in GUEST_MODULES {
         let is_module = |n: &str| n.strip_prefix(m).is_some_and(|r| r.starts_with(".ko"));
-        let Some(src) = find_file(mods, &is_module) else {
+        let files = WalkDir::new(mods)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file());
+        let Some(src) = files.map(|e| e.into_path()).find(|p| is_module(&file_name(p))) else {
             continue; // built in
         };
         let dest = stage.join(format!("lib/modules/{m}.ko"));
@@ -616,17 +594,16 @@ fn build_initramfs(dir: &Path, mods: &Path, payload: &GuestPayload, secs: u64) -
                 continue;
             }
         };
-        let out = Command::new(tool).arg("-dc").arg(&src).output()?;
-        ensure!(out.status.success(), "{tool} -dc {}", src.display());
-        fs::write(&dest, out.stdout)?;
+        duct::cmd!(tool, "-dc", &src).stdout_path(&dest).run()?;
     }
-    for (host, guest) in &payload.files {
+    for host in &suite.files {
+        let guest = &host.to_string_lossy();
         let _ = fs::remove_file(stage.join(guest.trim_start_matches('/'))); // an applet link
         add_file(&stage, host, guest)?;
     }
     let hosts = "127.0.0.1 localhost\n::1 localhost\n";
     fs::write(stage.join("etc/hosts"), hosts)?;
-    fs::write(stage.join("payload.sh"), &payload.command)?;
+    fs::write(stage.join("payload.sh"), &suite.command)?;
     let modules = GUEST_MODULES.join(" ");
     let init = format!(
         r#"#!/bin/busybox sh
@@ -654,9 +631,7 @@ poweroff -f
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
     let out = dir.join("initramfs.cpio.gz");
     let cpio = "find . -print0 | cpio --null -o -H newc -R 0:0 --quiet | gzip -1";
-    let mut sh = Command::new("sh");
-    sh.args(["-c", cpio]).current_dir(&stage);
-    run(sh.stdout(fs::File::create(&out)?))?;
+    duct::cmd!("sh", "-c", cpio).dir(&stage).stdout_path(&out).run()?;
     Ok(out)
 }
 
@@ -671,8 +646,9 @@ fn add_file(stage: &Path, host: &Path, guest: &str) -> Result<()> {
     if !fs::read(host)?.starts_with(b"\x7fELF") {
         return Ok(());
     }
-    let ldd = Command::new("ldd").arg(host).output()?; // fails for a static binary: no output
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+    // ldd fails for a static binary: no output.
+    let ldd = duct::cmd!("ldd", host).stderr_null().unchecked().read()?;
+    for line in ldd.lines() {
         ensure!(!line.contains("not found"), "{}: {line}", host.display());
         let lib = line.split("=>").last().and_then(|s| s.split_whitespace().next());
         if let Some(lib) = lib.filter(|p| p.starts_with('/')) {
@@ -682,17 +658,6 @@ fn add_file(stage: &Path, host: &Path, guest: &str) -> Result<()> {
     Ok(())
 }
 
-/// Points a private apt list (under `cache/apt/<suite>`) at `suite` and updates it.
-fn apt_update(suite: Option<&str>, cache: &Path) -> Result<()> {
-    let Some(suite) = suite else { return Ok(()) };
-    let dir = cache.join("apt").join(suite);
-    fs::create_dir_all(dir.join("lists/partial"))?;
-    fs::create_dir_all(dir.join("cache"))?;
-    let line = format!("deb [signed-by={KEYRING}] {MIRROR} {suite} main\n");
-    fs::write(dir.join("sources.list"), line)?;
-    run(apt(Some(suite), cache, "apt-get").args(["-qq", "update"]))
-}
-
 /// Resolves a glob to the matching package with the highest version numbers.
 fn resolve_package(suite: Option<&str>, cache: &Path, pattern: &str) -> Result<String> {
     if !pattern.contains('*') {
@@ -700,9 +665,7 @@ fn resolve_package(suite: Option<&str>, cache: &Path, pattern: &str) -> Result<S
     }
     let regex = format!("^{}$", pattern.replace('.', "\\.").replace('+', "\\+"));
     let regex = regex.replace('*', ".*");
-    let mut search = apt(suite, cache, "apt-cache");
-    let found = search.args(["search", "--names-only", &regex]).output()?;
-    let text = String::from_utf8_lossy(&found.stdout);
+    let text = apt(suite, cache, "apt-cache", &["search", "--names-only", &regex]).read()?;
     let numbers = |n: &&str| -> Vec<u64> {
         let parts = n.split(|c: char| !c.is_ascii_digit());
         parts.filter_map(|d| d.parse().ok()).collect()
@@ -712,56 +675,26 @@ fn resolve_package(suite: Option<&str>, cache: &Path, pattern: &str) -> Result<S
     best.with_context(|| format!("no package matches {pattern} (apt-get update?)"))
 }
 
-/// Downloads `packages` and unpacks them all into `dir/root`, then stamps `dir` with `key`.
-fn unpack_debs(suite: Option<&str>, cache: &Path, dir: &Path, packages: &[&str], key: &str) -> Result<()> {
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir)?;
-    let mut download = apt(suite, cache, "apt-get");
-    run(download.args(["-q", "download"]).args(packages).current_dir(dir))?;
-    for deb in fs::read_dir(dir)?.flatten().map(|e| e.path()) {
-        if deb.extension().is_some_and(|e| e == "deb") {
-            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.join("root")))?;
-            fs::remove_file(&deb)?;
-        }
-    }
-    fs::write(dir.join("fetched"), format!("{key}\n{}\n", packages.join(" ")))?;
-    Ok(())
-}
-
-fn is_fetched(dir: &Path, key: &str) -> bool {
-    let stamp = fs::read_to_string(dir.join("fetched"));
-    stamp.is_ok_and(|s| s.lines().next() == Some(key))
-}
-
-/// `apt-get`/`apt-cache`, with a private sources list and state when a suite is given.
-fn apt(suite: Option<&str>, cache: &Path, tool: &str) -> Command {
-    let mut cmd = Command::new(tool);
-    cmd.args(["-o", "APT::Sandbox::User=root"]);
+/// `apt-get`/`apt-cache ARGS`, with a private sources list and state when a suite is given.
+fn apt(suite: Option<&str>, cache: &Path, tool: &str, args: &[&str]) -> duct::Expression {
+    let mut opts = vec!["APT::Sandbox::User=root".to_string()];
     if let Some(suite) = suite {
         let dir = cache.join("apt").join(suite);
         let dir = fs::canonicalize(&dir).unwrap_or(dir); // apt-get download runs elsewhere
-        let list = dir.join("sources.list");
-        cmd.arg("-o").arg(format!("Dir::Etc::SourceList={}", list.display()));
-        cmd.arg("-o").arg(format!("Dir::State::Lists={}/lists", dir.display()));
-        cmd.arg("-o").arg(format!("Dir::Cache={}/cache", dir.display()));
-        cmd.args(["-o", "Dir::Etc::SourceParts=/nonexistent"]);
-        cmd.args(["-o", "APT::Architectures=amd64", "-o", "Acquire::Languages=none"]);
+        opts.push(format!("Dir::Etc::SourceList={}/sources.list", dir.display()));
+        opts.push(format!("Dir::State::Lists={}/lists", dir.display()));
+        opts.push(format!("Dir::Cache={}/cache", dir.display()));
+        opts.extend(
+            [
+                "Dir::Etc::SourceParts=/nonexistent",
+                "APT::Architectures=amd64",
+                "Acquire::Languages=none",
+            ]
+            .map(String::from),
+        );
     }
-    cmd
-}
-
-fn find_file(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Option<PathBuf> {
-    for entry in fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, pred) {
-                return Some(found);
-            }
-        } else if pred(&entry.file_name().to_string_lossy()) {
-            return Some(path);
-        }
-    }
-    None
+    let opts = opts.into_iter().flat_map(|o| ["-o".to_string(), o]);
+    duct::cmd(tool, opts.chain(args.iter().map(|a| a.to_string())))
 }
 
 fn only_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<PathBuf> {
@@ -770,10 +703,10 @@ fn only_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<PathBuf> {
     found.with_context(|| format!("expected file not found in {}", dir.display()))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(())
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn yes_no(v: bool) -> &'static str {
