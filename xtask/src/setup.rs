@@ -442,7 +442,7 @@ fn need_root(what: &str) -> Result<()> {
     Ok(())
 }
 
-fn file_name(p: &Path) -> String {
+pub fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

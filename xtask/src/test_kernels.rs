@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use walkdir::WalkDir;
 
+use crate::setup::file_name;
+
 const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Modules loaded in the guest, in this order, when the kernel builds them as modules.
