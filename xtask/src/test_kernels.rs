@@ -705,12 +705,6 @@ fn only_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<PathBuf> {
     found.with_context(|| format!("expected file not found in {}", dir.display()))
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn yes_no(v: bool) -> &'static str {
     if v {
         "yes"
