@@ -6,7 +6,7 @@ use clap::Parser;
 use connlife::{
     cli::{self, Cli, Command},
     kernel::{loader, probes},
-    run::{agent, driver, watch},
+    run::{agent, report, watch},
 };
 
 fn main() -> ExitCode {
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Some(Command::Report { file, json, html }) => driver::report(&file, json, html.as_deref()),
+        Some(Command::Report { file, json, html }) => report::report(&file, json, html.as_deref()),
         Some(Command::Check { json }) => check(json),
         Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {

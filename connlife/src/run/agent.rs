@@ -22,8 +22,9 @@ use crate::{
     },
     output::metrics::{self, AgentHealth, ProcLabels},
     run::{
-        driver::{self, monotonic_ns, Mode, Settings, Sink},
+        driver::{self, monotonic_ns, Mode, Settings},
         endpoint::{self, EndpointConfig, EndpointCounters, EndpointState},
+        sink::Sink,
     },
 };
 

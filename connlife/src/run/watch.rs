@@ -7,7 +7,10 @@ use crate::{
     cli::TraceArgs,
     kernel::loader::Filter,
     model::{detect::Thresholds, session::Session},
-    run::driver::{self, record_target, Mode, Settings, Sink},
+    run::{
+        driver::{self, Mode, Settings},
+        sink::{record_target, Sink},
+    },
 };
 
 /// Reconcile with the kernel's view this often (sooner after losses).

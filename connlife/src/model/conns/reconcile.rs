@@ -1,0 +1,167 @@
+//! Reconciliation with the kernel's view (sock_diag joined with /proc fds): the start-up
+//! snapshot, merged with what the events already named, and the later comparisons that correct
+//! what drifted (each correction a `Change::Corrected`).
+use super::*;
+
+impl Model {
+    /// The start-up snapshot, applied after the events that were already queued: a socket
+    /// the events already know (same tuple, or the same holder's connect still at local port
+    /// 0) is merged, not added twice, and a socket whose close was among those events is not
+    /// brought back.
+    pub fn apply_snapshot(&mut self, sockets: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let closed_since = self.closed_since(started_ns);
+        for s in sockets {
+            if let Some(id) = self.match_seen(s) {
+                let conn = self.conns.get_mut(&id).expect("indexed");
+                let mut holders = Holders(&mut self.held);
+                for o in &s.owners {
+                    holders.add(conn, o.clone());
+                }
+                self.learn_tuple_of(id, s.local, s.remote);
+                continue;
+            }
+            if !modelled(s.state) || closed_since.contains(&(s.netns, s.local, s.remote)) {
+                continue;
+            }
+            self.add_seen(s, now_ns, &mut changes);
+        }
+        changes
+    }
+
+    /// Compare the model with the kernel's view taken between `started_ns` and `now_ns` (the
+    /// queued events up to `now_ns` already applied) and correct what drifted. Connections
+    /// touched since `started_ns` are left alone: the view may predate their change.
+    pub fn reconcile(&mut self, seen: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut kernel: HashMap<TupleKey, &SeenSocket> = HashMap::default();
+        for s in seen {
+            kernel.insert((s.netns, s.local, s.remote), s);
+        }
+        let mut matched: HashSet<TupleKey> = HashSet::new();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            let conn = &self.conns[&id];
+            let key = (conn.netns, conn.local, conn.remote);
+            if kernel.contains_key(&key) {
+                matched.insert(key);
+            }
+            if conn.touched_ns >= started_ns {
+                continue;
+            }
+            let in_flux =
+                !tuple_complete(&key, conn.state) || matches!(conn.state, TcpState::SynSent | TcpState::SynRecv);
+            if in_flux && now_ns.saturating_sub(conn.state_since_ns) < IN_FLUX_NS {
+                continue;
+            }
+            let Some(s) = kernel.get(&key).copied() else {
+                self.remove(id);
+                changes.push(Change::Corrected(Correction::Vanished));
+                continue;
+            };
+            if !modelled(s.state) {
+                // TIME_WAIT or CLOSE in the kernel: the end was missed.
+                self.finish(id, now_ns, &mut changes);
+                changes.push(Change::Corrected(Correction::State));
+                continue;
+            }
+            let conn = self.conns.get_mut(&id).expect("listed");
+            if conn.state != s.state && conn.state != TcpState::Listen {
+                conn.enter(s.state, now_ns);
+                conn.touched_ns = now_ns;
+                changes.push(Change::Corrected(Correction::State));
+            }
+            if conn.state != TcpState::Listen && Holders(&mut self.held).set(conn, &s.owners) {
+                if conn.holders.is_empty() && conn.fd_closed_ns.is_none() && !conn.never_held() {
+                    conn.fd_closed_ns = Some(now_ns);
+                }
+                conn.touched_ns = now_ns;
+                changes.push(Change::Corrected(Correction::Holders));
+            }
+        }
+        let closed_since = self.closed_since(started_ns);
+        for s in seen {
+            let key = (s.netns, s.local, s.remote);
+            if matched.contains(&key)
+                || !modelled(s.state)
+                || matches!(s.state, TcpState::SynSent | TcpState::SynRecv)
+                || closed_since.contains(&key)
+                || (s.owners.is_empty() && s.role != Role::Server)
+            {
+                continue;
+            }
+            if let Some(id) = self.match_seen(s) {
+                // The connect we know at local port 0, now with its port.
+                self.learn_tuple_of(id, s.local, s.remote);
+                continue;
+            }
+            self.add_seen(s, now_ns, &mut changes);
+            changes.push(Change::Corrected(Correction::Appeared));
+        }
+        changes
+    }
+
+    /// Tuples of connections that ended at or after `ts`: a view taken before their end still
+    /// lists them.
+    pub(super) fn closed_since(&self, ts: u64) -> HashSet<TupleKey> {
+        self.closed
+            .iter()
+            .rev()
+            .take_while(|c| c.ended_ns >= ts)
+            .map(|c| (c.conn.netns, c.conn.local, c.conn.remote))
+            .collect()
+    }
+
+    /// The live connection a kernel-reported socket is: same tuple, or the same holder's
+    /// connect that has not learned its local port yet.
+    pub(super) fn match_seen(&self, s: &SeenSocket) -> Option<ConnId> {
+        if let Some(&id) = self.by_tuple.get(&(s.netns, s.local, s.remote)) {
+            return Some(id);
+        }
+        if s.state == TcpState::Listen {
+            return None;
+        }
+        self.conns
+            .values()
+            .find(|c| {
+                c.local.port() == 0
+                    && c.netns == s.netns
+                    && c.remote == s.remote
+                    && c.holders
+                        .iter()
+                        .any(|h| s.owners.iter().any(|o| o.tgid == h.tgid && o.fd == h.fd))
+            })
+            .map(|c| c.id)
+    }
+
+    pub(super) fn add_seen(&mut self, s: &SeenSocket, now_ns: u64, changes: &mut Vec<Change>) {
+        let id = self.insert(
+            Conn {
+                id: 0,
+                sk: None,
+                netns: s.netns,
+                local: s.local,
+                remote: s.remote,
+                role: s.role,
+                holders: Vec::new(),
+                former: None,
+                opened_ns: now_ns,
+                age_exact: false,
+                state: s.state,
+                state_since_ns: now_ns,
+                path: vec![(s.state, now_ns)],
+                fd_closed_ns: None,
+                usage: s.usage,
+                exchanges_known: false,
+                touched_ns: now_ns,
+            },
+            changes,
+        );
+        let conn = self.conns.get_mut(&id).expect("inserted");
+        let mut holders = Holders(&mut self.held);
+        for o in &s.owners {
+            holders.add(conn, o.clone());
+        }
+        changes.push(Change::Opened(id));
+    }
+}
