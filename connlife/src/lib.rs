@@ -7,6 +7,16 @@
 //! - [`model`]: the pure core: connection state machine, detectors, the session. No I/O.
 //! - [`output`]: pure formatting of the session's outputs (text, JSON, OpenMetrics).
 //! - [`run`]: the one driver that joins them, and the modes (`--pid`, `agent`, `report`).
+/// A line on stderr that never panics: a closed stderr (a pipe whose reader went away) must not
+/// take connlife down the way `eprintln!` would.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod kernel;
 pub mod model;

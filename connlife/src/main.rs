@@ -9,6 +9,14 @@ use connlife::{
     run::{agent, report, watch},
 };
 
+/// A line on stdout that never panics (`connlife check | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -20,7 +28,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if cli.command.is_none() {
         if let Err(e) = cli::validate(&cli.trace) {
-            eprintln!("connlife: {e}");
+            connlife::say!("connlife: {e}");
             return ExitCode::from(2);
         }
     }
@@ -29,14 +37,14 @@ fn main() -> ExitCode {
         Some(Command::Check { json }) => check(json),
         Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(agent::run(args))),
         Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
-            println!("{{\"type\":\"floor\",\"count\":{count}}}");
+            out!("{{\"type\":\"floor\",\"count\":{count}}}");
         }),
         None => runtime().and_then(|rt| rt.block_on(watch::run(cli.trace))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("connlife: {e:#}");
+            connlife::say!("connlife: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -50,17 +58,17 @@ fn check(json: bool) -> anyhow::Result<()> {
     let root = loader::preflight()?;
     let (_, features) = probes::discover(&root)?;
     if json {
-        println!("{}", serde_json::to_string(&features)?);
+        out!("{}", serde_json::to_string(&features)?);
     } else {
         // One `feature NAME yes|no` line each: read by people and by the kernel matrix.
-        println!("kernel {}", features.kernel);
+        out!("kernel {}", features.kernel);
         let yes = |b: bool| if b { "yes" } else { "no" };
-        println!("feature btf {}", yes(features.btf));
+        out!("feature btf {}", yes(features.btf));
         for (program, ok) in &features.tracepoints {
-            println!("feature {program} {}", yes(*ok));
+            out!("feature {program} {}", yes(*ok));
         }
-        println!("feature use_counting {}", yes(features.use_counting));
-        println!("feature exit_group_dead {}", yes(features.exit_group_dead));
+        out!("feature use_counting {}", yes(features.use_counting));
+        out!("feature exit_group_dead {}", yes(features.exit_group_dead));
     }
     Ok(())
 }

@@ -97,6 +97,7 @@ fn died_of_emfile() -> Postmortem {
                 fds: (9..969).collect(),
                 exchanges_per_conn: Some(1.0),
                 unreused: 960,
+                counted: 960,
                 growth_per_min: verdict::growth_from_ages(960, 598.0, 1.1),
             },
             OpenGroup {
@@ -109,6 +110,7 @@ fn died_of_emfile() -> Postmortem {
                 fds: vec![6, 7, 8],
                 exchanges_per_conn: Some(1.0),
                 unreused: 3,
+                counted: 3,
                 growth_per_min: verdict::growth_from_ages(3, 500.0, 300.0),
             },
         ],

@@ -240,7 +240,7 @@ fn connections_opened_while_connlife_attaches_are_reported_once() {
     let ns = NetNs::new();
     let server = workload(&ns, &["server", "keepalive"], "server");
     let addr = ready_addr(&server);
-    let client = workload(&ns, &["client", "leak", &addr, "300", "2", "--hold"], "client");
+    let client = workload(&ns, &["client", "leak", &addr, "300", "10", "--hold"], "client");
     client.wait_line(|l| l == "req 20");
     let mut cl = Connlife::start(&[client.pid()], &["--idle-after", "2s", "--interval", "1s"]);
     client.wait_line(|l| l == "done 300");
@@ -249,9 +249,24 @@ fn connections_opened_while_connlife_attaches_are_reported_once() {
     let s = wait_for_states(&mut cl, || want.clone());
     assert_eq!(s["opened"], 300, "each connection counted once: {s}");
     if use_counting() {
-        let f = cl.wait_count(300, |v| v["type"] == "finding" && v["kind"] == "established_unreused");
+        // Those opened after attach are flagged, once each; those before it are not (their
+        // reuse before connlife came is unknown).
+        cl.collect_for(std::time::Duration::from_secs(3));
+        let f: Vec<&Value> = cl
+            .of_type("finding")
+            .into_iter()
+            .filter(|v| v["kind"] == "established_unreused")
+            .collect();
         let ports: BTreeSet<&str> = f.iter().map(|f| f["laddr"].as_str().unwrap()).collect();
-        assert_eq!((f.len(), ports.len()), (300, 300), "one finding per socket");
+        assert_eq!(f.len(), ports.len(), "one finding per socket");
+        assert!(f.len() >= 100 && f.len() < 300, "{} of 300", f.len());
+        // (A connection born while the programs were being attached one by one may have had
+        // its first send before the send hook was there: 0 exchanges instead of 1.)
+        assert!(
+            f.iter()
+                .all(|f| f["age_exact"] == true && f["exchanges"].as_u64().is_some_and(|x| x <= 1)),
+            "{f:?}"
+        );
     }
     cl.stop();
 }

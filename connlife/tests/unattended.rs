@@ -220,3 +220,31 @@ fn agent_soak_keeps_rss_flat_and_matches_ss() {
     );
     drop(agent);
 }
+
+/// A closed stderr (a log pipe whose reader went away) does not take the agent down: it used
+/// to panic on its first diagnostic line (exit 101).
+#[test]
+fn agent_survives_a_closed_stderr() {
+    require_root();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut agent = Command::new(CONNLIFE)
+        .args(["agent", "--listen", &format!("127.0.0.1:{port}"), "--interval", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(agent.stderr.take()); // the reader goes away
+    let deadline = Instant::now() + PATIENCE;
+    while !metrics(port).is_some_and(|m| m.contains("connlife_model_connections")) {
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "the agent exited: {:?}",
+            agent.try_wait()
+        );
+        assert!(Instant::now() < deadline, "no metrics");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let st = agent.wait().unwrap();
+    assert!(st.success(), "{st}");
+}

@@ -276,7 +276,7 @@ pub async fn run_floor() -> anyhow::Result<u64> {
     let prog: &mut TracePoint = ebpf.program_mut(FLOOR_PROGRAM).context("floor program")?.try_into()?;
     prog.load()?;
     prog.attach("sock", "inet_sock_set_state")?;
-    eprintln!("ready");
+    crate::say!("ready");
     let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     let map: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(maps::FLOOR).context("map FLOOR")?)?;

@@ -140,8 +140,14 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         }
         // Reuse is the client's choice: an accepted connection idling is the client's leak,
         // reported on the client's side.
+        // Only where the exchanges were counted from the connection's start: a connection that
+        // predates connlife may have been reused before it attached (true or silent).
         TcpState::Established
-            if idle >= th.idle_after_ns && c.usage.exchanges <= 1 && use_counting && c.role != Role::Server =>
+            if idle >= th.idle_after_ns
+                && c.usage.exchanges <= 1
+                && use_counting
+                && c.exchanges_known
+                && c.role != Role::Server =>
         {
             FindingKind::EstablishedUnreused
         }
@@ -339,7 +345,8 @@ pub fn fd_pressure(samples: &[FdSample], window_ns: u64) -> Option<FdPressure> {
 /// Connections of `pid` by state, from the model (for fd samples and summaries).
 pub fn tcp_by_state(model: &Model, pid: Option<u32>) -> BTreeMap<String, u32> {
     let mut m = BTreeMap::new();
-    for c in model.conns().filter(|c| pid.is_none() || c.tgid() == pid) {
+    // Every holder counts its copy (a pre-fork server's listener is held by each worker).
+    for c in model.conns().filter(|c| pid.is_none_or(|p| c.held_by(p))) {
         if c.fd_closed_ns.is_none() {
             *m.entry(c.state.name().to_string()).or_default() += 1;
         }

@@ -400,7 +400,22 @@ impl Session {
                         .to_string(),
                         syscall: syscall.to_string(),
                         at_s: detect::secs(ts_ns.saturating_sub(self.start_ns)),
-                        open_fds: p.samples.last().map(|s| s.open_fds),
+                        // EMFILE: no fd below the limit was free, so at least the limit was
+                        // open (a reading from before may be far lower); never fewer than the
+                        // TCP sockets it held.
+                        open_fds: {
+                            let tcp: u32 = tcp_by_state.values().sum();
+                            let limit = p.samples.iter().rev().find_map(|s| s.limit);
+                            let at_limit = (errno == connlife_common::EMFILE).then_some(limit).flatten();
+                            [
+                                p.samples.last().map(|s| s.open_fds),
+                                Some(tcp),
+                                at_limit.map(|l| l as u32),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .max()
+                        },
                         tcp_by_state,
                     };
                     // Report the first failure of a burst (a process retries in a loop).

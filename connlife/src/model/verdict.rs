@@ -21,6 +21,10 @@ pub struct OpenGroup {
     pub exchanges_per_conn: Option<f64>,
     /// Connections used for at most one exchange (counted ones only).
     pub unreused: u32,
+    /// Connections whose exchanges were counted from their start (the others predate
+    /// connlife, or the kernel lacks the send/recv tracepoints).
+    #[serde(default)]
+    pub counted: u32,
     /// How fast they accumulated: count over the span between the oldest and the newest, per
     /// minute (0 when they were opened together: a pool, not a leak in progress).
     pub growth_per_min: f64,
@@ -58,6 +62,8 @@ pub fn growth_from_ages(count: u32, oldest_s: f64, newest_s: f64) -> f64 {
 
 pub const HINT_UNREUSED: &str =
     "each used for at most one exchange and kept open: a new connection pool (http.Transport, client) per request? reuse one client, or disable keep-alives";
+pub const HINT_REUSE_UNKNOWN: &str =
+    "open since before connlife attached, so whether they were reused is unknown: a count that keeps growing is the leak";
 pub const HINT_IDLE_POOL: &str =
     "opened together and not growing: an idle connection pool kept for reuse, not a leak while it stays flat";
 pub const HINT_CLOSE_WAIT: &str =
@@ -90,13 +96,13 @@ pub fn patterns(
                 out.push(pattern("accepted_piling_up", HINT_ACCEPTED))
             }
             (TcpState::Established, Role::Client | Role::Unknown) if g.count >= group_min => {
-                // Unreused: most of them carried at most one exchange (or, where exchanges
-                // are not counted, they piled up one by one).
-                let mostly_unreused = match g.exchanges_per_conn {
-                    Some(_) => g.unreused * 2 > g.count,
-                    None => true,
-                };
-                if !mostly_unreused {
+                // Unreused: most of those whose exchanges were counted carried at most one.
+                // Where none was counted (all predate connlife), reuse is unknown: say so.
+                if g.counted == 0 {
+                    out.push(pattern("reuse_unknown", HINT_REUSE_UNKNOWN));
+                    continue;
+                }
+                if g.unreused * 2 <= g.counted {
                     continue;
                 }
                 if opened_together(g.oldest_s, g.newest_s) {
@@ -133,6 +139,7 @@ pub fn verdict(patterns: &[Pattern], exhausted: Option<(&str, f64)>, near_limit:
     for p in patterns.iter().filter(|p| p.kind != "idle_pool") {
         let what = match p.kind.as_str() {
             "unreused_keepalive" => format!("{} ESTABLISHED connections to {}", p.count, p.raddr),
+            "reuse_unknown" => format!("{} ESTABLISHED connections to {}", p.count, p.raddr),
             "close_wait_never_closed" => format!("{} connections to {} stuck in CLOSE_WAIT", p.count, p.raddr),
             "accepted_piling_up" => format!("{} accepted connections from {} still open", p.count, p.raddr),
             _ => format!("{} fds", p.count),
@@ -167,6 +174,7 @@ mod tests {
             fds: (3..3 + count as i32).collect(),
             exchanges_per_conn: Some(1.0),
             unreused,
+            counted: count,
             growth_per_min: growth_from_ages(count, oldest, newest),
         }
     }
@@ -207,6 +215,22 @@ mod tests {
         let kinds: Vec<&str> = p.iter().map(|p| p.kind.as_str()).collect();
         assert_eq!(kinds, ["close_wait_never_closed", "accepted_piling_up", "non_tcp_fds"]);
         assert_eq!(p[2].count, 956);
+    }
+
+    /// Attached to a sick process: 1,300 connections from before (reuse unknown) and 17 new
+    /// ones each used once: the leak is named from the counted ones.
+    #[test]
+    fn preexisting_connections_do_not_hide_the_leak() {
+        let mut g = group(TcpState::Established, Role::Client, 1317, 900.0, 1.0, 17);
+        g.counted = 17;
+        let p = patterns(&[g], None, 1317, None, 3);
+        assert_eq!(p[0].kind, "unreused_keepalive");
+        let mut old = group(TcpState::Established, Role::Client, 1300, 30.0, 30.0, 0);
+        old.counted = 0;
+        old.exchanges_per_conn = None;
+        let p = patterns(&[old], None, 1300, None, 3);
+        assert_eq!(p[0].kind, "reuse_unknown");
+        assert!(verdict(&p, None, None).contains("whether they were reused is unknown"));
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Mode for Agent {
             *self.postmortems.entry(reason).or_default() += 1;
             if let Some(dir) = &self.args.postmortem_dir {
                 if let Err(e) = write_postmortem(dir, p, self.args.postmortem_keep, self.args.postmortem_max_size) {
-                    eprintln!("connlife agent: writing a post-mortem into {}: {e:#}", dir.display());
+                    crate::say!("connlife agent: writing a post-mortem into {}: {e:#}", dir.display());
                 }
             }
         }
@@ -188,7 +188,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let stall_after = Duration::from_nanos((3 * args.interval.as_nanos() as u64).max(3 * NS));
     let endpoint = endpoint::spawn(listener, state.clone(), EndpointConfig::new(stall_after), monotonic_ns)
         .context("starting the metrics endpoint")?;
-    eprintln!("connlife agent: metrics on http://{listen}/metrics");
+    crate::say!("connlife agent: metrics on http://{listen}/metrics");
     let own_netns = std::fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino() as u32)
         .unwrap_or(0);
@@ -224,7 +224,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         endpoint_errors: endpoint.counters.clone(),
     };
     driver::run(settings, &mut agent, sink).await?;
-    eprintln!("connlife agent: stopped");
+    crate::say!("connlife agent: stopped");
     Ok(())
 }
 

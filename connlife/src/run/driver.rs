@@ -247,7 +247,7 @@ impl Driver<'_> {
             postmortem_min_conns: self.settings.postmortem_min_conns,
         });
         if !self.tracer.features.use_counting {
-            eprintln!("connlife: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): exchanges are unknown, established_unreused is off");
+            crate::say!("connlife: this kernel has no sock_send_length/sock_recv_length tracepoints (6.3+): exchanges are unknown, established_unreused is off");
         }
         for &pid in &filter.pids {
             if !alive(pid) {
@@ -293,7 +293,7 @@ impl Driver<'_> {
         let summary = self.mode.summary(self.session.summary(start));
         self.sink.emit(&[Output::Summary(summary)]);
         self.sink.flush();
-        eprintln!(
+        crate::say!(
             "connlife: tracing {} ({} connections already open); Ctrl-C for the report",
             if filter.is_all() {
                 "all processes".to_string()
@@ -449,7 +449,7 @@ impl Driver<'_> {
         let n = self.health.errors.entry(op).or_default();
         *n += 1;
         if *n == 1 || self.retry_wait_ns == RETRY_NS {
-            eprintln!("connlife: {op} failed, will retry: {e:#}");
+            crate::say!("connlife: {op} failed, will retry: {e:#}");
         }
         self.retry_at_ns = monotonic_ns() + self.retry_wait_ns;
         self.retry_wait_ns = (self.retry_wait_ns * 2).min(300 * NS);

@@ -244,7 +244,7 @@ impl RecordWriter {
             let _ = out.into_parts();
         }
         if self.state == RecordState::Recording {
-            eprintln!("connlife: recording stopped: {reason} (tracing goes on)");
+            crate::say!("connlife: recording stopped: {reason} (tracing goes on)");
             self.warnings += 1;
             self.state = RecordState::Stopped { reason };
         }

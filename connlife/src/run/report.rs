@@ -37,6 +37,7 @@ pub fn report(path: &Path, json: bool, html: Option<&Path>) -> anyhow::Result<()
     }
     let mut reader = crate::run::record::RecordReader::open(path)?;
     let mut sink = Sink::new(json, None)?;
+    sink.collapse_within_batches();
     let th = Thresholds {
         close_wait_after_ns: 0,
         idle_after_ns: 0,
@@ -63,7 +64,7 @@ pub fn report(path: &Path, json: bool, html: Option<&Path>) -> anyhow::Result<()
         feed(&mut session, &mut sink, &mut Replay, input);
     }
     if let Some(line) = reader.truncated_tail() {
-        eprintln!(
+        crate::say!(
             "connlife: {}:{line}: the last line was cut (recording killed or disk full); report up to the line before",
             path.display()
         );

@@ -31,6 +31,7 @@ pub struct Sink {
     pub(super) live: Option<Live>,
     /// The line stream: findings of a group collapse between summaries.
     collapse: output::Collapser,
+    collapse_across: bool,
 }
 
 /// The live view while it is on: its state, the terminal, keys, and the outputs to print
@@ -58,6 +59,7 @@ impl Sink {
             last_postmortem: None,
             live: None,
             collapse: output::Collapser::default(),
+            collapse_across: true,
         })
     }
 
@@ -73,6 +75,11 @@ impl Sink {
             after: Vec::new(),
         });
         Ok(())
+    }
+
+    /// A replay has no summaries to release held findings at: collapse within a batch only.
+    pub fn collapse_within_batches(&mut self) {
+        self.collapse_across = false;
     }
 
     /// Back to the normal screen; print what was kept for it.
@@ -121,7 +128,11 @@ impl Sink {
         } else {
             // Per-connection findings collapse under their group (within a batch, and across
             // batches until the next summary).
-            let outputs = self.collapse.pass(outputs);
+            let outputs = if self.collapse_across {
+                self.collapse.pass(outputs)
+            } else {
+                outputs.to_vec()
+            };
             let _ = output::write_human_batch(&mut self.out, &outputs, &self.style);
         }
     }

@@ -29,11 +29,17 @@ impl Session {
         };
         let mut comm = comm;
         if comm.is_empty() {
+            // Any connection it holds, among several holders too (a forking server's listener).
             comm = self
                 .model
                 .conns()
-                .find(|c| c.tgid() == Some(pid))
-                .map(|c| c.comm().to_string())
+                .find_map(|c| {
+                    c.holders
+                        .iter()
+                        .chain(&c.former)
+                        .find(|h| h.tgid == pid && !h.comm.is_empty())
+                })
+                .map(|h| h.comm.clone())
                 .unwrap_or_default();
         }
         let open_at_end = self.open_groups(pid, now_ns);
@@ -50,7 +56,12 @@ impl Session {
         let findings_at_end: Vec<Finding> = self.tracker.active().filter(|f| f.pid == Some(pid)).cloned().collect();
         let groups: Vec<Group> = self.last_groups.iter().filter(|g| g.pid == pid).cloned().collect();
         let fd_limit = samples.iter().rev().find_map(|s| s.limit);
-        let peak_fds = samples.iter().map(|s| s.open_fds).max().unwrap_or(0);
+        let peak_fds = samples
+            .iter()
+            .map(|s| s.open_fds)
+            .chain(p.iter().flat_map(|p| p.exhausted.iter().filter_map(|e| e.open_fds)))
+            .max()
+            .unwrap_or(0);
         let fd_exhausted = p.map(|p| p.exhausted.clone()).unwrap_or_default();
         let last = samples.last();
         let tcp: u32 = open_at_end.iter().map(|g| g.count).sum();
@@ -112,7 +123,8 @@ impl Session {
             .map(|c| c.opened_ns)
             .min();
         let first_sample = p.and_then(|p| p.samples.first()).map(|s| s.ts_ns);
-        [oldest_conn, first_sample, Some(self.start_ns)]
+        // Its own first sign (its oldest connection or reading), not connlife's start.
+        [oldest_conn, first_sample]
             .into_iter()
             .flatten()
             .filter(|&t| t >= self.start_ns)
@@ -148,6 +160,7 @@ impl Session {
                         fds: Vec::new(),
                         exchanges_per_conn: None,
                         unreused: 0,
+                        counted: 0,
                         growth_per_min: 0.0,
                     },
                     exchanges: 0,
@@ -172,6 +185,7 @@ impl Session {
             .into_values()
             .map(|mut a| {
                 a.g.fds.sort_unstable();
+                a.g.counted = a.counted;
                 a.g.exchanges_per_conn =
                     (a.counted > 0).then(|| (a.exchanges as f64 / a.counted as f64 * 10.0).round() / 10.0);
                 a.g.growth_per_min = verdict::growth_from_ages(a.g.count, a.g.oldest_s, a.g.newest_s);

@@ -61,6 +61,7 @@ fn dead_of_emfile() -> Postmortem {
                 fds: (7..994).collect(),
                 exchanges_per_conn: Some(1.0),
                 unreused: 987,
+                counted: 1000,
                 growth_per_min: 653.6,
             },
             OpenGroup {
@@ -73,6 +74,7 @@ fn dead_of_emfile() -> Postmortem {
                 fds: vec![4, 5, 6],
                 exchanges_per_conn: None,
                 unreused: 0,
+                counted: 0,
                 growth_per_min: 12.0,
             },
         ],
