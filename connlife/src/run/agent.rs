@@ -262,11 +262,16 @@ fn write_postmortem(
     keep: usize,
     max_bytes: u64,
 ) -> anyhow::Result<()> {
-    let secs = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let path = dir.join(format!("postmortem-{secs:012}-{}.json", p.pid));
+        .unwrap_or_default();
+    // Names sort by time: seconds, then nanoseconds (several may end within one second).
+    let path = dir.join(format!(
+        "postmortem-{:012}-{:09}-{}.json",
+        now.as_secs(),
+        now.subsec_nanos(),
+        p.pid
+    ));
     let line = serde_json::to_string(&Output::Postmortem(p.clone()))?;
     std::fs::write(&path, line + "\n").with_context(|| format!("writing {}", path.display()))?;
     let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)?
@@ -286,7 +291,7 @@ fn write_postmortem(
             break;
         }
         if old == path {
-            break;
+            continue; // never the one just written
         }
         let _ = std::fs::remove_file(&old);
         count -= 1;
