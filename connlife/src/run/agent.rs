@@ -253,7 +253,7 @@ pub fn pod_uid(cgroup: &str) -> Option<String> {
     })
 }
 
-/// Write one post-mortem as `postmortem-<unix secs>-<pid>.json` (the JSON line's object,
+/// Write one post-mortem as `postmortem-<unix secs>-<nanoseconds>-<pid>.json` (the JSON line's object,
 /// rendered by `connlife report FILE`), then remove the oldest while more than `keep` files or
 /// `max_bytes` in all are there.
 fn write_postmortem(
