@@ -11,7 +11,8 @@ class Handler(socketserver.BaseRequestHandler):
         self.request.recv(1024)
         self.request.sendall(b"ok\n")
         host, port = self.request.getpeername()[:2]
-        print(f"held pid={os.getpid()} fd={self.request.fileno()} peer={host}:{port}", flush=True)
+        # One write(2) per line: children share the pipe, and print() may split a line.
+        os.write(1, f"held pid={os.getpid()} fd={self.request.fileno()} peer={host}:{port}\n".encode())
         time.sleep(3600)
 
 

@@ -20,7 +20,8 @@ for _ in range(children):
             conn.recv(1024)
             conn.sendall(b"ok\n")
             held.append(conn)
-            print(f"held pid={os.getpid()} fd={conn.fileno()} peer={peer[0]}:{peer[1]}", flush=True)
+            # One write(2) per line: children share the pipe, and print() may split a line.
+            os.write(1, f"held pid={os.getpid()} fd={conn.fileno()} peer={peer[0]}:{peer[1]}\n".encode())
     pids.append(pid)
 print("children " + " ".join(map(str, pids)), flush=True)
 print(f"ready 127.0.0.1:{listener.getsockname()[1]}", flush=True)
