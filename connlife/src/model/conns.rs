@@ -203,6 +203,8 @@ pub enum Change {
         comm: String,
         status: i32,
         ts_ns: u64,
+        /// Live connections it held when it ended.
+        held: u32,
     },
     /// A traced process made a new process, which holds copies of its sockets.
     Forked {

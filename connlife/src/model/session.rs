@@ -361,6 +361,7 @@ impl Session {
                     comm,
                     status,
                     ts_ns,
+                    held,
                 } => {
                     let p = self.procs.entry(tgid).or_default();
                     p.exited = Some((status, comm));
@@ -372,7 +373,7 @@ impl Session {
                         }
                     } else if let Some(min) = self.flight.filter(|_| self.pids.is_empty()) {
                         // The agent's flight recorder: the end of a process worth explaining.
-                        if let Some(reason) = self.postmortem_reason(tgid, status, min) {
+                        if let Some(reason) = self.postmortem_reason(tgid, status, held, min) {
                             let mut pm = self.postmortem(tgid, ts_ns);
                             pm.reason = Some(reason.to_string());
                             out.push(Output::Postmortem(pm));

@@ -27,14 +27,7 @@ impl Model {
             // A process we did not know held it let go: the known holders still have it.
             None => return,
         };
-        if conn.holders.is_empty() && conn.fd_closed_ns.is_none() {
-            conn.former = Some(gone);
-            conn.fd_closed_ns = Some(ev.ts_ns);
-            changes.push(Change::FdClosed {
-                id: conn.id,
-                ts_ns: ev.ts_ns,
-            });
-        }
+        let_go(conn, Some(gone), ev.ts_ns, changes);
     }
 
     pub(super) fn on_state(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) {
@@ -52,26 +45,30 @@ impl Model {
             }
             other => other,
         };
-        let id = match id {
-            Some(id) => id,
+        let (id, fresh) = match id {
+            Some(id) => (id, false),
             None => match self.find_or_open(ev, changes) {
-                // A fresh connection already entered `new`.
-                Some((id, true)) => {
-                    changes.push(Change::Transition {
-                        id,
-                        from: old,
-                        to: new,
-                        ts_ns: ev.ts_ns,
-                    });
-                    if new == TcpState::Close {
-                        self.finish(id, ev.ts_ns, changes);
-                    }
-                    return;
-                }
-                Some((id, false)) => id,
+                Some(found) => found,
                 None => return,
             },
         };
+        // A fresh connection already entered `new`; a known one learns from the event.
+        if !fresh {
+            self.update_from_state_event(id, ev, new);
+        }
+        changes.push(Change::Transition {
+            id,
+            from: old,
+            to: new,
+            ts_ns: ev.ts_ns,
+        });
+        if new == TcpState::Close {
+            self.finish(id, ev.ts_ns, changes);
+        }
+    }
+
+    /// A known connection's tuple, holders, use, role and state path, from a state event.
+    fn update_from_state_event(&mut self, id: ConnId, ev: &KernelEvent, new: TcpState) {
         self.learn_tuple(id, ev);
         let conn = self.conns.get_mut(&id).expect("indexed");
         conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
@@ -101,15 +98,6 @@ impl Model {
             }
         } else {
             conn.enter(new, ev.ts_ns.max(conn.state_since_ns));
-        }
-        changes.push(Change::Transition {
-            id,
-            from: old,
-            to: new,
-            ts_ns: ev.ts_ns,
-        });
-        if new == TcpState::Close {
-            self.finish(id, ev.ts_ns, changes);
         }
     }
 
@@ -258,6 +246,7 @@ impl Model {
         let Some(tgid) = ev.tgid else {
             return;
         };
+        let mut held = 0;
         if self.holds_any(tgid) {
             let mut holders = Holders(&mut self.held);
             for conn in self.conns.values_mut().filter(|c| c.held_by(tgid)) {
@@ -265,15 +254,9 @@ impl Model {
                 while let Some(g) = holders.remove(conn, tgid, None) {
                     gone = Some(g);
                 }
+                held += 1;
                 conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
-                if conn.holders.is_empty() && conn.fd_closed_ns.is_none() {
-                    conn.former = gone;
-                    conn.fd_closed_ns = Some(ev.ts_ns);
-                    changes.push(Change::FdClosed {
-                        id: conn.id,
-                        ts_ns: ev.ts_ns,
-                    });
-                }
+                let_go(conn, gone, ev.ts_ns, changes);
             }
         }
         changes.push(Change::ProcessExit {
@@ -281,6 +264,16 @@ impl Model {
             comm: ev.comm.clone(),
             status: ev.ret,
             ts_ns: ev.ts_ns,
+            held,
         });
+    }
+}
+
+/// The last holder let go of `conn`: its fd is closed, and `gone` is who closed it.
+fn let_go(conn: &mut Conn, gone: Option<Owner>, ts_ns: u64, changes: &mut Vec<Change>) {
+    if conn.holders.is_empty() && conn.fd_closed_ns.is_none() {
+        conn.former = gone;
+        conn.fd_closed_ns = Some(ts_ns);
+        changes.push(Change::FdClosed { id: conn.id, ts_ns });
     }
 }

@@ -11,8 +11,9 @@ impl Model {
     pub fn apply_snapshot(&mut self, sockets: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         let closed_since = self.closed_since(started_ns);
+        let connecting = self.connecting();
         for s in sockets {
-            if let Some(id) = self.match_seen(s) {
+            if let Some(id) = self.match_seen(s, &connecting) {
                 let conn = self.conns.get_mut(&id).expect("indexed");
                 let mut holders = Holders(&mut self.held);
                 for o in &s.owners {
@@ -80,6 +81,7 @@ impl Model {
             }
         }
         let closed_since = self.closed_since(started_ns);
+        let connecting = self.connecting();
         for s in seen {
             let key = (s.netns, s.local, s.remote);
             if matched.contains(&key)
@@ -90,7 +92,7 @@ impl Model {
             {
                 continue;
             }
-            if let Some(id) = self.match_seen(s) {
+            if let Some(id) = self.match_seen(s, &connecting) {
                 // The connect we know at local port 0, now with its port.
                 self.learn_tuple_of(id, s.local, s.remote);
                 continue;
@@ -99,6 +101,16 @@ impl Model {
             changes.push(Change::Corrected(Correction::Appeared));
         }
         changes
+    }
+
+    /// Connections whose connect has not learned its local port yet: the only ones a view's
+    /// socket can match other than by tuple (listed once per view, not per socket).
+    fn connecting(&self) -> Vec<ConnId> {
+        self.conns
+            .values()
+            .filter(|c| c.local.port() == 0)
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Tuples of connections that ended at or after `ts`: a view taken before their end still
@@ -114,15 +126,16 @@ impl Model {
 
     /// The live connection a kernel-reported socket is: same tuple, or the same holder's
     /// connect that has not learned its local port yet.
-    pub(super) fn match_seen(&self, s: &SeenSocket) -> Option<ConnId> {
+    pub(super) fn match_seen(&self, s: &SeenSocket, connecting: &[ConnId]) -> Option<ConnId> {
         if let Some(&id) = self.by_tuple.get(&(s.netns, s.local, s.remote)) {
             return Some(id);
         }
         if s.state == TcpState::Listen {
             return None;
         }
-        self.conns
-            .values()
+        connecting
+            .iter()
+            .filter_map(|id| self.conns.get(id))
             .find(|c| {
                 c.local.port() == 0
                     && c.netns == s.netns

@@ -197,9 +197,13 @@ impl Session {
     }
 
     /// Why the agent writes a post-mortem of `pid` at its end, if it does.
-    pub(super) fn postmortem_reason(&self, pid: u32, status: i32, min: u32) -> Option<&'static str> {
+    /// `held`: the connections it held when it ended (most processes: none, and no scan).
+    pub(super) fn postmortem_reason(&self, pid: u32, status: i32, held: u32, min: u32) -> Option<&'static str> {
         if self.procs.get(&pid).is_some_and(|p| !p.exhausted.is_empty()) {
             return Some("fd_exhausted");
+        }
+        if held < min {
+            return None;
         }
         let held = || {
             self.model
