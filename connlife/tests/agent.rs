@@ -78,7 +78,7 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
         "--clear-groups",
         &format!("--inh-caps={caps}"),
         &format!("--ambient-caps={caps}"),
-        CONNLIFE,
+        &runnable_by_anyone(CONNLIFE),
         "agent",
         "--listen",
         &format!("127.0.0.1:{agent_port}"),
@@ -112,9 +112,14 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
     }
 
     // A hostile local user holds 2,000 slow connections to the endpoint.
+    // The checkout may not be readable by uid 65534 (a clone in a 0700 mktemp dir): the
+    // script goes to a file of its own in /tmp.
+    let script = std::env::temp_dir().join(format!("connlife-slow-clients-{}.py", std::process::id()));
+    std::fs::write(&script, include_str!("programs/slow_clients.py")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut slow = Command::new("setpriv");
     slow.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/slow_clients.py"))
+        .arg(&script)
         .args([format!("127.0.0.1:{agent_port}"), "2000".into()]);
     let slow = Proc::spawn(slow, "slow-clients");
     slow.wait_line(|l| l.starts_with("ready"));
@@ -227,6 +232,7 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
         "the agent never reports its own endpoint's connections: {logged:?}"
     );
     drop(slow);
+    let _ = std::fs::remove_file(&script);
     assert!(mine.iter().all(|f| f["cgroup"] == expected), "{mine:?}");
     drop(agent);
     let _ = std::fs::remove_dir_all(dir);

@@ -4,6 +4,20 @@ use std::process::{Command, Output};
 
 const CONNLIFE: &str = env!("CARGO_BIN_EXE_connlife");
 
+/// Copied where uid 65534 can run it (the checkout may be in a 0700 directory).
+fn runnable_by_anyone() -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("connlife-cli-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join("connlife");
+    if !copy.exists() {
+        std::fs::copy(CONNLIFE, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    copy.to_string_lossy().into_owned()
+}
+
 fn run(args: &[&str]) -> Output {
     Command::new(CONNLIFE)
         .args(args)
@@ -132,7 +146,7 @@ fn missing_capabilities_are_named_in_one_line() {
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
-            CONNLIFE,
+            &runnable_by_anyone(),
             "--pid",
             "1",
         ])
@@ -160,7 +174,7 @@ fn capabilities_without_root_are_enough() {
             "--clear-groups",
             &format!("--inh-caps={caps}"),
             &format!("--ambient-caps={caps}"),
-            CONNLIFE,
+            &runnable_by_anyone(),
             "check",
         ])
         .output()

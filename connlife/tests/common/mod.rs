@@ -324,3 +324,19 @@ pub fn ready_addr(p: &Proc) -> String {
     let line = p.wait_line(|l| l.starts_with("ready ") || l.starts_with("listening "));
     line.split_whitespace().nth(1).expect("address").to_string()
 }
+
+/// `path` copied where any user can run it: the checkout may sit in a directory only root can
+/// enter (a clone in a 0700 mktemp dir), and the least-privilege tests run as uid 65534.
+pub fn runnable_by_anyone(path: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("connlife-test-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let name = std::path::Path::new(path).file_name().unwrap();
+    let copy = dir.join(name);
+    if !copy.exists() {
+        std::fs::copy(path, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    copy.to_string_lossy().into_owned()
+}
