@@ -7,4 +7,5 @@ pub mod event;
 pub mod loader;
 pub mod probes;
 pub mod snapshot;
+pub mod symbolize;
 pub mod tracefs;

@@ -3,6 +3,7 @@
 //! ([`verdict`]). No I/O, no clock.
 pub mod conns;
 pub mod detect;
+pub mod origin;
 pub mod session;
 pub mod verdict;
 
