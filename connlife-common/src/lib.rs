@@ -22,8 +22,21 @@ pub mod maps {
     /// `u64 socket cookie -> SockInfo`: sockets found by the start-up snapshot, with their owner;
     /// moved into SOCKS the first time the kernel sees the socket.
     pub const PRESEED: &str = "PRESEED";
-    /// `u32 tid -> i32 fd` between sys_enter_connect and the SYN_SENT transition.
+    /// `u32 tid -> ConnectCall` between sys_enter_connect and the SYN_SENT transition.
     pub const CONNECT_FDS: &str = "CONNECT_FDS";
+    /// `BPF_MAP_TYPE_STACK_TRACE`: user stacks taken at a connection's birth (connect, accept)
+    /// and at Go's `(*Transport).roundTrip`; [`super::Origin`] holds their ids.
+    pub const STACKS: &str = "STACKS";
+    /// `u64 goroutine (g) -> GoRequest`, LRU: set at `net/http.(*Transport).roundTrip` on the
+    /// goroutine that makes the request.
+    pub const GO_REQUESTS: &str = "GO_REQUESTS";
+    /// `u64 *wantConn -> GoRequest`, LRU: the request handed to a dial at `queueForDial`.
+    pub const GO_WANTS: &str = "GO_WANTS";
+    /// `u64 goroutine (g) -> GoRequest`, LRU: the dial goroutine's request, from `dialConnFor`.
+    pub const GO_DIALS: &str = "GO_DIALS";
+    /// `u32 tid -> GoPendingConnect`, LRU: set at `net.(*netFD).connect`, consumed by the
+    /// connect syscall on the same thread.
+    pub const GO_PENDING: &str = "GO_PENDING";
     /// Per-CPU `u64` counters indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
     /// Per-CPU count of `floor_count` runs (the benchmark's separate `connlife-floor` object).
@@ -40,6 +53,14 @@ pub const MAX_WANTED: u32 = 4096;
 pub const MAX_LISTEN_PORTS: u32 = 4096;
 pub const MAX_PRESEED: u32 = 131_072;
 pub const MAX_CONNECT_FDS: u32 = 8192;
+/// Buckets of [`maps::STACKS`]: a stack whose hash lands on a bucket holding another stack is
+/// not stored (no BPF_F_REUSE_STACKID: an id userspace may still read is never overwritten)
+/// and counted as [`Counter::StackMissed`]. Userspace frees ids it is done with.
+pub const MAX_STACKS: u32 = 16_384;
+/// Frames kept per stack (the kernel's PERF_MAX_STACK_DEPTH).
+pub const STACK_FRAMES: usize = 127;
+/// Entries of each Go request-tracking map ([`maps::GO_REQUESTS`] and the others).
+pub const MAX_GO_TRACKED: u32 = 16_384;
 pub const RING_BYTES: u32 = 4 << 20;
 /// The kernel wakes the reader when this much is pending; below it the reader polls every
 /// [`RING_POLL_MS`] (so an event waits at most that long).
@@ -77,6 +98,26 @@ pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
     ("sock_send_length", Hook::TracePoint, "sock", "sock_send_length"),
     ("sock_recv_length", Hook::TracePoint, "sock", "sock_recv_length"),
 ];
+
+/// The uprobes that carry a Go net/http request's origin to the dial that serves it, as
+/// (program symbol, Go function). Go dials on a goroutine of the Transport, so the stack at
+/// connect() shows only net/http; these follow the request from the caller's goroutine to the
+/// connect syscall. All read Go's register ABI on amd64 (Go 1.17+): g in r14, then the
+/// receiver and arguments in rax, rbx, rcx, rdi, rsi, r8...
+pub const GO_PROGRAMS: &[(&str, &str)] = &[
+    // The request goroutine: remember the Transport and the caller's stack per goroutine.
+    ("go_transport_round_trip", "net/http.(*Transport).roundTrip"),
+    // The request goroutine hands a *wantConn to a dial.
+    ("go_transport_queue_for_dial", "net/http.(*Transport).queueForDial"),
+    // The dial goroutine picks up the *wantConn.
+    ("go_transport_dial_conn_for", "net/http.(*Transport).dialConnFor"),
+    // The dial goroutine, right before connect(2) on the same thread.
+    ("go_netfd_connect", "net.(*netFD).connect"),
+];
+/// Offset of `Sysfd` in Go's `net.netFD` (its first field `pfd poll.FD` starts with
+/// `fdmu fdMutex{state uint64; rsema, wsema uint32}`, then `Sysfd int`), checked against the
+/// DWARF of a Go 1.19 binary; unchanged since Go 1.9.
+pub const GO_NETFD_SYSFD_OFFSET: u64 = 16;
 
 /// The main state program, whose recursion misses the nested one rescues.
 pub const STATE_PROGRAM: &str = "inet_sock_set_state";
@@ -230,8 +271,11 @@ pub enum Counter {
     /// State changes the main state program was skipped for (nested on its CPU) and the
     /// second program handled: not lost.
     Rescued = 5,
+    /// A user stack could not be stored in STACKS (bucket taken by another stack, or the
+    /// stack unreadable): that birth carries no stack.
+    StackMissed = 6,
 }
-pub const COUNTER_SLOTS: u32 = 6;
+pub const COUNTER_SLOTS: u32 = 7;
 
 /// Direction of the last data transfer, for exchange counting.
 pub const DIR_NONE: u32 = 0;
@@ -273,6 +317,65 @@ pub struct SockInfo {
 }
 const _: () = assert!(size_of::<SockInfo>() == 72);
 
+/// Where a connection came from in its owner's code, taken once at its birth (connect's
+/// SYN_SENT, accept) when [`Config::origin`] is set.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Id in [`maps::STACKS`] of the user stack at connect()/accept(); -1 = none (not taken
+    /// or missed).
+    pub stack: i32,
+    /// Go net/http: id of the stack of the goroutine that made the request, taken at
+    /// `(*Transport).roundTrip`; -1 = none.
+    pub request_stack: i32,
+    /// Go net/http: address of the `*http.Transport` that dialed; 0 = none.
+    pub transport: u64,
+}
+const _: () = assert!(size_of::<Origin>() == 16);
+
+impl Origin {
+    pub const NONE: Origin = Origin {
+        stack: -1,
+        request_stack: -1,
+        transport: 0,
+    };
+}
+
+/// Value of [`maps::CONNECT_FDS`]: what sys_enter_connect learned, for the SYN_SENT birth.
+/// The user stack itself is taken at the birth (same syscall), so only TCP connects pay it.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ConnectCall {
+    pub fd: i32,
+    /// [`Origin::request_stack`] of the Go request this connect dials for.
+    pub request_stack: i32,
+    /// [`Origin::transport`].
+    pub transport: u64,
+}
+const _: () = assert!(size_of::<ConnectCall>() == 16);
+
+/// A Go net/http request on its way to a dial (values of GO_REQUESTS, GO_WANTS, GO_DIALS).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GoRequest {
+    /// The `*http.Transport`.
+    pub transport: u64,
+    /// STACKS id of the request goroutine's stack at roundTrip; -1 = missed.
+    pub request_stack: i32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<GoRequest>() == 16);
+
+/// Value of [`maps::GO_PENDING`]: a Go dial about to call connect(2) on `fd`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GoPendingConnect {
+    pub request: GoRequest,
+    /// `netFD.pfd.Sysfd`: the fd connect(2) must be called with for the request to apply.
+    pub fd: i64,
+}
+const _: () = assert!(size_of::<GoPendingConnect>() == 24);
+
 /// One ring-buffer record. One layout for every kind; fields a kind does not use are zero.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -305,6 +408,8 @@ pub struct Event {
     pub daddr: [u8; 16],
     pub comm: [u8; 16],
     pub sock_use: SockUse,
+    /// Births (State SYN_SENT, Accept) only; [`Origin::NONE`] otherwise.
+    pub origin: Origin,
 }
 pub const EVENT_SIZE: usize = size_of::<Event>();
 
@@ -329,6 +434,7 @@ impl Event {
         daddr: [0; 16],
         comm: [0; 16],
         sock_use: SockUse::ZEROED,
+        origin: Origin::NONE,
     };
 }
 
@@ -342,7 +448,7 @@ impl SockUse {
         last_dir: 0,
     };
 }
-const _: () = assert!(EVENT_SIZE == 136);
+const _: () = assert!(EVENT_SIZE == 152);
 
 /// Offsets the programs read at run time. Filled in by userspace from the tracefs `format` files
 /// and /sys/kernel/btf/vmlinux, so a kernel that moves a field does not break the programs.
@@ -403,8 +509,10 @@ pub struct Config {
     pub skc_cookie: u32,
     pub net_ns_inum: u32,
     pub sk_protocol: u32,
-    /// Keeps the size a multiple of 8 with no implicit padding (Pod).
-    pub _pad: u32,
+    /// 1: take a user stack at each connection's birth and follow Go net/http requests to
+    /// their dials ([`Origin`]); 0: births carry [`Origin::NONE`]. (Also keeps the size a
+    /// multiple of 8 with no implicit padding, for Pod.)
+    pub origin: u32,
 }
 const _: () = assert!(size_of::<Config>() == 168);
 
@@ -450,7 +558,7 @@ impl Config {
         skc_cookie: 0,
         net_ns_inum: 0,
         sk_protocol: 0,
-        _pad: 0,
+        origin: 0,
     };
 }
 pub const OFFSET_ABSENT: u32 = u32::MAX;
@@ -476,4 +584,8 @@ mod user {
     unsafe impl aya::Pod for super::SockInfo {}
     unsafe impl aya::Pod for super::SockUse {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::Origin {}
+    unsafe impl aya::Pod for super::ConnectCall {}
+    unsafe impl aya::Pod for super::GoRequest {}
+    unsafe impl aya::Pod for super::GoPendingConnect {}
 }

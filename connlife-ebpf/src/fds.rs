@@ -1,21 +1,24 @@
 //! The syscalls that give a TCP socket to a process or take it away, all in process context so
 //! the running task is the one concerned:
-//! - `sys_enter_connect`: remembers the fd until the SYN_SENT transition names the socket.
+//! - `sys_enter_connect`: remembers the fd until the SYN_SENT transition names the socket,
+//!   with the Go net/http request this connect dials for, if the `go` uprobes left one for
+//!   this thread and this fd.
 //! - `sys_exit_accept4`, `sys_exit_accept`: the fd table is walked from the returned fd to the
-//!   socket, which gets its owner (`Accept` record).
+//!   socket, which gets its owner (`Accept` record) and, with `Config::origin`, the user stack
+//!   of the accept.
 //! - `sys_enter_close`, `sys_enter_dup2`, `sys_enter_dup3`: the holder lets go of an fd
 //!   (`FdClose`); dup2/dup3 close `newfd` if it was open.
 //! - `sys_exit_{socket,accept,accept4,openat}` failing with EMFILE/ENFILE: the moment the
 //!   process (or the system) ran out of fds (`FdFail`).
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use connlife_common::*;
 
 use crate::{
     helpers::{
-        conf, current_comm, current_tgid, emit, fd_to_tcp_sock, fill_owner, fill_tuple_and_state, fill_tuple_from_sock,
-        insert_sock, new_event, new_info, sock_netns, wanted_or_comm_match,
+        conf, current_comm, current_tgid, current_tid, emit, fd_to_tcp_sock, fill_owner, fill_tuple_and_state,
+        fill_tuple_from_sock, insert_sock, new_event, new_info, sock_netns, user_stack, wanted_or_comm_match,
     },
-    CONNECT_FDS, SOCKS,
+    CONNECT_FDS, GO_PENDING, SOCKS,
 };
 
 /// A classic tracepoint field at an offset from its `format` file.
@@ -26,12 +29,33 @@ fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
     unsafe { ctx.read_at::<T>(off as usize) }.ok()
 }
 
+/// The user stack is not taken here but at the SYN_SENT birth (state.rs), in the same
+/// syscall: only TCP connects get one (not UDP or unix-socket connects, not a retried
+/// non-blocking connect), and a TCP Fast Open sendto() gets one too.
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    let tid = current_tid();
+    // A Go dial's request, left by `net.(*netFD).connect` on this thread: consumed by this
+    // connect whatever happens, so it never applies to a later one.
+    // SAFETY: copied out of the map value before it is removed.
+    let go_request = unsafe { GO_PENDING.get(&tid) }.copied();
+    if go_request.is_some() {
+        let _ = GO_PENDING.remove(&tid);
+    }
     if wanted_or_comm_match(current_tgid()) {
         if let Some(fd) = field::<u64>(&ctx, conf!(connect_fd)) {
-            let tid = bpf_get_current_pid_tgid() as u32;
-            let _ = CONNECT_FDS.insert(&tid, &(fd as i32), 0);
+            let mut call = ConnectCall {
+                fd: fd as i32,
+                request_stack: -1,
+                transport: 0,
+            };
+            // The request is this connect's only if it is for the same fd (the goroutine
+            // could have moved to another thread between the uprobe and the syscall).
+            if let Some(pending) = go_request.filter(|p| p.fd == fd as i32 as i64) {
+                call.request_stack = pending.request.request_stack;
+                call.transport = pending.request.transport;
+            }
+            let _ = CONNECT_FDS.insert(&tid, &call, 0);
         }
     }
     0
@@ -81,6 +105,9 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
     }
     ev.sk = sk;
     fill_tuple_and_state(&mut ev, sk);
+    if conf!(origin) != 0 {
+        ev.origin.stack = user_stack(ctx);
+    }
     emit(&ev);
     Some(())
 }

@@ -9,6 +9,8 @@
 //!   counted in SOCKS rather than one event per send.
 //! - [`process`]: `sched/sched_process_fork` (raw tracepoint: a child inherits its parent's
 //!   sockets) and `sched/sched_process_exit` (the post-mortem).
+//! - [`go`]: uprobes on Go's net/http and net that carry a request's origin (the caller's
+//!   stack, the Transport) from the request goroutine to the dial goroutine's connect().
 //! - [`helpers`]: what they share: the filter, kernel reads, the fd-table walk, emitting.
 //!
 //! Every field offset comes from [`Config`], filled by userspace from tracefs and BTF. The
@@ -17,6 +19,7 @@
 #![no_main]
 
 mod fds;
+mod go;
 mod helpers;
 mod process;
 mod state;
@@ -24,7 +27,7 @@ mod usage;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use connlife_common::*;
 
@@ -41,7 +44,17 @@ static LISTEN_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_LISTEN_POR
 #[map]
 static PRESEED: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(MAX_PRESEED, 0);
 #[map]
-static CONNECT_FDS: LruHashMap<u32, i32> = LruHashMap::with_max_entries(MAX_CONNECT_FDS, 0);
+static CONNECT_FDS: LruHashMap<u32, ConnectCall> = LruHashMap::with_max_entries(MAX_CONNECT_FDS, 0);
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+#[map]
+static GO_REQUESTS: LruHashMap<u64, GoRequest> = LruHashMap::with_max_entries(MAX_GO_TRACKED, 0);
+#[map]
+static GO_WANTS: LruHashMap<u64, GoRequest> = LruHashMap::with_max_entries(MAX_GO_TRACKED, 0);
+#[map]
+static GO_DIALS: LruHashMap<u64, GoRequest> = LruHashMap::with_max_entries(MAX_GO_TRACKED, 0);
+#[map]
+static GO_PENDING: LruHashMap<u32, GoPendingConnect> = LruHashMap::with_max_entries(MAX_GO_TRACKED, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 

@@ -1,7 +1,8 @@
 //! `sock/inet_sock_set_state` as a raw tracepoint: every TCP state change of a traced socket
 //! becomes one `State` record. It often fires in softirq, where the running task is whoever
 //! the interrupt landed on, so the owner is taken from SOCKS and only ever set here where the
-//! owner is running (connect's SYN_SENT, listen's LISTEN).
+//! owner is running (connect's SYN_SENT, listen's LISTEN). A SYN_SENT birth, in the owner's
+//! connect(), also carries the connection's [`Origin`] when `Config::origin` is set.
 //!
 //! Raw, not classic: a classic tracepoint program is skipped whenever another BPF program is
 //! already running on the CPU (the kernel's per-CPU `bpf_prog_active`), which is exactly the
@@ -19,8 +20,8 @@ use connlife_common::*;
 
 use crate::{
     helpers::{
-        adopt_preseeded, conf, count, current_tgid, emit, fill_owner, fill_tuple_from_sock, insert_sock, kread,
-        new_event, new_info, sock_netns, wanted_or_comm_match,
+        adopt_preseeded, conf, count, current_tgid, current_tid, emit, fill_owner, fill_tuple_from_sock, insert_sock,
+        kread, new_event, new_info, sock_netns, user_stack, wanted_or_comm_match,
     },
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
 };
@@ -112,11 +113,19 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
                         let _ = SOCKS.remove(&sk);
                         return None;
                     }
-                    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+                    let tid = current_tid();
                     // SAFETY: copied out of the map value.
-                    let fd = unsafe { CONNECT_FDS.get(&tid) }.copied().unwrap_or(-1);
+                    let call = unsafe { CONNECT_FDS.get(&tid) }.copied();
                     let _ = CONNECT_FDS.remove(&tid);
-                    new_info(tgid, fd, Role::Client, sock_netns(sk))
+                    if conf!(origin) != 0 {
+                        // Still in the owner's connect() (or TFO sendto()): its user stack.
+                        ev.origin.stack = user_stack(ctx);
+                        if let Some(call) = call {
+                            ev.origin.request_stack = call.request_stack;
+                            ev.origin.transport = call.transport;
+                        }
+                    }
+                    new_info(tgid, call.map_or(-1, |c| c.fd), Role::Client, sock_netns(sk))
                 }
                 // listen(): process context too.
                 TCP_LISTEN if birth => {

@@ -11,7 +11,7 @@ use connlife::{
     kernel::event::{comm_bytes, decode, Kind, Syscall},
     model::session::Input,
 };
-use connlife_common::{Event, AF_INET, AF_INET6, EVENT_SIZE};
+use connlife_common::{Event, Origin, AF_INET, AF_INET6, EVENT_SIZE};
 use serde_json::{json, Value};
 
 fn bytes_of(e: &Event) -> Vec<u8> {
@@ -69,6 +69,13 @@ fn records() -> Vec<(&'static str, Event)> {
     used.sock_use.last_send_ns = s + 1;
     used.sock_use.last_recv_ns = s + 4;
     used.sock_use.exchanges = 1;
+    // A Go net/http dial: its own stack, the request's stack and the Transport.
+    let mut go_dial = sock_event(Kind::State, s + 6, 7, 2);
+    go_dial.origin = Origin {
+        stack: 3,
+        request_stack: 4,
+        transport: 0xc000_0ee2_80,
+    };
     vec![
         ("state-syn-sent", sock_event(Kind::State, s, 7, 2)),
         ("state-established", sock_event(Kind::State, s + 1, 2, 1)),
@@ -81,6 +88,7 @@ fn records() -> Vec<(&'static str, Event)> {
         ("exit", exit),
         ("fd-fail", fail),
         ("fork", fork),
+        ("state-syn-sent-origin", go_dial),
     ]
 }
 

@@ -3,7 +3,7 @@
 //! an error value for anything malformed.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use connlife_common::{Event, AF_INET, AF_INET6, EVENT_SIZE};
+use connlife_common::{Event, Origin, AF_INET, AF_INET6, EVENT_SIZE};
 pub use connlife_common::{EventKind as Kind, Role, SockUse as Use, Syscall, TcpState};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,37 @@ pub struct KernelEvent {
     /// Fork: the new process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<u32>,
+    /// Births (State SYN_SENT, Accept) with origins on: where in the owner's code the
+    /// connection came from. `None` when the kernel took nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<BirthOrigin>,
+}
+
+/// Where a connection was born: ids in the kernel's STACKS map, valid for this event's tgid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct BirthOrigin {
+    /// User stack at connect()/accept(); None = not taken or missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<u32>,
+    /// Go net/http: stack of the goroutine that made the request, at (*Transport).roundTrip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_stack: Option<u32>,
+    /// Go net/http: address of the *http.Transport that dialed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<u64>,
+}
+
+impl BirthOrigin {
+    /// The kernel's record (-1 ids and a 0 transport mean none); `None` when it holds nothing.
+    pub fn from_raw(raw: &Origin) -> Option<BirthOrigin> {
+        let id = |v: i32| u32::try_from(v).ok();
+        let origin = BirthOrigin {
+            stack: id(raw.stack),
+            request_stack: id(raw.request_stack),
+            transport: (raw.transport != 0).then_some(raw.transport),
+        };
+        (origin != BirthOrigin::default()).then_some(origin)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -100,6 +131,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         ret: raw.ret,
         syscall,
         child: (kind == Kind::Fork && raw.aux != 0).then_some(raw.aux),
+        origin: BirthOrigin::from_raw(&raw.origin),
     })
 }
 
@@ -187,6 +219,53 @@ pub(crate) mod tests {
         e.aux = 11;
         let ev = decode(&bytes_of(&e)).unwrap();
         assert_eq!((ev.kind, ev.tgid, ev.child), (Kind::Fork, Some(10), Some(11)));
+    }
+
+    #[test]
+    fn a_record_without_origin_decodes_to_none() {
+        let ev = decode(&bytes_of(&raw_state(1, 7, 2))).unwrap();
+        assert_eq!(ev.origin, None);
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(!json.contains("origin"), "{json}");
+    }
+
+    #[test]
+    fn decodes_a_birth_origin() {
+        let mut e = raw_state(1, 7, 2);
+        e.origin = Origin {
+            stack: 12,
+            request_stack: 0,
+            transport: 0xc000_1234_5000,
+        };
+        let ev = decode(&bytes_of(&e)).unwrap();
+        let want = BirthOrigin {
+            stack: Some(12),
+            request_stack: Some(0),
+            transport: Some(0xc000_1234_5000),
+        };
+        assert_eq!(ev.origin, Some(want));
+        let back: KernelEvent = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn a_missed_stack_is_none_and_a_lone_field_still_counts() {
+        let mut e = raw_state(1, 7, 2);
+        e.origin.stack = -14; // -EFAULT from bpf_get_stackid, as the kernel could send it
+        assert_eq!(decode(&bytes_of(&e)).unwrap().origin, None);
+        e.origin.request_stack = 3;
+        let o = decode(&bytes_of(&e)).unwrap().origin.unwrap();
+        assert_eq!((o.stack, o.request_stack, o.transport), (None, Some(3), None));
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(json, r#"{"request_stack":3}"#);
+    }
+
+    #[test]
+    fn events_recorded_before_origins_read_back() {
+        let ev = decode(&bytes_of(&raw_state(1, 7, 2))).unwrap();
+        let json = serde_json::to_string(&ev).unwrap();
+        let back: KernelEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.origin, None);
     }
 
     #[test]

@@ -1,23 +1,28 @@
 //! Loading and attaching the kernel programs with aya, and the userspace ends of their maps:
 //! the ring buffer read with tokio's AsyncFd, the wanted-process filter, the snapshot preseed,
-//! per-socket use counters, and every count of what the kernel lost: failed ring-buffer
-//! reserves and map inserts (the programs' own per-CPU counters) and each program's
-//! `recursion_misses` (runs the kernel skipped, read from the program's fdinfo).
+//! per-socket use counters, the user stacks of connection births (STACKS) and the Go uprobes
+//! that find a net/http request's caller ([`crate::kernel::go_probes`]), and every count of what the kernel
+//! lost: failed ring-buffer reserves, map inserts and stacks (the programs' own per-CPU
+//! counters) and each program's `recursion_misses` (runs the kernel skipped, read from the
+//! program's fdinfo).
 use std::{os::fd::AsFd, os::fd::AsRawFd, path::Path};
 
 use anyhow::{bail, Context as _};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use connlife_common::{
     maps, Counter, Hook, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STATE_PROGRAM, STATE_PROGRAM_NESTED,
 };
+
+pub use crate::kernel::go_probes::GoAttach;
 use tokio::io::unix::AsyncFd;
 
 use crate::kernel::{
     event::{decode, DecodeError, KernelEvent},
+    go_probes::GoProbes,
     probes::{self, Features},
     tracefs,
 };
@@ -31,6 +36,10 @@ static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 pub struct Filter {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
+    /// Take each connection's origin at its birth: the owner's user stack at connect() and
+    /// accept(), and Go net/http's request stack and Transport once [`Tracer::attach_go`]
+    /// attached its uprobes. Off: the stack maps shrink to one entry.
+    pub origin: bool,
 }
 
 impl Filter {
@@ -56,6 +65,9 @@ pub struct KernelCounters {
     pub recursion_misses: Option<u64>,
     /// State changes the nested program handled for the main one (not lost).
     pub rescued: u64,
+    /// Births whose user stack was not stored (STACKS bucket taken by another stack, or the
+    /// stack unreadable): their origin has no stack.
+    pub stack_missed: u64,
 }
 
 /// Events lost to recursion misses: every program's misses, except the main state program's
@@ -72,6 +84,7 @@ pub struct Tracer {
     ring: Option<RingBuf<MapData>>,
     pub features: Features,
     pub attached: Vec<String>,
+    go: GoProbes,
 }
 
 /// Privileges connlife needs, and how to tell which is missing. Root has them all, except
@@ -125,16 +138,29 @@ impl Tracer {
         config.filter_active = u32::from(!filter.is_all());
         config.comm_filter = u32::from(!filter.comms.is_empty());
         config.self_tgid = std::process::id();
+        config.origin = u32::from(filter.origin);
         raise_memlock();
-        let ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &config, true)
-            .load(OBJECT)
-            .context("loading the eBPF object")?;
+        let mut loader = EbpfLoader::new();
+        loader.override_global(CONFIG_GLOBAL, &config, true);
+        if !filter.origin {
+            // Unused: no need for their memory (STACKS alone is ~17 MB at full size).
+            for map in [
+                maps::STACKS,
+                maps::GO_REQUESTS,
+                maps::GO_WANTS,
+                maps::GO_DIALS,
+                maps::GO_PENDING,
+            ] {
+                loader.map_max_entries(map, 1);
+            }
+        }
+        let ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
         let mut tracer = Tracer {
             ebpf,
             ring: None,
             features,
             attached: Vec::new(),
+            go: GoProbes::default(),
         };
         tracer.set_filter(filter)?;
         for &(program, hook, category, name) in PROGRAMS {
@@ -215,6 +241,37 @@ impl Tracer {
         Some(out)
     }
 
+    /// The frames (instruction addresses, innermost first) of a STACKS id from a
+    /// [`crate::kernel::event::BirthOrigin`]; None when the id is unknown (freed, or never).
+    pub fn stack(&self, id: u32) -> Option<Vec<u64>> {
+        let map = StackTraceMap::try_from(self.ebpf.map(maps::STACKS)?).ok()?;
+        let stack = map.get(&id, 0).ok()?;
+        Some(stack.frames().iter().map(|f| f.ip).collect())
+    }
+
+    /// Free a STACKS id once no connection needs its frames. Identical stacks share an id, so
+    /// only free it when every event that named it is done with. Without this the map fills
+    /// and later births count as `stack_missed`.
+    pub fn forget_stack(&mut self, id: u32) {
+        if let Some(Ok(mut map)) = self.ebpf.map_mut(maps::STACKS).map(StackTraceMap::try_from) {
+            let _ = map.remove(&id);
+        }
+    }
+
+    /// Put the Go net/http uprobes on the executable of `pid`, once per binary (see
+    /// [`crate::kernel::go_probes`]). Never fails: the answer says what happened, in one line when printed.
+    pub fn attach_go(&mut self, pid: u32) -> GoAttach {
+        let outcome = self.go.attach(&mut self.ebpf, pid);
+        if matches!(outcome, GoAttach::Attached { .. }) {
+            for &(program, _) in connlife_common::GO_PROGRAMS {
+                if !self.attached.iter().any(|a| a == program) {
+                    self.attached.push(program.to_string());
+                }
+            }
+        }
+        outcome
+    }
+
     /// Current kernel view of one socket (use counters, owner); None once it is gone.
     pub fn sock_info(&self, sk: u64) -> Option<SockInfo> {
         let map: BpfHashMap<_, u64, SockInfo> = BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;
@@ -237,6 +294,7 @@ impl Tracer {
                 .recursion_misses()
                 .map(|v| recursion_losses(&v, sums[Counter::Rescued as usize])),
             rescued: sums[Counter::Rescued as usize],
+            stack_missed: sums[Counter::StackMissed as usize],
         })
     }
 

@@ -4,6 +4,7 @@
 //! and fds for snapshots and reconciliation ([`snapshot`]).
 pub mod btf;
 pub mod event;
+pub mod go_probes;
 pub mod loader;
 pub mod probes;
 pub mod snapshot;

@@ -390,6 +390,7 @@ mod tests {
             ret: 0,
             syscall: None,
             child: None,
+            origin: None,
         }
     }
 

@@ -43,6 +43,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         filter: Filter {
             pids: args.pids.clone(),
             comms: args.comms.clone(),
+            origin: true,
         },
         thresholds: Thresholds {
             close_wait_after_ns: args.close_wait_after.as_nanos() as u64,

@@ -25,6 +25,7 @@ fn state(ts: u64, sk: u64, tgid: Option<u32>, old: TcpState, new: TcpState, l: &
         ret: 0,
         syscall: None,
         child: None,
+        origin: None,
     }
 }
 

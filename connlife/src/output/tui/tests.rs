@@ -39,6 +39,7 @@ fn ev(ts: u64, sk: u64, old: TcpState, new: TcpState, remote: &str, exchanges: u
             ret: 0,
             syscall: None,
             child: None,
+            origin: None,
         },
     }
 }
