@@ -84,6 +84,13 @@ pub struct TraceArgs {
     /// Also print every state change.
     #[arg(long)]
     pub transitions: bool,
+    /// Do not capture where connections are opened (user stacks at connect/accept, Go
+    /// net/http uprobes): saves their cost, findings then have no `origin`.
+    #[arg(long)]
+    pub no_origin: bool,
+    /// Print each origin's whole stack, not only the user's first frames.
+    #[arg(long, conflicts_with = "no_origin")]
+    pub stacks: bool,
     /// Keep the input stream as JSON lines in FILE (flushed as it goes) for `connlife report
     /// FILE`. Past --record-max-size FILE is rotated to FILE.1, FILE.2...; FILE is always the
     /// newest part and starts with the session's start. A write error (disk full) stops the
@@ -138,6 +145,10 @@ pub struct AgentArgs {
     /// Write each post-mortem as a file here too (`connlife report FILE` renders it).
     #[arg(long)]
     pub postmortem_dir: Option<PathBuf>,
+    /// Do not capture where connections are opened (user stacks at connect/accept, Go
+    /// net/http uprobes).
+    #[arg(long)]
+    pub no_origin: bool,
     /// A process killed by a signal, or exiting, while holding at least this many (stuck or
     /// unreused) connections gets a post-mortem; one that hit EMFILE/ENFILE always does.
     #[arg(long, default_value_t = 20, value_parser = parse_positive_count)]

@@ -99,6 +99,7 @@ fn died_of_emfile() -> Postmortem {
                 unreused: 960,
                 counted: 960,
                 growth_per_min: verdict::growth_from_ages(960, 598.0, 1.1),
+                origin: None,
             },
             OpenGroup {
                 state: TcpState::CloseWait,
@@ -112,6 +113,7 @@ fn died_of_emfile() -> Postmortem {
                 unreused: 3,
                 counted: 3,
                 growth_per_min: verdict::growth_from_ages(3, 500.0, 300.0),
+                origin: None,
             },
         ],
         findings_raised: [
@@ -128,12 +130,16 @@ fn died_of_emfile() -> Postmortem {
                 count: 960,
                 raddr: "10.20.0.15:8443".into(),
                 hint: verdict::HINT_UNREUSED.into(),
+                origin: None,
+                transports: None,
             },
             Pattern {
                 kind: "close_wait_never_closed".into(),
                 count: 3,
                 raddr: "10.20.0.31:9000".into(),
                 hint: verdict::HINT_CLOSE_WAIT.into(),
+                origin: None,
+                transports: None,
             },
         ],
         verdict: String::new(),

@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::event::{KernelEvent, Kind, Role, TcpState, Use};
+use crate::kernel::event::{BirthOrigin, KernelEvent, Kind, Role, TcpState, Use};
 
 mod events;
 mod holders;
@@ -79,6 +79,10 @@ pub struct Conn {
     /// Last input that touched it (event, fork, exit): reconciliation leaves alone what
     /// changed while the kernel's view was being taken.
     pub touched_ns: u64,
+    /// Where it was born: the process that opened it and the stack ids taken then (resolved
+    /// by [`crate::model::origins::Stacks`]); `None` when it predates connlife or origins are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(u32, BirthOrigin)>,
 }
 
 impl Conn {
@@ -382,6 +386,10 @@ impl Model {
                     conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
                     if ev.kind == Kind::Accept {
                         conn.role = Role::Server;
+                        // accept() names the server's code: the connection was born in softirq.
+                        if let (Some(origin), Some(pid)) = (ev.origin, ev.tgid) {
+                            conn.origin = Some((pid, origin));
+                        }
                     }
                     if let Some(o) = event_owner(ev) {
                         if ev.kind == Kind::Accept || conn.never_held() {

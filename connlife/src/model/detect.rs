@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::event::{Role, TcpState},
-    model::{Conn, ConnId, Model},
+    model::{
+        origins::{dominant, transport_per_request, Origin, OriginSource, Stacks, HINT_TRANSPORT_PER_REQUEST},
+        Conn, ConnId, Model,
+    },
 };
 
 pub const NS: u64 = 1_000_000_000;
@@ -78,6 +81,12 @@ pub struct Finding {
     pub container: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// The code that opened it, once its stacks are symbolized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// Go: the http.Transport that dialed it (its address), to count Transports per site.
+    #[serde(skip)]
+    pub transport: Option<u64>,
 }
 
 /// A process holding a connection, as findings name it.
@@ -97,10 +106,15 @@ pub struct Group {
     pub count: usize,
     pub growth_per_min: f64,
     pub hint: String,
+    /// The most common origin of its connections, and how many of them share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_origin: Option<usize>,
 }
 
-/// Scan the model for stuck connections now.
-pub fn scan(model: &Model, now_ns: u64, th: &Thresholds) -> Vec<Finding> {
+/// Scan the model for stuck connections now; `stacks` name where each was opened.
+pub fn scan(model: &Model, stacks: &Stacks, now_ns: u64, th: &Thresholds) -> Vec<Finding> {
     let listeners: HashMap<(u32, u16), u32> = model
         .conns()
         .filter(|c| c.state == TcpState::Listen)
@@ -108,8 +122,12 @@ pub fn scan(model: &Model, now_ns: u64, th: &Thresholds) -> Vec<Finding> {
         .collect();
     let mut out: Vec<Finding> = model
         .conns()
-        .filter_map(|c| classify(c, now_ns, th, model.use_counting))
-        .map(|mut f| {
+        .filter_map(|c| Some((c, classify(c, now_ns, th, model.use_counting)?)))
+        .map(|(c, mut f)| {
+            if let Some((pid, birth)) = &c.origin {
+                f.origin = stacks.resolve(*pid, c.role, birth);
+                f.transport = birth.transport;
+            }
             if f.kind == FindingKind::Unaccepted {
                 let port = f.laddr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 f.listener_pid = listeners.get(&(f.netns, port)).copied();
@@ -117,8 +135,32 @@ pub fn scan(model: &Model, now_ns: u64, th: &Thresholds) -> Vec<Finding> {
             f
         })
         .collect();
+    count_transports(&mut out);
     out.sort_by_key(|f| (f.kind, f.pid, f.fd, f.conn));
     out
+}
+
+/// Go: each finding's origin says how many distinct http.Transports dialed the findings of
+/// the same process, kind and call site.
+fn count_transports(findings: &mut [Finding]) {
+    let mut by_site: HashMap<(Option<u32>, FindingKind, String), Vec<u64>> = HashMap::new();
+    for f in findings.iter() {
+        if let (Some(o), Some(t)) = (&f.origin, f.transport) {
+            if o.source == OriginSource::GoRequest {
+                by_site.entry((f.pid, f.kind, o.site.clone())).or_default().push(t);
+            }
+        }
+    }
+    for v in by_site.values_mut() {
+        v.sort_unstable();
+        v.dedup();
+    }
+    for f in findings.iter_mut() {
+        let Some(o) = f.origin.as_mut().filter(|o| o.source == OriginSource::GoRequest) else {
+            continue;
+        };
+        o.transports = by_site.get(&(f.pid, f.kind, o.site.clone())).map(|v| v.len() as u32);
+    }
 }
 
 fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<Finding> {
@@ -180,6 +222,8 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         listener_pid: None,
         container: None,
         cgroup: None,
+        origin: None,
+        transport: None,
     })
 }
 
@@ -236,19 +280,19 @@ impl Tracker {
     }
 
     fn groups(&mut self, now_ns: u64, th: &Thresholds) -> Vec<Group> {
-        let mut counts: BTreeMap<(u32, String), (usize, String)> = BTreeMap::new();
+        let mut members: BTreeMap<(u32, String), Vec<&Finding>> = BTreeMap::new();
         for f in self
             .active
             .values()
             .filter(|f| f.kind == FindingKind::EstablishedUnreused)
         {
             let Some(pid) = f.pid else { continue };
-            let e = counts.entry((pid, f.raddr.clone())).or_insert((0, f.comm.clone()));
-            e.0 += 1;
+            members.entry((pid, f.raddr.clone())).or_default().push(f);
         }
-        self.group_history.retain(|k, _| counts.contains_key(k));
+        self.group_history.retain(|k, _| members.contains_key(k));
         let mut groups = Vec::new();
-        for ((pid, raddr), (count, comm)) in counts {
+        for ((pid, raddr), fs) in members {
+            let count = fs.len();
             let hist = self.group_history.entry((pid, raddr.clone())).or_default();
             hist.push_back((now_ns, count));
             while hist
@@ -267,18 +311,21 @@ impl Tracker {
             if count >= th.group_min {
                 // Flat since first seen: a pool kept for reuse, not a pool per request.
                 let flat = hist.iter().all(|&(_, c)| c == count) && now_ns.saturating_sub(t0) > 0;
+                let origin = dominant(fs.iter().filter_map(|f| Some((f.origin.as_ref()?, f.transport))));
+                let hint = match &origin {
+                    _ if flat && growth <= 0.0 => crate::model::verdict::HINT_IDLE_POOL,
+                    Some((o, n)) if transport_per_request(o, *n) => HINT_TRANSPORT_PER_REQUEST,
+                    _ => FindingKind::EstablishedUnreused.hint(),
+                };
                 groups.push(Group {
                     pid,
-                    comm,
+                    comm: fs[0].comm.clone(),
                     raddr,
                     count,
                     growth_per_min: (growth * 10.0).round() / 10.0,
-                    hint: if flat && growth <= 0.0 {
-                        crate::model::verdict::HINT_IDLE_POOL
-                    } else {
-                        FindingKind::EstablishedUnreused.hint()
-                    }
-                    .to_string(),
+                    hint: hint.to_string(),
+                    from_origin: origin.as_ref().map(|(_, n)| *n),
+                    origin: origin.map(|(o, _)| o),
                 });
             }
         }
@@ -411,8 +458,8 @@ mod tests {
         let mut m = Model::new(0, true);
         open(&mut m, 0, 1, 1);
         m.apply(&ev(NS, 1, TcpState::Established, TcpState::CloseWait, 40001, 1));
-        assert!(scan(&m, 20 * NS, &TH).is_empty(), "not yet");
-        let f = scan(&m, 32 * NS, &TH);
+        assert!(scan(&m, &Stacks::default(), 20 * NS, &TH).is_empty(), "not yet");
+        let f = scan(&m, &Stacks::default(), 32 * NS, &TH);
         assert_eq!(f.len(), 1);
         assert_eq!(
             (f[0].kind, f[0].pid, f[0].fd, f[0].age_s),
@@ -421,7 +468,7 @@ mod tests {
         let mut t = Tracker::default();
         assert_eq!(t.update(32 * NS, f, &TH).appeared.len(), 1);
         m.apply(&ev(40 * NS, 1, TcpState::CloseWait, TcpState::LastAck, 40001, 1));
-        let r = t.update(41 * NS, scan(&m, 41 * NS, &TH), &TH);
+        let r = t.update(41 * NS, scan(&m, &Stacks::default(), 41 * NS, &TH), &TH);
         assert_eq!(r.resolved.len(), 1);
     }
 
@@ -430,7 +477,7 @@ mod tests {
         let mut m = Model::new(0, true);
         open(&mut m, 0, 1, 5);
         open(&mut m, 0, 2, 1);
-        let f = scan(&m, 120 * NS, &TH);
+        let f = scan(&m, &Stacks::default(), 120 * NS, &TH);
         assert_eq!(f.iter().map(|f| f.fd).collect::<Vec<_>>(), vec![Some(2)]);
     }
 
@@ -441,13 +488,78 @@ mod tests {
         for i in 0..3 {
             open(&mut m, 0, 1 + i, 1);
         }
-        let g = t.update(100 * NS, scan(&m, 100 * NS, &TH), &TH).groups;
+        let g = t
+            .update(100 * NS, scan(&m, &Stacks::default(), 100 * NS, &TH), &TH)
+            .groups;
         assert_eq!((g.len(), g[0].count, g[0].growth_per_min), (1, 3, 0.0));
         for i in 3..9 {
             open(&mut m, 50 * NS, 1 + i, 1);
         }
-        let g = t.update(160 * NS, scan(&m, 160 * NS, &TH), &TH).groups;
+        let g = t
+            .update(160 * NS, scan(&m, &Stacks::default(), 160 * NS, &TH), &TH)
+            .groups;
         assert_eq!((g[0].count, g[0].growth_per_min), (9, 6.0));
+    }
+
+    /// Go's most common leak, end to end through the detectors: a Transport per request,
+    /// each connection dialed by net/http for a request made in `main.leakyPost`.
+    #[test]
+    fn a_group_names_its_origin_and_a_transport_per_request() {
+        use crate::{kernel::event::BirthOrigin, model::origin::Frame};
+        let frame = |name: &str| Frame {
+            addr: 0x1000,
+            function: Some(name.to_string()),
+            file: Some("/src/client/main.go".into()),
+            line: Some(23),
+            module: Some("/bin/client".into()),
+            offset: None,
+        };
+        let mut stacks = Stacks::default();
+        stacks.insert(
+            10,
+            1,
+            &[frame("syscall.connect"), frame("net/http.(*Transport).dialConn")],
+        );
+        stacks.insert(
+            10,
+            2,
+            &[
+                frame("net/http.(*Client).do"),
+                frame("main.leakyPost"),
+                frame("main.main"),
+            ],
+        );
+        let mut m = Model::new(0, true);
+        for i in 0..4u64 {
+            let mut birth = ev(0, 1 + i, TcpState::Close, TcpState::SynSent, 0, 0);
+            // Three transports made per request; the fourth connection reuses one.
+            birth.origin = Some(BirthOrigin {
+                stack: Some(1),
+                request_stack: Some(2),
+                transport: Some(0xc000 + i.min(2)),
+            });
+            m.apply(&birth);
+            m.apply(&ev(
+                0,
+                1 + i,
+                TcpState::SynSent,
+                TcpState::Established,
+                40001 + i as u16,
+                1,
+            ));
+        }
+        let mut t = Tracker::default();
+        let found = scan(&m, &stacks, 100 * NS, &TH);
+        let o = found[0].origin.as_ref().expect("origin");
+        assert!(o.site.starts_with("main.leakyPost (main.go:23)"), "{}", o.site);
+        assert_eq!(o.transports, Some(3));
+        let g = t.update(100 * NS, found, &TH).groups;
+        assert_eq!((g[0].count, g[0].from_origin), (4, Some(4)));
+        assert_eq!(g[0].origin.as_ref().and_then(|o| o.transports), Some(3));
+        assert_ne!(g[0].hint, HINT_TRANSPORT_PER_REQUEST, "4 connections, 3 transports");
+        // Unknown stacks: no origin, never a guess.
+        let none = scan(&m, &Stacks::default(), 100 * NS, &TH);
+        assert!(none.iter().all(|f| f.origin.is_none()));
     }
 
     #[test]

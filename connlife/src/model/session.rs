@@ -15,7 +15,7 @@ pub use records::*;
 use crate::{
     kernel::event::{KernelEvent, Role, TcpState},
     model::detect::{self, FdPressure, FdSample, Finding, Group, Thresholds, Tracker},
-    model::{verdict, Change, ClosedConn, Correction, Model, SeenSocket},
+    model::{origins::Stacks, verdict, Change, ClosedConn, Correction, Model, SeenSocket},
 };
 
 #[derive(Default)]
@@ -32,6 +32,8 @@ struct ProcTrack {
 
 pub struct Session {
     pub model: Model,
+    /// Symbolized stacks: where connections were opened.
+    pub stacks: Stacks,
     pub tracker: Tracker,
     pub thresholds: Thresholds,
     pub transitions: bool,
@@ -68,6 +70,7 @@ impl Session {
     pub fn new(thresholds: Thresholds, transitions: bool, max_conns: usize) -> Self {
         Session {
             model: Model::new(max_conns, true),
+            stacks: Stacks::default(),
             tracker: Tracker::default(),
             thresholds,
             transitions,
@@ -219,6 +222,15 @@ impl Session {
             }
             Input::Prune { now_ns, max_age_ns } => {
                 self.forget_stale_processes(*now_ns, *max_age_ns);
+                // Stacks name addresses of the process that opened a connection: kept while it
+                // is reported on or any connection it opened lives.
+                let mut keep: HashSet<u32> = self.procs.keys().copied().collect();
+                keep.extend(self.model.conns().filter_map(|c| c.origin.map(|(pid, _)| pid)));
+                self.stacks.retain_pids(|pid| keep.contains(&pid));
+                Vec::new()
+            }
+            Input::Stack { pid, stack_id, frames } => {
+                self.stacks.insert(*pid, *stack_id, frames);
                 Vec::new()
             }
             Input::UseRefresh { usage, .. } => {
@@ -447,7 +459,7 @@ impl Session {
             }
             p.samples.push(s.clone());
         }
-        let found = detect::scan(&self.model, now_ns, &self.thresholds);
+        let found = detect::scan(&self.model, &self.stacks, now_ns, &self.thresholds);
         let r = self.tracker.update(now_ns, found, &self.thresholds);
         let mut out: Vec<Output> = r.appeared.into_iter().map(Output::Finding).collect();
         out.extend(r.resolved.into_iter().map(Output::Resolved));

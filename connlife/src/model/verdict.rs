@@ -5,9 +5,12 @@
 //! fixed, pre-warmed pool is "an idle pool" everywhere and never "a new pool per request".
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::event::{Role, TcpState};
+use crate::{
+    kernel::event::{Role, TcpState},
+    model::origins::{transport_per_request, Origin, HINT_TRANSPORT_PER_REQUEST},
+};
 
-/// Open connections at the end, grouped by state, role and remote.
+/// Open connections at the end, grouped by state, role, remote and origin.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpenGroup {
     pub state: TcpState,
@@ -28,6 +31,9 @@ pub struct OpenGroup {
     /// How fast they accumulated: count over the span between the oldest and the newest, per
     /// minute (0 when they were opened together: a pool, not a leak in progress).
     pub growth_per_min: f64,
+    /// The code that opened them (Go: with the Transports that dialed them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// A leak pattern named in a post-mortem.
@@ -40,6 +46,12 @@ pub struct Pattern {
     /// The remote they go to (or the local port of accepted ones); empty for `non_tcp_fds`.
     pub raddr: String,
     pub hint: String,
+    /// Where they were opened (the origin's site), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Go: the distinct http.Transports that dialed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transports: Option<u32>,
 }
 
 /// Connections opened within this share of their age of each other were opened together.
@@ -88,6 +100,8 @@ pub fn patterns(
             count: g.count,
             raddr: g.raddr.clone(),
             hint: hint.to_string(),
+            origin: g.origin.as_ref().map(|o| o.site.clone()),
+            transports: g.origin.as_ref().and_then(|o| o.transports),
         };
         match (g.state, g.role) {
             (TcpState::CloseWait, Role::Server) if g.fds.is_empty() => {}
@@ -107,6 +121,12 @@ pub fn patterns(
                 }
                 if opened_together(g.oldest_s, g.newest_s) {
                     out.push(pattern("idle_pool", HINT_IDLE_POOL));
+                } else if g
+                    .origin
+                    .as_ref()
+                    .is_some_and(|o| transport_per_request(o, g.count as usize))
+                {
+                    out.push(pattern("unreused_keepalive", HINT_TRANSPORT_PER_REQUEST));
                 } else {
                     out.push(pattern("unreused_keepalive", HINT_UNREUSED));
                 }
@@ -122,6 +142,8 @@ pub fn patterns(
                 count: open_fds - tcp,
                 raddr: String::new(),
                 hint: HINT_NON_TCP.into(),
+                origin: None,
+                transports: None,
             });
         }
     }
@@ -144,7 +166,13 @@ pub fn verdict(patterns: &[Pattern], exhausted: Option<(&str, f64)>, near_limit:
             "accepted_piling_up" => format!("{} accepted connections from {} still open", p.count, p.raddr),
             _ => format!("{} fds", p.count),
         };
-        parts.push(format!("{what}: {}", p.hint));
+        let from = match (&p.origin, p.transports) {
+            (Some(site), Some(1)) => format!(" opened from {site} (one http.Transport)"),
+            (Some(site), Some(t)) => format!(" opened from {site} ({t} http.Transports)"),
+            (Some(site), None) => format!(" opened from {site}"),
+            _ => String::new(),
+        };
+        parts.push(format!("{what}{from}: {}", p.hint));
     }
     if parts.is_empty() {
         let pools: Vec<&Pattern> = patterns.iter().filter(|p| p.kind == "idle_pool").collect();
@@ -176,6 +204,7 @@ mod tests {
             unreused,
             counted: count,
             growth_per_min: growth_from_ages(count, oldest, newest),
+            origin: None,
         }
     }
 

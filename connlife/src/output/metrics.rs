@@ -41,6 +41,8 @@ pub struct View {
     pub connections: BTreeMap<(String, ProcLabels), i64>,
     pub stuck: BTreeMap<(String, ProcLabels), i64>,
     pub stuck_by_remote: BTreeMap<(String, String), i64>,
+    /// Flagged connections by the function of their origin's call site (top N).
+    pub stuck_by_origin: BTreeMap<(String, String), i64>,
     pub opened: u64,
     pub closed: BTreeMap<String, u64>,
     pub exchanges: u64,
@@ -51,6 +53,7 @@ pub struct View {
     pub model_connections: i64,
     pub evicted: u64,
     pub lost: Vec<(&'static str, u64)>,
+    pub origins_missed: Vec<(&'static str, u64)>,
     pub corrections: BTreeMap<&'static str, u64>,
     pub flight_recorder_bytes: i64,
     pub health: AgentHealth,
@@ -113,6 +116,25 @@ pub fn view(session: &Session, labels_of: &dyn Fn(u32) -> ProcLabels, top_n: usi
         };
         *v.stuck_by_remote.entry((f.kind.name().to_string(), r)).or_default() += 1;
     }
+    // The function only (no file:line, no address): a bounded label; "unknown" until the
+    // stack is symbolized, or with --no-origin.
+    let origin_of = |f: &crate::model::detect::Finding| {
+        f.origin
+            .as_ref()
+            .and_then(|o| crate::model::origin::call_site(&o.frames))
+            .and_then(|frame| frame.function.clone())
+            .unwrap_or_else(|| "unknown".to_string())
+    };
+    let mut origins: BTreeMap<String, i64> = BTreeMap::new();
+    for f in session.tracker.active() {
+        *origins.entry(origin_of(f)).or_default() += 1;
+    }
+    let keep_origin = cap(&origins, top_n);
+    for f in session.tracker.active() {
+        let o = origin_of(f);
+        let o = if keep_origin(&o) { o } else { OTHER.into() };
+        *v.stuck_by_origin.entry((f.kind.name().to_string(), o)).or_default() += 1;
+    }
     v.opened = session.opened();
     v.closed = session
         .closed_by_reason()
@@ -143,6 +165,7 @@ pub fn view(session: &Session, labels_of: &dyn Fn(u32) -> ProcLabels, top_n: usi
     v.model_connections = session.model.len() as i64;
     v.evicted = session.model.evicted;
     v.lost = session.losses().by_cause().to_vec();
+    v.origins_missed = session.losses().origins_missed().to_vec();
     v.corrections = session.corrections();
     v.flight_recorder_bytes = session.flight_recorder_bytes() as i64;
     // Known label values exist at 0, so "none" is not mistaken for "not scraped".
@@ -220,6 +243,15 @@ pub fn render(v: &View) -> String {
             .map(|((k, r), n)| (vec![("kind".into(), k.clone()), ("remote".into(), r.clone())], *n))
             .collect(),
     );
+    gauge_family(
+        &mut reg,
+        "stuck_connections_by_origin",
+        "Flagged connections by the function that opened them (its call site's function, top N, the rest as \"other\"; \"unknown\" when not symbolized)",
+        v.stuck_by_origin
+            .iter()
+            .map(|((k, o), n)| (vec![("kind".into(), k.clone()), ("origin".into(), o.clone())], *n))
+            .collect(),
+    );
     counter(
         &mut reg,
         "connections_opened",
@@ -276,6 +308,15 @@ pub fn render(v: &View) -> String {
         "lost_events",
         "Events lost, by cause: ring_full (ring buffer full), recursion_miss (the kernel skipped a program while another BPF program ran on the CPU), map_full (socket map full), decode_error (corrupt records)",
         v.lost
+            .iter()
+            .map(|(cause, n)| (vec![("cause".into(), cause.to_string())], *n))
+            .collect(),
+    );
+    counter_family(
+        &mut reg,
+        "origins_missed",
+        "Connection births whose origin stays unknown, by cause: stack_map (the kernel's stack map was full or collided), symbolizer_queue (the symbolizer was behind)",
+        v.origins_missed
             .iter()
             .map(|(cause, n)| (vec![("cause".into(), cause.to_string())], *n))
             .collect(),

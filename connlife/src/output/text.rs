@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use crate::model::{
     detect::Finding,
+    origins::Origin,
     session::{Output, Postmortem, Summary},
 };
 
@@ -66,6 +67,8 @@ pub struct Style {
     pub color: bool,
     /// Finding kinds whose hint was printed already (a hint is printed once, not per line).
     pub hinted: std::cell::RefCell<Vec<crate::model::detect::FindingKind>>,
+    /// `--stacks`: print each origin's whole stack under its site.
+    pub stacks: bool,
 }
 
 impl Style {
@@ -85,6 +88,7 @@ impl Style {
         Style {
             color: tty && no_color.is_none_or(str::is_empty) && term != Some("dumb"),
             hinted: Default::default(),
+            stacks: false,
         }
     }
 
@@ -133,6 +137,9 @@ pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<(
                 duration(f.idle_s),
                 opt(f.exchanges)
             )?;
+            if let Some(o) = f.origin.as_ref().filter(|_| matches!(out, Output::Finding(_))) {
+                write_origin(w, o, None, st)?;
+            }
             if matches!(out, Output::Finding(_)) && !st.hinted.borrow().contains(&f.kind) {
                 st.hinted.borrow_mut().push(f.kind);
                 writeln!(w, "         hint: {}", f.kind.hint())?;
@@ -330,6 +337,12 @@ fn write_finding_group(w: &mut impl Write, raised: bool, fs: &[&Finding], st: &S
     if fs.len() > GROUP_SHOWN {
         writeln!(w, "         and {} more", fs.len() - GROUP_SHOWN)?;
     }
+    if raised {
+        let origins = fs.iter().filter_map(|f| Some((f.origin.as_ref()?, f.transport)));
+        if let Some((o, n)) = crate::model::origins::dominant(origins) {
+            write_origin(w, &o, (n < fs.len()).then_some((n, fs.len())), st)?;
+        }
+    }
     if raised && !st.hinted.borrow().contains(&f.kind) {
         st.hinted.borrow_mut().push(f.kind);
         writeln!(w, "         hint: {}", f.kind.hint())?;
@@ -363,18 +376,34 @@ fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> 
             String::new()
         }
     )?;
-    for g in &s.groups {
+    let origins_missed: u64 = s.lost.origins_missed().iter().map(|(_, n)| n).sum();
+    if origins_missed > 0 {
         writeln!(
             w,
-            "         {} pid {} ({}) holds {} idle unreused connections to {} ({:+}/min): {}",
+            "         origins unknown for {origins_missed} connections (stack map full {}, symbolizer behind {})",
+            s.lost.stacks_missed, s.lost.stacks_unsymbolized
+        )?;
+    }
+    for g in &s.groups {
+        write!(
+            w,
+            "         {} pid {} ({}) holds {} idle unreused connections to {} ({:+}/min)",
             st.paint("1;33", "GROUP"),
             g.pid,
             g.comm,
             g.count,
             g.raddr,
             g.growth_per_min,
-            g.hint
         )?;
+        match &g.origin {
+            Some(o) => {
+                writeln!(w)?;
+                let share = g.from_origin.filter(|&n| n < g.count).map(|n| (n, g.count));
+                write_origin(w, o, share, st)?;
+                writeln!(w, "               {}", g.hint)?;
+            }
+            None => writeln!(w, ": {}", g.hint)?,
+        }
     }
     for f in &s.fds {
         let eta = f
@@ -391,6 +420,24 @@ fn write_summary(w: &mut impl Write, s: &Summary, st: &Style) -> io::Result<()> 
             f.growth_per_min,
             eta
         )?;
+    }
+    Ok(())
+}
+
+/// `from SITE`, with the Transports made there (Go) and the share of a group it covers
+/// (`share`: n of m); with `--stacks` the whole stack under it.
+fn write_origin(w: &mut impl Write, o: &Origin, share: Option<(usize, usize)>, st: &Style) -> io::Result<()> {
+    let transports = match o.transports {
+        Some(1) => ": 1 http.Transport made there".to_string(),
+        Some(t) => format!(": {t} http.Transports made there"),
+        None => String::new(),
+    };
+    let share = share.map(|(n, m)| format!(" ({n} of {m})")).unwrap_or_default();
+    writeln!(w, "           from {}{}{}", o.site, share, transports)?;
+    if st.stacks {
+        for f in &o.frames {
+            writeln!(w, "             {}", crate::model::origin::describe(f))?;
+        }
     }
     Ok(())
 }
@@ -481,6 +528,9 @@ fn write_postmortem(w: &mut impl Write, p: &Postmortem, st: &Style) -> io::Resul
             duration(g.oldest_s),
             fds
         )?;
+        if let Some(o) = &g.origin {
+            write_origin(w, o, None, st)?;
+        }
     }
     for g in &p.groups {
         writeln!(
@@ -673,6 +723,7 @@ mod tests {
             map_full: 0,
             decode_errors: 0,
             rescued: 0,
+            ..Default::default()
         });
         let mut buf = Vec::new();
         write_human(
@@ -681,6 +732,7 @@ mod tests {
             &Style {
                 color: false,
                 hinted: Default::default(),
+                stacks: false,
             },
         )
         .unwrap();
@@ -690,6 +742,7 @@ mod tests {
         let _ = Style {
             color: false,
             hinted: Default::default(),
+            stacks: false,
         };
         let mut buf = Vec::new();
         write_json(&mut buf, &out).unwrap();
@@ -725,6 +778,7 @@ mod tests {
         let st = Style {
             color: false,
             hinted: Default::default(),
+            stacks: false,
         };
         write_human_batch(&mut buf, &at_summary, &st).unwrap();
         let text = String::from_utf8(buf).unwrap();

@@ -198,7 +198,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         filter: Filter {
             pids: Vec::new(),
             comms: args.comms.clone(),
-            origin: true,
+            origin: !args.no_origin,
         },
         thresholds: Thresholds {
             close_wait_after_ns: args.close_wait_after.as_nanos() as u64,

@@ -15,8 +15,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     kernel::{
         event::{comm_bytes, comm_matches, KernelEvent, Role, TcpState, Use},
+        go_probes::GoAttach,
         loader::{EventStream, Filter, Tracer},
         snapshot,
+        symbolize::{SymbolizeRequest, Symbolized, SymbolizerThread},
     },
     model::{
         detect::{Thresholds, NS},
@@ -112,7 +114,22 @@ struct Driver<'a> {
     /// is the post-mortem's centre, and the process may be gone by the next interval).
     exhausted_now: Vec<u32>,
     last_exhausted_reading_ns: u64,
+    origins: Origins,
 }
+
+/// Where connections are opened: birth stacks go to the symbolizer thread once per (pid,
+/// stack id), Go binaries get their net/http uprobes once per process.
+struct Origins {
+    /// `None` with `--no-origin`.
+    symbolizer: Option<SymbolizerThread>,
+    symbolized: tokio::sync::mpsc::UnboundedReceiver<Symbolized>,
+    requested: HashSet<(u32, u32)>,
+    go_checked: HashSet<u32>,
+}
+
+/// Stacks asked for, remembered at most (then forgotten: a stack asked twice is only
+/// symbolized twice).
+const STACKS_REQUESTED_MAX: usize = 65_536;
 
 /// Attach, take the kernel's view, and feed the session until a signal, the duration, or the
 /// end of every traced process.
@@ -122,6 +139,7 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
     let mut sigterm = signal(SignalKind::terminate())?;
     keep_fds_in_reserve();
     let mut tracer = Tracer::load(&settings.filter)?;
+    let settings_origin = settings.filter.origin;
     let events = tracer.take_events()?;
     let mut session = Session::new(settings.thresholds, settings.transitions, settings.max_conns);
     session.closed_records = settings.closed_records;
@@ -146,6 +164,15 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
         batch: Vec::new(),
         exhausted_now: Vec::new(),
         last_exhausted_reading_ns: 0,
+        origins: {
+            let (results, symbolized) = tokio::sync::mpsc::unbounded_channel();
+            Origins {
+                symbolizer: settings_origin.then(|| SymbolizerThread::spawn(results)),
+                symbolized,
+                requested: HashSet::new(),
+                go_checked: HashSet::new(),
+            }
+        },
     };
     let start = d.start()?;
     if let Some(l) = &mut d.sink.live {
@@ -202,6 +229,9 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
                     }
                 }
                 d.sink.draw(&d.session, monotonic_ns());
+            }
+            Some(s) = d.origins.symbolized.recv() => {
+                d.feed(Input::Stack { pid: s.pid, stack_id: s.stack_id, frames: s.frames });
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -276,6 +306,9 @@ impl Driver<'_> {
                 });
             }
         }
+        for pid in self.session.traced_pids() {
+            self.attach_go(pid);
+        }
         let started = monotonic_ns();
         let seen = self.kernel_view().context("snapshot of existing sockets (sock_diag)")?;
         // Events queued while the view was taken go first: the model then merges, instead of
@@ -319,6 +352,12 @@ impl Driver<'_> {
                             });
                         }
                     }
+                    if let (Some(origin), Some(pid)) = (event.origin, event.tgid) {
+                        self.attach_go(pid);
+                        for id in [origin.stack, origin.request_stack].into_iter().flatten() {
+                            self.symbolize(pid, id);
+                        }
+                    }
                     if event.kind == crate::kernel::event::Kind::FdFail {
                         if let Some(pid) = event.tgid.filter(|p| !self.exhausted_now.contains(p)) {
                             self.exhausted_now.push(pid);
@@ -341,6 +380,37 @@ impl Driver<'_> {
             if !fds.is_empty() {
                 self.feed(Input::Tick { now_ns: now, fds });
             }
+        }
+    }
+
+    /// A process's Go binary gets the net/http uprobes (once per process; the tracer attaches
+    /// once per binary). What happened is said in one line, except for non-Go programs.
+    fn attach_go(&mut self, pid: u32) {
+        if self.origins.symbolizer.is_none() || !self.origins.go_checked.insert(pid) {
+            return;
+        }
+        if self.origins.go_checked.len() > STACKS_REQUESTED_MAX {
+            self.origins.go_checked.clear();
+        }
+        match self.tracer.attach_go(pid) {
+            GoAttach::NotGo | GoAttach::AlreadyAttached => {}
+            other => crate::say!("connlife: pid {pid}: {other}"),
+        }
+    }
+
+    /// Read a birth stack from the kernel's map and have it symbolized off the event loop.
+    fn symbolize(&mut self, pid: u32, stack_id: u32) {
+        let Some(symbolizer) = &self.origins.symbolizer else {
+            return;
+        };
+        if self.origins.requested.len() >= STACKS_REQUESTED_MAX {
+            self.origins.requested.clear();
+        }
+        if !self.origins.requested.insert((pid, stack_id)) {
+            return;
+        }
+        if let Some(addrs) = self.tracer.stack(stack_id) {
+            symbolizer.request(SymbolizeRequest { pid, stack_id, addrs });
         }
     }
 
@@ -413,10 +483,13 @@ impl Driver<'_> {
             map_full: counters.socks_full,
             decode_errors: self.decode_errors,
             rescued: counters.rescued,
+            stacks_missed: counters.stack_missed,
+            stacks_unsymbolized: self.origins.symbolizer.as_ref().map_or(0, |s| s.dropped()),
         };
         if lost.total() > self.last_lost.total() {
             self.reconcile_pending = true;
         }
+
         self.last_lost = lost.clone();
         self.feed(Input::Lost {
             now_ns: now,

@@ -135,7 +135,8 @@ impl RecordWriter {
         match input {
             _ if !self.rotates => {}
             Input::Start { .. } => self.start_line = Some(self.line.clone()),
-            Input::Track { .. } => {
+            // Processes tracked and stacks symbolized: each new file needs them to be read alone.
+            Input::Track { .. } | Input::Stack { .. } => {
                 self.track_lines.push_back(self.line.clone());
                 self.track_bytes += len;
                 while self.track_bytes > self.limits.max_bytes / 4 {
@@ -153,7 +154,7 @@ impl RecordWriter {
                 self.stop(reason);
                 return;
             }
-            if matches!(input, Input::Track { .. }) {
+            if matches!(input, Input::Track { .. } | Input::Stack { .. }) {
                 return; // already in the new file's header
             }
         }

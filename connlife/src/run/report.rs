@@ -59,7 +59,7 @@ pub fn report(path: &Path, json: bool, html: Option<&Path>) -> anyhow::Result<()
             | Input::Gone { now_ns, .. } => last_ns = last_ns.max(*now_ns),
             Input::Event { event } => last_ns = last_ns.max(event.ts_ns),
             Input::End { .. } => ended = true,
-            Input::Start { .. } | Input::Track { .. } | Input::Follow { .. } => {}
+            Input::Start { .. } | Input::Track { .. } | Input::Follow { .. } | Input::Stack { .. } => {}
         }
         feed(&mut session, &mut sink, &mut Replay, input);
     }

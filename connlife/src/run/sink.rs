@@ -21,7 +21,7 @@ pub struct Sink {
     json: bool,
     /// Agent: only findings, groups, fd exhaustion, losses, post-mortems and summaries.
     pub findings_only: bool,
-    style: Style,
+    pub style: Style,
     /// Buffered: flushed once per batch of events and per tick, not per line.
     out: BufWriter<std::io::Stdout>,
     record: Option<RecordWriter>,

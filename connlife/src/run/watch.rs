@@ -36,6 +36,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         record_target(args.record.as_deref(), args.record_max_size, args.record_keep),
     )?;
     let mut sink = sink;
+    sink.style.stacks = args.stacks;
     if crate::run::terminal::live_view_wanted(args.json, args.plain) {
         sink.enter_live()?;
     }
@@ -43,7 +44,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         filter: Filter {
             pids: args.pids.clone(),
             comms: args.comms.clone(),
-            origin: true,
+            origin: !args.no_origin,
         },
         thresholds: Thresholds {
             close_wait_after_ns: args.close_wait_after.as_nanos() as u64,

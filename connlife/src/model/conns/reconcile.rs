@@ -167,6 +167,7 @@ impl Model {
                 usage: s.usage,
                 exchanges_known: false,
                 touched_ns: now_ns,
+                origin: None,
             },
             changes,
         );

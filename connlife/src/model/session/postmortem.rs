@@ -1,6 +1,7 @@
 //! The post-mortem of a process: how it ended, what it held (grouped, with the facts the
 //! verdict is made of), the climb of its fds, and when the agent's flight recorder writes one.
 use super::*;
+use crate::model::origins::OriginSource;
 
 impl Session {
     /// The post-mortem of one traced process: how it ended, what it held, and the climb.
@@ -132,23 +133,29 @@ impl Session {
             .unwrap_or(self.start_ns)
     }
 
-    /// What `pid` held (not listening), by state, role and remote, with the facts the verdict
-    /// is made of.
+    /// What `pid` held (not listening), by state, role, remote and origin, with the facts the
+    /// verdict is made of.
     pub(super) fn open_groups(&self, pid: u32, now_ns: u64) -> Vec<OpenGroup> {
         struct Acc {
             g: OpenGroup,
             exchanges: u64,
             counted: u32,
+            transports: Vec<u64>,
         }
-        let mut groups: BTreeMap<(TcpState, String, String), Acc> = BTreeMap::new();
+        let mut groups: BTreeMap<(TcpState, String, String, String), Acc> = BTreeMap::new();
         for c in self
             .model
             .conns()
             .filter(|c| c.tgid() == Some(pid) && c.state != TcpState::Listen)
         {
             let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
+            let origin = c
+                .origin
+                .as_ref()
+                .and_then(|(opener, birth)| self.stacks.resolve(*opener, c.role, birth));
+            let site = origin.as_ref().map(|o| o.site.clone()).unwrap_or_default();
             let acc = groups
-                .entry((c.state, format!("{:?}", c.role), c.remote.to_string()))
+                .entry((c.state, format!("{:?}", c.role), c.remote.to_string(), site))
                 .or_insert(Acc {
                     g: OpenGroup {
                         state: c.state,
@@ -162,10 +169,13 @@ impl Session {
                         unreused: 0,
                         counted: 0,
                         growth_per_min: 0.0,
+                        origin,
                     },
                     exchanges: 0,
                     counted: 0,
+                    transports: Vec::new(),
                 });
+            acc.transports.extend(c.origin.and_then(|(_, b)| b.transport));
             let g = &mut acc.g;
             g.count += 1;
             g.oldest_s = g.oldest_s.max(age);
@@ -189,6 +199,11 @@ impl Session {
                 a.g.exchanges_per_conn =
                     (a.counted > 0).then(|| (a.exchanges as f64 / a.counted as f64 * 10.0).round() / 10.0);
                 a.g.growth_per_min = verdict::growth_from_ages(a.g.count, a.g.oldest_s, a.g.newest_s);
+                if let Some(o) = a.g.origin.as_mut().filter(|o| o.source == OriginSource::GoRequest) {
+                    a.transports.sort_unstable();
+                    a.transports.dedup();
+                    o.transports = Some(a.transports.len() as u32);
+                }
                 a.g
             })
             .collect();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     kernel::event::{KernelEvent, TcpState, Use},
     model::detect::{FdPressure, FdSample, Finding, Group},
-    model::SeenSocket,
+    model::{origin::Frame, SeenSocket},
 };
 
 pub use crate::model::verdict::{OpenGroup, Pattern};
@@ -94,6 +94,13 @@ pub enum Input {
         pid: u32,
         now_ns: u64,
         before_start: bool,
+    },
+    /// A stack of a traced process, symbolized off the event loop after a connection was
+    /// born with it: the origin of that connection's findings, groups and post-mortem.
+    Stack {
+        pid: u32,
+        stack_id: u32,
+        frames: Vec<Frame>,
     },
     End {
         now_ns: u64,
@@ -200,9 +207,27 @@ pub struct Lost {
     /// CPU) that the second state program handled. Shown so the rescue is visible.
     #[serde(default)]
     pub rescued: u64,
+    /// Not events: connection births whose user stack the kernel could not keep (its stack
+    /// map full, or a hash collision): their origin is unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stacks_missed: u64,
+    /// Not events: stacks left unsymbolized because the symbolizer's queue was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stacks_unsymbolized: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Lost {
+    /// Origins that will stay unknown, by cause (`connlife_origins_missed_total{cause}`).
+    pub fn origins_missed(&self) -> [(&'static str, u64); 2] {
+        [
+            ("stack_map", self.stacks_missed),
+            ("symbolizer_queue", self.stacks_unsymbolized),
+        ]
+    }
     pub fn total(&self) -> u64 {
         self.ring_full + self.recursion_misses + self.map_full + self.decode_errors
     }
