@@ -249,7 +249,14 @@ impl GoProbes {
             Some(done) => return done.clone(),
             None => {}
         }
-        let outcome = match std::fs::read(&exe) {
+        // Mapped, not read: an agent meets every binary on the host, some of them hundreds of
+        // MB; only the pages the ELF parser touches come in.
+        let mapped = std::fs::File::open(&exe).and_then(|f| {
+            // SAFETY: a read-only private mapping of a running executable (the kernel refuses
+            // writes to it with ETXTBSY); the bytes are only parsed, never trusted as code.
+            unsafe { memmap2::Mmap::map(&f) }
+        });
+        let outcome = match mapped {
             Err(e) => unsupported(format!("reading {}: {e}", exe.display())),
             Ok(data) => match inspect(&data) {
                 GoBinary::NotGo => GoAttach::NotGo,

@@ -311,6 +311,11 @@ impl Driver<'_> {
         }
         let started = monotonic_ns();
         let seen = self.kernel_view().context("snapshot of existing sockets (sock_diag)")?;
+        // Processes that already hold sockets get Go's uprobes before their next dial.
+        let owners: HashSet<u32> = seen.iter().flat_map(|s| s.owners.iter().map(|o| o.tgid)).collect();
+        for pid in owners {
+            self.attach_go(pid);
+        }
         // Events queued while the view was taken go first: the model then merges, instead of
         // counting twice, a connection born meanwhile.
         self.drain();
