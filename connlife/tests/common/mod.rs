@@ -90,6 +90,8 @@ unsafe fn lo_up() {
 pub struct Proc {
     pub child: Child,
     pub lines: Receiver<String>,
+    /// Its stderr lines (also echoed to the test's stderr).
+    pub err_lines: Receiver<String>,
     pub stdin: Option<ChildStdin>,
     pub name: String,
 }
@@ -111,17 +113,34 @@ impl Proc {
             }
         });
         let tag = name.to_string();
+        let (err_tx, err_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[{tag}] {line}");
+                let _ = err_tx.send(line);
             }
         });
         let stdin = child.stdin.take();
         Proc {
             child,
             lines: rx,
+            err_lines: err_rx,
             stdin,
             name: name.to_string(),
+        }
+    }
+
+    /// Next stderr line matching `pred` (every line is echoed to the test's stderr as well),
+    /// or panic after PATIENCE.
+    pub fn wait_err_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err_lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("{}: no matching stderr line ({e})", self.name),
+            }
         }
     }
 
@@ -339,4 +358,28 @@ pub fn runnable_by_anyone(path: &str) -> String {
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     copy.to_string_lossy().into_owned()
+}
+
+/// Build `tests/programs/NAME.c` with gcc (`-O0 -g -fno-omit-frame-pointer`: every call keeps
+/// its frame, and the kernel's user-stack walk follows frame pointers) into a fresh directory of
+/// its own; `None`, saying why, when gcc is missing.
+pub fn c_binary(name: &str) -> Option<PathBuf> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
+    let dir = std::env::temp_dir().join(format!("connlife-c-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir for the C program");
+    let out = dir.join(name);
+    let st = match Command::new("gcc")
+        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+    {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("skipping the C program {name}: cannot run gcc ({e})");
+            return None;
+        }
+    };
+    assert!(st.success(), "gcc {} failed", src.display());
+    Some(out)
 }

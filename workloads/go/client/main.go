@@ -16,6 +16,15 @@
 //	                       single connection is reused.
 //	no-keepalive           OK: Transport{DisableKeepAlives: true}, body read
 //	                       and closed; one short-lived connection per request.
+//	body-not-closed-own-dialer
+//	                       BUG: like body-not-closed, but the shared client's
+//	                       Transport dials through the program's own
+//	                       DialContext (dialWithLog), and the request is made
+//	                       (and its body dropped) by postAndForget.
+//	seed                   BUG, the incident's code: sendRequest makes a new
+//	                       Transport{Dial: dialTimeout} + Client per request
+//	                       (deprecated Dial field), POSTs, reads and closes
+//	                       the body: one idle ESTABLISHED socket per request.
 //
 // stdout gets one line per request, written unbuffered:
 //
@@ -26,9 +35,11 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -43,13 +54,17 @@ import (
 // interfere with loopback tests.
 var sharedClient = &http.Client{Transport: &http.Transport{}}
 
+// ownDialerClient is the shared client of "body-not-closed-own-dialer": its
+// Transport dials through the program's own function.
+var ownDialerClient = &http.Client{Transport: &http.Transport{DialContext: dialWithLog}}
+
 // leaked keeps every un-closed response reachable (body-not-closed mode), so
 // the connection cannot be reclaimed behind our back.
 var leaked []*http.Response
 
 func main() {
 	url := flag.String("url", "", "URL to POST to, e.g. http://127.0.0.1:8080/ (required)")
-	mode := flag.String("mode", "transport-per-request", "transport-per-request | body-not-closed | shared | no-keepalive")
+	mode := flag.String("mode", "transport-per-request", "transport-per-request | body-not-closed | shared | no-keepalive | body-not-closed-own-dialer | seed")
 	interval := flag.Duration("interval", 200*time.Millisecond, "pause between requests")
 	count := flag.Int("count", 0, "number of requests (0 = forever)")
 	waitStdin := flag.Bool("wait-stdin", false, "read one line from stdin before starting (lets a tracer attach first)")
@@ -83,6 +98,14 @@ func main() {
 		noKA := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 		do = func(n int) (int, string, bool, error) {
 			return post(noKA, *url, n, true)
+		}
+	case "body-not-closed-own-dialer":
+		do = func(n int) (int, string, bool, error) {
+			return postAndForget(ownDialerClient, *url, n)
+		}
+	case "seed":
+		do = func(n int) (int, string, bool, error) {
+			return sendRequest(*url, n)
 		}
 	default:
 		fmt.Fprintf(os.Stderr, "client: unknown -mode %q\n", *mode)
@@ -157,4 +180,80 @@ func post(client *http.Client, url string, n int, readAndClose bool) (status int
 		err = cerr
 	}
 	return resp.StatusCode, local, reused, err
+}
+
+// withTrace returns req carrying a trace that fills in the local address and
+// whether the connection was reused (valid once the request got a connection).
+func withTrace(req *http.Request) (*http.Request, *connInfo) {
+	info := &connInfo{local: "?"}
+	trace := &httptrace.ClientTrace{
+		GotConn: func(g httptrace.GotConnInfo) {
+			info.local = g.Conn.LocalAddr().String()
+			info.reused = g.Reused
+		},
+	}
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace)), info
+}
+
+type connInfo struct {
+	local  string
+	reused bool
+}
+
+// dialWithLog is the program's own DialContext (body-not-closed-own-dialer):
+// net/http calls it on a goroutine of its own, so its stack names no code of
+// the request that needed the connection.
+func dialWithLog(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dial %s %s: %v\n", network, addr, err)
+	}
+	return conn, err
+}
+
+// postAndForget POSTs with client and drops the response: the body is never
+// read nor closed (kept reachable in leaked), the bug of
+// body-not-closed-own-dialer.
+func postAndForget(client *http.Client, url string, n int) (status int, local string, reused bool, err error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(fmt.Sprintf("{\"seq\":%d}\n", n)))
+	if err != nil {
+		return 0, "?", false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req, info := withTrace(req)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, info.local, info.reused, err
+	}
+	leaked = append(leaked, resp)
+	return resp.StatusCode, info.local, info.reused, nil
+}
+
+// dialTimeout is the incident's dial function, plugged into the deprecated
+// Transport.Dial field (seed mode).
+func dialTimeout(network, addr string) (net.Conn, error) {
+	return net.DialTimeout(network, addr, 5*time.Second)
+}
+
+// sendRequest is the incident's code (seed mode): a new Transport and Client
+// for every request, so each connection goes back to a pool nothing uses
+// again. The body is read and closed, which does not help.
+func sendRequest(url string, n int) (status int, local string, reused bool, err error) {
+	transport := &http.Transport{Dial: dialTimeout}
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(fmt.Sprintf("{\"seq\":%d}\n", n)))
+	if err != nil {
+		return 0, "?", false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req, info := withTrace(req)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, info.local, info.reused, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return resp.StatusCode, info.local, info.reused, err
+	}
+	return resp.StatusCode, info.local, info.reused, nil
 }

@@ -1,0 +1,409 @@
+//! Issue 13, where connections were opened, with real programs: Go net/http clients (a new
+//! Transport per request, a body never closed behind the user's own dial function, the
+//! incident's seed code with `Transport{Dial: dialTimeout}`, a healthy shared client), and a C
+//! client built with frame pointers, then stripped. Asserted on `--json` output: the `origin`
+//! of findings, groups and the post-mortem, and the start-up line on stderr.
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::*;
+use serde_json::Value;
+
+const HINT_TRANSPORT_PER_REQUEST: &str =
+    "one http.Transport made per request at this call site: reuse one client (or Transport), or set DisableKeepAlives";
+
+/// Go origins need uprobes (the `uprobe` perf PMU); everything else here is always present.
+fn uprobes_available() -> bool {
+    let yes = Path::new("/sys/bus/event_source/devices/uprobe").exists();
+    if !yes {
+        eprintln!("skipping: this kernel has no uprobe PMU (CONFIG_UPROBE_EVENTS), so no Go request origins");
+    }
+    yes
+}
+
+fn go_server(ns: &NetNs, mode: &str) -> (Proc, String) {
+    let mut cmd = ns.command(go_binary("server").to_str().unwrap());
+    cmd.args(["-mode", mode]);
+    let p = Proc::spawn(cmd, &format!("go-server-{mode}"));
+    let addr = ready_addr(&p);
+    (p, addr)
+}
+
+fn go_client(ns: &NetNs, addr: &str, mode: &str, extra: &[&str]) -> Proc {
+    let mut cmd = ns.command(go_binary("client").to_str().unwrap());
+    cmd.args(["-url", &format!("http://{addr}/"), "-mode", mode, "-wait-stdin"])
+        .args(extra);
+    Proc::spawn(cmd, &format!("go-client-{mode}"))
+}
+
+/// The line (1-based) of the first line containing `needle` after the line starting with
+/// `decl` in the Go client's source: where connlife must place a frame of that function.
+fn client_line(decl: &str, needle: &str) -> usize {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/go/client/main.go");
+    let src = std::fs::read_to_string(&path).expect("read the Go client's source");
+    let lines: Vec<&str> = src.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(decl))
+        .unwrap_or_else(|| panic!("{decl:?} not in main.go"));
+    start
+        + 1
+        + lines[start..]
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not after {decl:?} in main.go"))
+}
+
+/// The frames of an origin's site, as printed (`function (file:line)`), innermost first.
+fn site_frames(origin: &Value) -> Vec<String> {
+    origin["site"]
+        .as_str()
+        .unwrap_or_else(|| panic!("origin without a site: {origin}"))
+        .split(" <- ")
+        .map(str::to_string)
+        .collect()
+}
+
+/// connlife said at start-up that it put the Go uprobes on this binary.
+fn wait_go_traced(cl: &Connlife) -> String {
+    cl.proc.wait_err_line(|l| l.contains("Go net/http origins traced in"))
+}
+
+/// A new Transport + Client per call (`main.post` calls `client.Do`, from the mode's closure
+/// `main.main.func1`): the group's origin is that request's code, and it counts as many
+/// Transports as connections, so the hint names the transport-per-request bug.
+#[test]
+fn transport_per_request_group_names_the_posting_function_and_one_transport_per_connection() {
+    if !uprobes_available() {
+        return;
+    }
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let mut client = go_client(
+        &ns,
+        &addr,
+        "transport-per-request",
+        &["-count", "0", "-interval", "300ms"],
+    );
+    let mut cl = Connlife::start(&[client.pid()], &["--idle-after", "2s", "--interval", "1s"]);
+    let traced = wait_go_traced(&cl);
+    assert!(traced.contains(&format!("pid {}", client.pid())), "{traced}");
+    client.go();
+    let g = cl.wait_for(|v| v["type"] == "group" && v["count"].as_u64() >= Some(5));
+    let count = g["count"].as_u64().unwrap();
+    let o = &g["origin"];
+    assert_eq!(o["source"], "go_request", "{g}");
+    let want = [
+        format!("main.post (main.go:{})", client_line("func post(", "client.Do(req)")),
+        format!(
+            "main.main.func1 (main.go:{})",
+            client_line("\tcase \"transport-per-request\":", "return post(c, *url, n, true)")
+        ),
+    ];
+    assert_eq!(site_frames(o), want, "{g}");
+    assert_eq!(g["from_origin"].as_u64(), Some(count), "all share the site: {g}");
+    assert_eq!(
+        o["transports"].as_u64(),
+        Some(count),
+        "one Transport per connection: {g}"
+    );
+    assert_eq!(g["hint"], HINT_TRANSPORT_PER_REQUEST, "{g}");
+    let frames = o["frames"].as_array().expect("frames");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["function"] == "net/http.(*Transport).roundTrip"),
+        "the request's stack at roundTrip: {o}"
+    );
+    // Each finding of the group carries the same origin.
+    let findings: Vec<&Value> = cl
+        .of_type("finding")
+        .into_iter()
+        .filter(|f| f["kind"] == "established_unreused")
+        .collect();
+    assert!(findings.len() as u64 >= count, "{}", cl.dump());
+    for f in &findings {
+        assert_eq!(f["origin"]["source"], "go_request", "{f}");
+        assert_eq!(site_frames(&f["origin"]), want, "{f}");
+        assert!(f["origin"]["transports"].as_u64() >= Some(1), "{f}");
+    }
+    eprintln!("group origin: {} (transports {})", o["site"], o["transports"]);
+    cl.stop();
+}
+
+/// One shared client whose Transport dials through the user's own `main.dialWithLog`; the
+/// body is dropped by `main.postAndForget`, against a server that closes. The dial runs on
+/// net/http's goroutine through dialWithLog, but the code to blame is the request's.
+#[test]
+fn body_not_closed_with_own_dialer_names_the_request_not_the_dial_helper() {
+    if !uprobes_available() {
+        return;
+    }
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "close");
+    let mut client = go_client(
+        &ns,
+        &addr,
+        "body-not-closed-own-dialer",
+        &["-count", "5", "-interval", "100ms", "-hold", "-1s"],
+    );
+    let mut cl = Connlife::start(&[client.pid()], &["--close-wait-after", "1s", "--interval", "1s"]);
+    wait_go_traced(&cl);
+    client.go();
+    let stuck = cl.wait_count(5, |v| v["type"] == "finding" && v["kind"] == "close_wait_stuck");
+    let first = format!(
+        "main.postAndForget (main.go:{})",
+        client_line("func postAndForget(", "client.Do(req)")
+    );
+    for f in &stuck {
+        let o = &f["origin"];
+        assert_eq!(o["source"], "go_request", "{f}");
+        let site = site_frames(o);
+        assert_eq!(site[0], first, "{f}");
+        assert!(site.len() == 2 && site[1].starts_with("main.main.func"), "{f}");
+        assert!(
+            site.iter().all(|s| !s.contains("dialWithLog")),
+            "the dial helper is not the origin: {f}"
+        );
+        // One shared client: one Transport, however many connections.
+        assert_eq!(o["transports"], 1, "{f}");
+    }
+    eprintln!("CLOSE_WAIT origin: {}", stuck[0]["origin"]["site"]);
+    cl.stop();
+}
+
+/// The incident's code: `main.sendRequest` makes `Transport{Dial: dialTimeout}` and a Client
+/// per request. The origin is sendRequest, not the dial function.
+#[test]
+fn seed_code_group_names_send_request_not_dial_timeout() {
+    if !uprobes_available() {
+        return;
+    }
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let mut client = go_client(&ns, &addr, "seed", &["-count", "0", "-interval", "300ms"]);
+    let mut cl = Connlife::start(&[client.pid()], &["--idle-after", "2s", "--interval", "1s"]);
+    wait_go_traced(&cl);
+    client.go();
+    let g = cl.wait_for(|v| v["type"] == "group" && v["count"].as_u64() >= Some(5));
+    let count = g["count"].as_u64().unwrap();
+    let o = &g["origin"];
+    assert_eq!(o["source"], "go_request", "{g}");
+    let site = site_frames(o);
+    assert_eq!(
+        site[0],
+        format!(
+            "main.sendRequest (main.go:{})",
+            client_line("func sendRequest(", "client.Do(req)")
+        ),
+        "{g}"
+    );
+    assert!(site.iter().all(|s| !s.contains("dialTimeout")), "{g}");
+    assert_eq!(g["from_origin"].as_u64(), Some(count), "{g}");
+    assert_eq!(o["transports"].as_u64(), Some(count), "{g}");
+    assert_eq!(g["hint"], HINT_TRANSPORT_PER_REQUEST, "{g}");
+    eprintln!("seed group origin: {} (transports {})", o["site"], o["transports"]);
+    cl.stop();
+}
+
+/// The seed's death: EMFILE with the fd limit at 64. The post-mortem names where the held
+/// connections were opened and how many Transports made them.
+#[test]
+fn seed_code_dies_of_emfile_and_the_postmortem_names_send_request() {
+    if !uprobes_available() {
+        return;
+    }
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let mut cmd = ns.command("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "ulimit -n 64 && exec {} -url http://{addr}/ -mode seed -interval 50ms -exit-on-error -wait-stdin",
+            go_binary("client").display()
+        ),
+    ]);
+    let mut client = Proc::spawn(cmd, "go-client-seed-emfile");
+    let mut cl = Connlife::start(&[client.pid()], &[]);
+    wait_go_traced(&cl);
+    client.go();
+    let pm = cl.wait_for(|v| v["type"] == "postmortem");
+    assert_eq!(client.wait_exit().code(), Some(3), "EMFILE ends the seed client");
+    let site0 = format!(
+        "main.sendRequest (main.go:{})",
+        client_line("func sendRequest(", "client.Do(req)")
+    );
+    let top = &pm["open_at_end"][0];
+    let count = top["count"].as_u64().unwrap();
+    assert!(count >= 40, "most fds are the leaked connections: {pm}");
+    assert_eq!(top["origin"]["source"], "go_request", "{pm}");
+    assert_eq!(site_frames(&top["origin"])[0], site0, "{pm}");
+    assert_eq!(top["origin"]["transports"].as_u64(), Some(count), "{pm}");
+    let p = &pm["patterns"][0];
+    assert_eq!(p["kind"], "unreused_keepalive", "{pm}");
+    assert!(p["origin"].as_str().unwrap_or("").starts_with(&site0), "{pm}");
+    assert_eq!(p["transports"].as_u64(), Some(count), "{pm}");
+    assert_eq!(p["hint"], HINT_TRANSPORT_PER_REQUEST, "{pm}");
+    let verdict = pm["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains(&format!("opened from {site0}")) && verdict.contains(&format!("({count} http.Transports)")),
+        "{verdict}"
+    );
+    eprintln!("verdict: {verdict}");
+    assert!(cl.proc.wait_exit().success());
+}
+
+/// The C client opens its connections with `open_connection()` (which calls connect()) from
+/// `leaky_connect_loop()` from `main()`, then a stripped copy of it: the origin is the
+/// program's own code, or its module and offset once stripped.
+#[test]
+fn c_client_with_frame_pointers_then_stripped() {
+    let Some(bin) = c_binary("origin_client") else {
+        return;
+    };
+    let stripped = bin.with_file_name("origin_client.stripped");
+    let st = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&bin)
+        .status()
+        .expect("strip");
+    assert!(st.success());
+    for (path, is_stripped) in [(&bin, false), (&stripped, true)] {
+        let path = path.to_str().unwrap();
+        let ns = NetNs::new();
+        let (_server, addr) = go_server(&ns, "keepalive");
+        let (ip, port) = addr.rsplit_once(':').unwrap();
+        let mut client = Proc::spawn(
+            {
+                let mut c = ns.command(path);
+                c.args([ip, port, "4"]);
+                c
+            },
+            if is_stripped { "c-client-stripped" } else { "c-client" },
+        );
+        let mut cl = Connlife::start(&[client.pid()], &["--idle-after", "2s", "--interval", "1s"]);
+        client.go();
+        client.wait_line(|l| l.starts_with("done"));
+        let found = cl.wait_count(4, |v| v["type"] == "finding" && v["kind"] == "established_unreused");
+        for f in &found {
+            let o = &f["origin"];
+            assert_eq!(o["source"], "connect", "{f}");
+            assert!(
+                o.get("transports").is_none(),
+                "transports are for Go requests only: {f}"
+            );
+            let site = site_frames(o);
+            assert!(
+                !site[0].contains("libc") && !site[0].starts_with("connect") && !site[0].starts_with("__"),
+                "the site is the program's, not libc's: {f}"
+            );
+            let frames = o["frames"].as_array().unwrap();
+            let own: Vec<&Value> = frames.iter().filter(|fr| fr["module"] == path).collect();
+            assert!(!own.is_empty(), "frames of the program itself: {f}");
+            if is_stripped {
+                // module+0xOFFSET for the program's own frames, no names.
+                assert!(
+                    site[0].starts_with(&format!("{path}+0x")),
+                    "stripped: module+offset: {f}"
+                );
+                assert!(own.iter().all(|fr| fr.get("function").is_none()), "{f}");
+            } else {
+                // With frame pointers the kernel walks from connect()'s frame: glibc's
+                // connect wrapper keeps no frame, so the return address into
+                // open_connection() (on the stack, not in a frame) is skipped and the first
+                // frame of the program is its caller, leaky_connect_loop().
+                assert!(
+                    site[0].starts_with("leaky_connect_loop (origin_client.c:")
+                        || site[0].starts_with("open_connection (origin_client.c:"),
+                    "the site names the program's own function: {f}"
+                );
+                assert!(own.iter().any(|fr| fr["function"] == "main"), "{f}");
+            }
+        }
+        let o = &found[0]["origin"];
+        eprintln!(
+            "{} site: {}\n  frames: {}",
+            if is_stripped { "stripped" } else { "C" },
+            o["site"],
+            o["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|fr| match (fr["function"].as_str(), fr["module"].as_str()) {
+                    (Some(func), m) => format!("{func} [{}]", m.unwrap_or("?")),
+                    (None, m) => format!("{}+{} ", m.unwrap_or("?"), fr["offset"]),
+                })
+                .collect::<Vec<_>>()
+                .join(" <- ")
+        );
+        // The group: same origin for all four, no Transport count for a C program.
+        let g = cl.wait_for(|v| v["type"] == "group" && v["count"] == 4);
+        assert_eq!(g["origin"]["site"], o["site"], "{g}");
+        assert_eq!(g["from_origin"], 4, "{g}");
+        assert!(g["origin"].get("transports").is_none(), "{g}");
+        cl.stop();
+    }
+}
+
+/// A healthy shared client: no finding at all while origins are on.
+#[test]
+fn healthy_shared_client_gives_no_findings_with_origins_on() {
+    if !uprobes_available() {
+        return;
+    }
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let mut client = go_client(
+        &ns,
+        &addr,
+        "shared",
+        &["-count", "15", "-interval", "100ms", "-hold", "-1s"],
+    );
+    let mut cl = Connlife::start(
+        &[client.pid()],
+        &["--idle-after", "1s", "--close-wait-after", "1s", "--interval", "1s"],
+    );
+    wait_go_traced(&cl);
+    client.go();
+    client.wait_line(|l| l.starts_with("done"));
+    // Well past both thresholds.
+    cl.collect_for(std::time::Duration::from_secs(4));
+    let findings = cl.of_type("finding");
+    assert!(findings.is_empty(), "healthy client flagged: {findings:?}");
+    assert!(cl.of_type("group").is_empty(), "{}", cl.dump());
+    let last = cl.of_type("summary").last().cloned().cloned().unwrap();
+    assert_eq!(last["by_state"]["ESTABLISHED"], 1, "one pooled connection: {last}");
+    cl.stop();
+}
+
+/// `--no-origin`: the same transport-per-request group, with no `origin` anywhere.
+#[test]
+fn no_origin_leaves_origin_out() {
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let mut client = go_client(
+        &ns,
+        &addr,
+        "transport-per-request",
+        &["-count", "0", "-interval", "300ms"],
+    );
+    let mut cl = Connlife::start(
+        &[client.pid()],
+        &["--idle-after", "2s", "--interval", "1s", "--no-origin"],
+    );
+    client.go();
+    let g = cl.wait_for(|v| v["type"] == "group" && v["count"].as_u64() >= Some(4));
+    assert!(g.get("origin").is_none() && g.get("from_origin").is_none(), "{g}");
+    assert_ne!(g["hint"], HINT_TRANSPORT_PER_REQUEST, "{g}");
+    for f in cl.of_type("finding") {
+        assert!(f.get("origin").is_none(), "{f}");
+    }
+    cl.stop();
+    for s in cl.of_type("summary") {
+        for g in s["groups"].as_array().into_iter().flatten() {
+            assert!(g.get("origin").is_none(), "{s}");
+        }
+    }
+}
