@@ -2,7 +2,8 @@
 //! process died of fd exhaustion. Top to bottom: who ended and how, and why the post-mortem
 //! was written; the verdict with each named leak pattern and its hint; the climb of open fds
 //! towards the limit with the EMFILE moment marked; TCP connections by state over time; the
-//! table of what was held at the end; then the details (every EMFILE, findings, readings).
+//! table of what was held at the end, each group with the code that opened it (its whole stack
+//! folded in a `<details>`); then the details (every EMFILE, findings, readings).
 //!
 //! Self-contained on purpose: post-mortems are read from tickets, mail and hosts without a
 //! way out. Inline CSS and inline SVG only: no script, link, font or image, and a
@@ -14,6 +15,8 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use crate::{
     model::{
+        origin::{describe, is_internal},
+        origins::{Origin, OriginSource},
         session::Postmortem,
         verdict::{OpenGroup, Pattern},
     },
@@ -73,6 +76,46 @@ fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// Where connections were opened, escaped: `from <code>SITE</code> (n of m): T
+/// http.Transports made there` (the share only when it is part of a group; Transports for Go).
+fn origin_from(site: &str, transports: Option<u32>, share: Option<(usize, usize)>) -> String {
+    let mut s = format!("from <code class=\"site\">{}</code>", esc(site));
+    if let Some((n, m)) = share.filter(|(n, m)| n < m) {
+        w!(s, " ({n} of {m})");
+    }
+    match transports {
+        Some(1) => s.push_str(": 1 http.Transport made there"),
+        Some(t) => w!(s, ": {t} http.Transports made there"),
+        None => {}
+    }
+    s
+}
+
+/// An origin's whole stack, innermost first, folded: the user's own frames in bold (the
+/// runtime's, the standard library's and the network plumbing's are not).
+fn origin_stack(o: &Origin) -> String {
+    let at = match o.source {
+        OriginSource::GoRequest => "the request's stack at net/http's roundTrip",
+        OriginSource::Connect => "the stack at connect()",
+        OriginSource::Accept => "the stack at accept()",
+    };
+    let mut s = format!(
+        "<details class=\"stack\"><summary>{at}: {} frame{}, innermost first, the program's own in bold</summary>\n<ol class=\"stack\">\n",
+        o.frames.len(),
+        if o.frames.len() == 1 { "" } else { "s" }
+    );
+    for f in &o.frames {
+        let frame = esc(&describe(f));
+        if is_internal(f) {
+            w!(s, "<li><code>{frame}</code></li>\n");
+        } else {
+            w!(s, "<li><code><b>{frame}</b></code></li>\n");
+        }
+    }
+    s.push_str("</ol>\n</details>");
+    s
 }
 
 /// A moment of the session: `+1m30s`.
@@ -143,6 +186,13 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: 700; border-top: 2px solid #d1d5db; }
 td .kind { font-size: 12px; color: #92400e; }
 details { margin-top: 12px; }
+tr.has-origin td { border-bottom: none; }
+tr.origin td { padding-top: 0; color: #374151; }
+tr.origin details, .verdict .from { margin-top: 2px; }
+.verdict .from { display: block; color: #374151; font-size: 13.5px; }
+code.site { overflow-wrap: anywhere; }
+ol.stack { margin: 4px 0 2px; padding-left: 26px; font-size: 13px; }
+details.stack summary { font-weight: 500; color: #4b5563; font-size: 13px; }
 summary { cursor: pointer; font-weight: 600; }
 footer { margin-top: 28px; color: #6b7280; font-size: 12.5px; }
 "#;
@@ -342,9 +392,14 @@ fn verdict(h: &mut String, p: &Postmortem) {
     } else {
         h.push_str("<p class=\"named\">Patterns named in what it held</p>\n<ul class=\"patterns\">\n");
         for x in &p.patterns {
+            let from = x
+                .origin
+                .as_deref()
+                .map(|site| format!("<span class=\"from\">{}</span>", origin_from(site, x.transports, None)))
+                .unwrap_or_default();
             w!(
                 h,
-                "<li><b>{}</b> <code>{}</code>: {} &mdash; <span class=\"hint\">{}</span></li>\n",
+                "<li><b>{}</b> <code>{}</code>: {} &mdash; <span class=\"hint\">{}</span>{from}</li>\n",
                 esc(pattern_title(&x.kind)),
                 esc(&x.kind),
                 pattern_what(x),

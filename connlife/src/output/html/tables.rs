@@ -1,8 +1,9 @@
 //! The page's tables: what the process held at the end (grouped, with the pattern named for
-//! each group), then the details (every EMFILE, the findings, the fd readings).
+//! each group and, under it, the code that opened it), then the details (every EMFILE, the
+//! findings, the fd readings).
 use std::{collections::BTreeMap, fmt::Write};
 
-use super::{at, charts::state_names, esc, role, states_text};
+use super::{at, charts::state_names, esc, origin_from, origin_stack, role, states_text};
 use crate::{
     kernel::event::TcpState,
     model::{
@@ -62,7 +63,8 @@ pub(super) fn held(h: &mut String, p: &Postmortem) {
         };
         w!(
             h,
-            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{pattern}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{exchanges}</td><td class=\"num\">{}</td><td class=\"num\">{growth}</td><td class=\"mono\">{}</td></tr>\n",
+            "<tr{}><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{pattern}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{exchanges}</td><td class=\"num\">{}</td><td class=\"num\">{growth}</td><td class=\"mono\">{}</td></tr>\n",
+            if g.origin.is_some() { " class=\"has-origin\"" } else { "" },
             g.count,
             g.state.name(),
             role(g),
@@ -72,6 +74,14 @@ pub(super) fn held(h: &mut String, p: &Postmortem) {
             g.unreused,
             fds_text(&g.fds)
         );
+        if let Some(o) = &g.origin {
+            w!(
+                h,
+                "<tr class=\"origin\"><td></td><td colspan=\"10\">{}\n{}</td></tr>\n",
+                origin_from(&o.site, o.transports, None),
+                origin_stack(o)
+            );
+        }
     }
     let total: u32 = p.open_at_end.iter().map(|g| g.count).sum();
     w!(
@@ -128,9 +138,19 @@ pub(super) fn details(h: &mut String, p: &Postmortem) {
     if !p.groups.is_empty() {
         h.push_str("<ul class=\"groups\">\n");
         for g in &p.groups {
+            let from = g
+                .origin
+                .as_ref()
+                .map(|o| {
+                    format!(
+                        " {}",
+                        origin_from(&o.site, o.transports, g.from_origin.map(|n| (n, g.count)))
+                    )
+                })
+                .unwrap_or_default();
             w!(
                 h,
-                "<li>{} idle unreused connections to <span class=\"mono\">{}</span>, +{:.1}/min: {}</li>\n",
+                "<li>{} idle unreused connections to <span class=\"mono\">{}</span>, +{:.1}/min{from}: {}</li>\n",
                 g.count,
                 esc(&g.raddr),
                 g.growth_per_min,

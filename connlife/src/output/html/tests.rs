@@ -256,3 +256,86 @@ fn steps_read_well() {
     assert_eq!(tick_label(2.5, 0.5), "+2.5s");
     assert_eq!(tick_label(0.5, 0.5), "+500ms");
 }
+
+/// A Go origin whose names hold markup characters (`(*T)`, a Rust trait impl's `<..>`).
+fn go_origin() -> crate::model::origins::Origin {
+    use crate::model::{
+        origin::Frame,
+        origins::{Origin, OriginSource},
+    };
+    let frame = |function: &str, file: &str, line: u32| Frame {
+        addr: 0x4000,
+        function: Some(function.into()),
+        file: Some(file.into()),
+        line: Some(line),
+        module: Some("/srv/leaky".into()),
+        offset: None,
+    };
+    Origin {
+        source: OriginSource::GoRequest,
+        site: "main.(*poller).post (main.go:170) <- <app::Leak as x>::go (main.go:87)".into(),
+        frames: vec![
+            frame("net/http.(*Transport).roundTrip", "/go/src/net/http/transport.go", 600),
+            frame("main.(*poller).post", "/src/main.go", 170),
+            frame("<app::Leak as x>::go", "/src/main.go", 87),
+        ],
+        transports: Some(987),
+    }
+}
+
+#[test]
+fn origins_of_groups_and_patterns_are_shown_escaped_with_their_stack() {
+    let mut p = dead_of_emfile();
+    let o = go_origin();
+    p.open_at_end[0].origin = Some(o.clone());
+    p.patterns[0].origin = Some(o.site.clone());
+    p.patterns[0].transports = Some(987);
+    p.groups[0].origin = Some(o.clone());
+    p.groups[0].from_origin = Some(30);
+    let page = postmortem_page(&p);
+    let site = "from <code class=\"site\">main.(*poller).post (main.go:170) &lt;- &lt;app::Leak as x&gt;::go (main.go:87)</code>";
+    // The held group, the pattern and the finding group each name it.
+    assert_eq!(
+        page.matches(&format!("{site}: 987 http.Transports made there")).count(),
+        2,
+        "group and pattern:\n{page}"
+    );
+    assert!(
+        page.contains(&format!("{site} (30 of 40): 987 http.Transports made there")),
+        "finding group with its share"
+    );
+    // The held group's row is followed by its origin, the whole stack folded.
+    let row = page.find("<td class=\"num\">987</td>").unwrap();
+    let origin = page[row..].find("<tr class=\"origin\">").unwrap() + row;
+    assert!(
+        origin < page.find("<td class=\"num\">3</td>").unwrap(),
+        "under its group"
+    );
+    assert!(page.contains(
+        "<details class=\"stack\"><summary>the request's stack at net/http's roundTrip: 3 frames, innermost first"
+    ));
+    assert!(page.contains("<li><code>net/http.(*Transport).roundTrip (transport.go:600)</code></li>"));
+    assert!(page.contains("<li><code><b>main.(*poller).post (main.go:170)</b></code></li>"));
+    assert!(page.contains("<li><code><b>&lt;app::Leak as x&gt;::go (main.go:87)</b></code></li>"));
+    assert!(!page.contains("<app::"), "escaped");
+    // One stack: the CLOSE_WAIT group has no origin and gets no row.
+    assert_eq!(page.matches("<tr class=\"origin\">").count(), 1);
+    assert_eq!(page.matches("<details class=\"stack\">").count(), 1);
+}
+
+#[test]
+fn no_origin_no_origin_markup() {
+    let page = postmortem_page(&dead_of_emfile());
+    // The CSS names the classes, the body must not use them; the hints may name
+    // http.Transport, only an origin says how many were made there.
+    let body = &page[page.find("<body>").unwrap()..];
+    for bad in [
+        "from <code",
+        "made there",
+        "class=\"origin\"",
+        "<details class=\"stack\"",
+        "has-origin\"",
+    ] {
+        assert!(!body.contains(bad), "{bad}");
+    }
+}

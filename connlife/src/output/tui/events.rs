@@ -1,5 +1,6 @@
 //! The pane of recent events: findings raised and resolved (those of one batch and group on
-//! one line), fd exhaustion, lost events and ends of processes.
+//! one line, with where they were opened when known), fd exhaustion, lost events and ends of
+//! processes.
 use std::collections::HashSet;
 
 use ratatui::{
@@ -10,9 +11,9 @@ use ratatui::{
     Frame,
 };
 
-use super::{opt, LiveView};
+use super::{opt, origin_text, LiveView};
 use crate::{
-    model::{detect::Finding, session::Output},
+    model::{detect::Finding, origins::dominant, session::Output},
     output::text::duration,
 };
 
@@ -80,7 +81,18 @@ impl LiveView {
                         .collect();
                     let verb = if raised { "raised  " } else { "resolved" };
                     let who = format!("pid {} ({})", opt(f.pid), f.comm);
-                    let text = if same.len() == 1 {
+                    // Where they were opened, when raised (as the plain output says it).
+                    let from = if raised {
+                        let origins = same.iter().filter_map(|g| Some((g.origin.as_ref()?, g.transport)));
+                        match (same.len(), dominant(origins)) {
+                            (1, Some(_)) => f.origin.as_ref().map(|o| format!(" {}", origin_text(o, None))),
+                            (n, Some((o, k))) => Some(format!(" {}", origin_text(&o, Some((k, n))))),
+                            (_, None) => None,
+                        }
+                    } else {
+                        None
+                    };
+                    let mut text = if same.len() == 1 {
                         format!(
                             "{verb} {} {who} fd {} {} -> {} {}",
                             f.kind.name(),
@@ -101,6 +113,7 @@ impl LiveView {
                             fds.join(", ")
                         )
                     };
+                    text.push_str(from.as_deref().unwrap_or_default());
                     let kind = if raised { EventKind::Raised } else { EventKind::Resolved };
                     self.push_event(now_ns, kind, text);
                 }

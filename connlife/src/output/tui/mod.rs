@@ -6,8 +6,8 @@
 //! What it shows: one header line per traced process (open fds against the limit, a sparkline
 //! of the climb, growth per minute and the time to the limit), then the connections grouped by
 //! (process, remote endpoint, state, role) with their count, ages, idle time, exchanges per
-//! connection, growth and finding, and a pane of recent events (findings raised and resolved,
-//! fd exhaustion, losses, ends of processes).
+//! connection, growth, finding and origin (where the user's code opened them), and a pane of
+//! recent events (findings raised and resolved, fd exhaustion, losses, ends of processes).
 //!
 //! Here: the state, keys, layout, footer and help. The parts: `snapshot` (what is shown, from
 //! the session), `header`, `table` (columns, sorting, rows) and `events` (the pane).
@@ -30,6 +30,7 @@ use crate::{
     kernel::event::{Role, TcpState},
     model::{
         detect::{FdPressure, FindingKind},
+        origins::Origin,
         session::Session,
     },
 };
@@ -111,6 +112,10 @@ struct ConnView {
     bytes_received: u64,
     exchanges: Option<u32>,
     finding: Option<FindingKind>,
+    /// Its origin, an index into [`Snapshot::origins`]; `None` while unknown.
+    origin: Option<usize>,
+    /// Go: the http.Transport that dialed it.
+    transport: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +131,9 @@ struct GroupView {
     exchanges_avg: Option<f64>,
     growth_per_min: Option<f64>,
     finding: Option<FindingKind>,
+    /// The most common origin of its connections (Go: with the Transports that made them),
+    /// and how many of them share it.
+    origin: Option<(Origin, usize)>,
     conns: Vec<ConnView>,
 }
 
@@ -145,6 +153,8 @@ struct Snapshot {
     at_s: f64,
     procs: Vec<ProcView>,
     groups: Vec<GroupView>,
+    /// The distinct origins of the connections shown (each resolved once per refresh).
+    origins: Vec<Origin>,
     /// Every process traced (`--pid`/`--comm` given), or all processes.
     all_processes: bool,
     by_state: BTreeMap<TcpState, usize>,
@@ -438,7 +448,8 @@ impl LiveView {
             "  EXCH/C          request/response exchanges per connection (? unknown)",
             "  GROW/MIN        change of COUNT per minute over the last minute",
             "  FINDING         close_wait_stuck, established_unreused, unaccepted",
-            "  ORIGIN          where the connections were made (not known yet: -)",
+            "  ORIGIN          where most of them were opened: the user's own code",
+            "                  (empty until known; the selected group's in full below)",
             "",
             "Header: open fds / limit, their climb, growth per minute, time to the limit.",
         ];
@@ -457,6 +468,27 @@ impl LiveView {
             popup,
         );
     }
+}
+
+/// `from SITE (n of m): T http.Transports made there`, as the plain output says it; `share`
+/// (n of m) only when the origin covers part of a group.
+fn origin_text(o: &Origin, share: Option<(usize, usize)>) -> String {
+    let share = share
+        .filter(|(n, m)| n < m)
+        .map(|(n, m)| format!(" ({n} of {m})"))
+        .unwrap_or_default();
+    let transports = match o.transports {
+        Some(1) => ": 1 http.Transport made there".to_string(),
+        Some(t) => format!(": {t} http.Transports made there"),
+        None => String::new(),
+    };
+    format!("from {}{share}{transports}", o.site)
+}
+
+/// The innermost frame of a site (`main.post (main.go:170)` of
+/// `main.post (main.go:170) <- main.main (main.go:80)`): what fits a column.
+fn site_head(site: &str) -> &str {
+    site.split(" <- ").next().unwrap_or(site)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {

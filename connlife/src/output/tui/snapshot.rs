@@ -1,6 +1,7 @@
 //! What the screen shows, rebuilt from the session at each refresh (and kept while paused):
 //! the connections grouped by (process, remote endpoint, state, role), each group's growth
-//! over the last minute, and each traced process's fds and TCP states.
+//! over the last minute, each group's most common origin, and each traced process's fds and
+//! TCP states.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{ConnView, GroupKey, GroupView, LiveView, ProcView, Snapshot};
@@ -8,10 +9,15 @@ use crate::{
     kernel::event::{Role, TcpState},
     model::{
         detect::{FdPressure, FindingKind, NS},
+        origins::{dominant, Origin},
         session::Session,
         ConnId,
     },
 };
+
+/// What an origin is resolved from: the pid the stacks belong to, accepted or not, and the
+/// stack ids (see `Stacks::resolve`).
+type BirthKey = (u32, bool, Option<u32>, Option<u32>);
 
 /// Growth of a group is measured over this window (and shown after `GROWTH_MIN_NS` of it).
 const GROWTH_WINDOW_NS: u64 = 60 * NS;
@@ -26,6 +32,10 @@ impl LiveView {
         let mut comms: HashMap<u32, String> = HashMap::new();
         let mut tcp: HashMap<u32, BTreeMap<TcpState, usize>> = HashMap::new();
         let mut by_state = BTreeMap::new();
+        // Connections born at one place share their stacks: resolve each (pid, role, stacks)
+        // once per refresh, not once per connection (the Transport does not change it).
+        let mut origins: Vec<Origin> = Vec::new();
+        let mut origin_ids: HashMap<BirthKey, Option<usize>> = HashMap::new();
         for c in session
             .model
             .conns()
@@ -37,6 +47,13 @@ impl LiveView {
                 *tcp.entry(pid).or_default().entry(c.state).or_default() += 1;
             }
             *by_state.entry(c.state).or_default() += 1;
+            let origin = c.origin.as_ref().and_then(|(born_in, birth)| {
+                let id = (*born_in, c.role == Role::Server, birth.stack, birth.request_stack);
+                *origin_ids.entry(id).or_insert_with(|| {
+                    origins.push(session.stacks.resolve(*born_in, c.role, birth)?);
+                    Some(origins.len() - 1)
+                })
+            });
             let key = GroupKey {
                 pid,
                 remote: c.remote,
@@ -53,6 +70,8 @@ impl LiveView {
                 bytes_received: c.usage.bytes_received,
                 exchanges: c.exchanges_known.then_some(c.usage.exchanges),
                 finding: active.get(&c.id).copied(),
+                origin,
+                transport: c.origin.as_ref().and_then(|(_, b)| b.transport),
             };
             let g = groups.entry(key.clone()).or_insert_with(|| GroupView {
                 key,
@@ -64,6 +83,7 @@ impl LiveView {
                 exchanges_avg: None,
                 growth_per_min: None,
                 finding: None,
+                origin: None,
                 conns: Vec::new(),
             });
             g.count += 1;
@@ -87,6 +107,7 @@ impl LiveView {
                 *kinds.entry(k).or_default() += 1;
             }
             g.finding = kinds.into_iter().max_by_key(|&(_, n)| n).map(|(k, _)| k);
+            g.origin = dominant(g.conns.iter().filter_map(|c| Some((&origins[c.origin?], c.transport))));
             g.conns.sort_by_key(|c| (c.fd.is_none(), c.fd, c.local_port));
         }
         // Growth over the window, from the counts seen at each refresh.
@@ -135,6 +156,7 @@ impl LiveView {
             at_s: summary.at_s,
             procs,
             groups,
+            origins,
             all_processes: session.pids().is_empty(),
             by_state,
             findings,

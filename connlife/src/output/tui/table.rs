@@ -1,14 +1,17 @@
 //! The groups table: its columns (what each shows, how wide, which to leave out when the
 //! window is narrow), the sort order, and the rows of groups and of the connections under an
-//! expanded group.
+//! expanded group. The ORIGIN column names where each group was opened (its innermost user
+//! frame); the selected group's whole origin, with the http.Transports made there for Go, is
+//! written on the table's bottom border, where there is room for it at any width.
 use ratatui::{
     layout::{Constraint, Rect},
     style::{Color, Modifier, Style},
+    text::Line,
     widgets::{Cell, Paragraph, Row, Table},
     Frame,
 };
 
-use super::{opt, ConnView, GroupView, LiveView};
+use super::{opt, origin_text, site_head, ConnView, GroupView, LiveView};
 use crate::{kernel::event::Role, model::detect::FindingKind, output::text::duration};
 
 /// A column of the groups table, in display order.
@@ -84,7 +87,8 @@ impl Column {
             Column::Oldest | Column::Newest | Column::Idle | Column::Growth => 8,
             Column::Exchanges => 6,
             Column::Finding => 20,
-            Column::Origin => 8,
+            // `main.post (main.go:170)`; longer names are cut (the border shows them whole).
+            Column::Origin => 24,
         }
     }
     fn width(self) -> Constraint {
@@ -94,34 +98,38 @@ impl Column {
         }
     }
     /// Left out, in this order, when the table is narrower than every column needs (rather
-    /// than squeezing states and findings into unreadable stubs).
+    /// than squeezing states and findings into unreadable stubs). Where the connections were
+    /// opened says more than their role or the newest's age.
     const DROP_ORDER: [Column; 6] = [
-        Column::Origin,
         Column::Role,
         Column::Newest,
+        Column::Origin,
         Column::Pid,
         Column::Exchanges,
         Column::Growth,
     ];
-    /// Which of [`Column::ALL`] fit in `width` (table borders and selection mark included).
-    fn shown(width: u16) -> [bool; 12] {
+    /// Which of [`Column::ALL`] fit in `width` (table borders and selection mark included);
+    /// ORIGIN only when some group has one (an empty column would say nothing).
+    fn shown(width: u16, origins: bool) -> [bool; 12] {
         let mut shown = [true; 12];
-        let need = |shown: &[bool; 12]| {
-            let cols: Vec<u16> = Column::ALL
-                .iter()
-                .zip(shown)
-                .filter(|(_, &s)| s)
-                .map(|(c, _)| c.cols())
-                .collect();
-            cols.iter().sum::<u16>() + cols.len() as u16 - 1 + 4
-        };
+        shown[Column::ALL.len() - 1] = origins; // ORIGIN is the last
         for c in Column::DROP_ORDER {
-            if need(&shown) <= width {
+            if Column::need(&shown) <= width {
                 break;
             }
             shown[Column::ALL.iter().position(|&a| a == c).expect("a column")] = false;
         }
         shown
+    }
+    /// The width the `shown` columns need at their least.
+    fn need(shown: &[bool; 12]) -> u16 {
+        let cols: Vec<u16> = Column::ALL
+            .iter()
+            .zip(shown)
+            .filter(|(_, &s)| s)
+            .map(|(c, _)| c.cols())
+            .collect();
+        cols.iter().sum::<u16>() + cols.len() as u16 - 1 + 4
     }
     /// Numbers sort biggest first, names alphabetically.
     fn descending_by_default(self) -> bool {
@@ -200,7 +208,8 @@ impl LiveView {
     }
 
     pub(super) fn render_table(&mut self, frame: &mut Frame, area: Rect, order: &[usize]) {
-        let shown = Column::shown(area.width);
+        let origins = order.iter().any(|&i| self.view.groups[i].origin.is_some());
+        let shown = Column::shown(area.width, origins);
         let header = pick(
             Column::ALL
                 .iter()
@@ -241,15 +250,37 @@ impl LiveView {
             order.len(),
             self.filter.map(|s| format!(" ({} only)", s.name())).unwrap_or_default()
         );
+        // ORIGIN takes the spare width its longest name needs before REMOTE takes the rest.
+        let longest = self
+            .view
+            .origins
+            .iter()
+            .map(|o| site_head(&o.site).chars().count())
+            .max();
+        let spare = area.width.saturating_sub(Column::need(&shown));
+        let origin_w = Column::Origin.cols()
+            + (longest.unwrap_or(0) as u16)
+                .saturating_sub(Column::Origin.cols())
+                .min(spare);
         let widths: Vec<Constraint> = Column::ALL
             .iter()
             .zip(shown)
             .filter(|(_, s)| *s)
-            .map(|(c, _)| c.width())
+            .map(|(&c, _)| match c {
+                Column::Origin => Constraint::Length(origin_w),
+                c => c.width(),
+            })
             .collect();
+        let mut block = self.block(title);
+        let selected = order.get(self.selected_index).map(|&i| &self.view.groups[i]);
+        if let Some((g, (o, n))) = selected.and_then(|g| Some((g, g.origin.as_ref()?))) {
+            let mark = if self.style.unicode { "▶" } else { ">" };
+            let text = origin_text(o, Some((*n, g.count)));
+            block = block.title_bottom(Line::raw(format!(" {mark} {text} ")));
+        }
         let table = Table::new(rows, widths)
             .header(header)
-            .block(self.block(title))
+            .block(block)
             .column_spacing(1)
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
             .highlight_symbol(if self.style.unicode { "▶ " } else { "> " });
@@ -315,7 +346,12 @@ impl LiveView {
                     .unwrap_or_else(|| "..".into()),
             ),
             Cell::from(finding).style(fstyle),
-            Cell::from("-"),
+            Cell::from(
+                g.origin
+                    .as_ref()
+                    .map(|(o, _)| site_head(&o.site).to_string())
+                    .unwrap_or_default(),
+            ),
         ]
     }
 
@@ -340,7 +376,11 @@ impl LiveView {
             Cell::from(opt(c.exchanges)),
             Cell::from(""),
             Cell::from(c.finding.map(FindingKind::name).unwrap_or("")),
-            Cell::from(""),
+            Cell::from(
+                c.origin
+                    .map(|i| site_head(&self.view.origins[i].site).to_string())
+                    .unwrap_or_default(),
+            ),
         ]
     }
 }

@@ -1,9 +1,10 @@
 //! The live view drawn on ratatui's `TestBackend` from a session fed like the demo's.
 use super::*;
 use crate::{
-    kernel::event::{KernelEvent, Kind, Use},
+    kernel::event::{BirthOrigin, KernelEvent, Kind, Use},
     model::{
         detect::{FdSample, Thresholds, NS},
+        origin::Frame,
         session::{Input, Output},
     },
 };
@@ -63,6 +64,51 @@ struct Demo {
     session: Session,
     next_sk: u64,
     outputs: Vec<Output>,
+    /// Give the keep-alive connections a Go origin (a new http.Transport each), every
+    /// `origin_every`th of them; 0: none has one.
+    origin_every: u64,
+}
+
+/// The Go leak's stacks: net/http's dial goroutine at connect() (stack 1) and the request's
+/// goroutine at roundTrip (stack 2), whose user frames name a method of a pointer receiver.
+const SITE: &str = "main.(*poller).post (main.go:170) <- main.main.func1 (main.go:87)";
+
+fn go_frame(function: &str, file: &str, line: u32) -> Frame {
+    Frame {
+        addr: 0x4000 + line as u64,
+        function: Some(function.into()),
+        file: Some(file.into()),
+        line: Some(line),
+        module: Some("/srv/leaky".into()),
+        offset: None,
+    }
+}
+
+fn go_stacks() -> [Input; 2] {
+    let dial = vec![
+        go_frame("syscall.connect", "/go/src/syscall/zsyscall_linux_amd64.go", 100),
+        go_frame("net/http.(*Transport).dialConn", "/go/src/net/http/transport.go", 1800),
+        go_frame("runtime.goexit", "/go/src/runtime/asm_amd64.s", 1700),
+    ];
+    let request = vec![
+        go_frame("net/http.(*Transport).roundTrip", "/go/src/net/http/transport.go", 600),
+        go_frame("net/http.(*Client).do", "/go/src/net/http/client.go", 700),
+        go_frame("main.(*poller).post", "/src/leaky/main.go", 170),
+        go_frame("main.main.func1", "/src/leaky/main.go", 87),
+        go_frame("runtime.goexit", "/go/src/runtime/asm_amd64.s", 1700),
+    ];
+    [
+        Input::Stack {
+            pid: PID,
+            stack_id: 1,
+            frames: dial,
+        },
+        Input::Stack {
+            pid: PID,
+            stack_id: 2,
+            frames: request,
+        },
+    ]
 }
 
 impl Demo {
@@ -91,13 +137,33 @@ impl Demo {
             session,
             next_sk: 10,
             outputs: Vec::new(),
+            origin_every: 0,
         }
+    }
+    /// A demo whose keep-alive connections (every `every`th) have a Go origin.
+    fn with_origins(every: u64) -> Demo {
+        let mut d = Demo::new();
+        for s in go_stacks() {
+            d.session.apply(&s);
+        }
+        d.origin_every = every;
+        d
     }
     fn connect(&mut self, ts: u64, remote: &str, close_wait: bool) {
         let sk = self.next_sk;
         self.next_sk += 1;
         let s = &mut self.session;
-        s.apply(&ev(ts, sk, TcpState::Close, TcpState::SynSent, remote, 0));
+        let mut born = ev(ts, sk, TcpState::Close, TcpState::SynSent, remote, 0);
+        if let Input::Event { event, .. } = &mut born {
+            if remote == KEEP && self.origin_every > 0 && sk.is_multiple_of(self.origin_every) {
+                event.origin = Some(BirthOrigin {
+                    stack: Some(1),
+                    request_stack: Some(2),
+                    transport: Some(0xc000_0000 + sk),
+                });
+            }
+        }
+        s.apply(&born);
         s.apply(&ev(ts, sk, TcpState::SynSent, TcpState::Established, remote, 1));
         if close_wait {
             s.apply(&ev(ts, sk, TcpState::Established, TcpState::CloseWait, remote, 1));
@@ -382,11 +448,91 @@ fn a_narrow_window_leaves_columns_out_instead_of_cutting_words() {
         row.contains("ESTABLISHED") && row.contains("established_unreused"),
         "{row}"
     );
-    assert!(!line_with(&s, "REMOTE").contains("ORIGIN"));
+    assert!(!line_with(&s, "REMOTE").contains("ROLE"));
     let s = draw(&mut v, &d.session, 7 * NS, 160, 30);
-    assert!(line_with(&s, "REMOTE").contains("ORIGIN") && line_with(&s, "REMOTE").contains("ROLE"));
+    assert!(line_with(&s, "REMOTE").contains("ROLE"));
     let s = draw(&mut v, &d.session, 7 * NS, 60, 30);
     assert!(line_with(&s, KEEP).contains("ESTAB"));
+    // With origins: ORIGIN at 160 columns, left out at 100 (the border still names it).
+    let mut d = Demo::with_origins(1);
+    d.run(1, 6);
+    let mut v = LiveView::new(UNICODE);
+    let s = draw(&mut v, &d.session, 7 * NS, 160, 30);
+    assert!(line_with(&s, "REMOTE").contains("ORIGIN") && line_with(&s, "REMOTE").contains("ROLE"));
+    let s = draw(&mut v, &d.session, 7 * NS, 100, 30);
+    assert!(!line_with(&s, "REMOTE").contains("ORIGIN"));
+    assert!(
+        line_with(&s, "from main.(*poller).post").contains("▶ from"),
+        "{}",
+        s.join("\n")
+    );
+}
+
+#[test]
+fn a_group_with_an_origin_shows_its_site_and_transports() {
+    let mut d = Demo::with_origins(1);
+    d.run(1, 4);
+    let mut v = LiveView::new(UNICODE);
+    v.on_outputs(&d.outputs, 5 * NS);
+    let s = draw(&mut v, &d.session, 5 * NS, 180, 48);
+    // The column: the innermost user frame.
+    let row = line_with(&s, KEEP);
+    assert!(row.contains("main.(*poller).post (main.go:170)"), "{}", s.join("\n"));
+    assert!(line_with(&s, "REMOTE").contains("ORIGIN"));
+    // The selected group (the keep-alive one, biggest) in full on the border, with its
+    // Transports: one per connection, the leak.
+    let border = line_with(&s, "╰");
+    assert!(
+        border.contains(&format!("▶ from {SITE}: 8 http.Transports made there")),
+        "{border}"
+    );
+    // The CLOSE_WAIT group has none: its ORIGIN cell is empty.
+    assert!(!line_with(&s, CLOSING).contains("main."), "{}", line_with(&s, CLOSING));
+    // Raised findings in the pane say where (one line per batch).
+    let raised = line_with(&s, "raised   established_unreused");
+    assert!(raised.contains("from main.(*poller).post"), "{raised}");
+    assert!(!line_with(&s, "raised   close_wait_stuck").contains("from "));
+    // Expanded: each connection's origin too.
+    v.on_key(KeyEvent::from(KeyCode::Enter));
+    let s = draw(&mut v, &d.session, 5 * NS, 180, 48);
+    let conn = line_with(&s, "fd 10 ");
+    assert!(conn.contains("main.(*poller).post (main.go:170)"), "{conn}");
+    // Selecting the CLOSE_WAIT group: nothing on the border.
+    v.on_key(KeyEvent::from(KeyCode::End));
+    let s = draw(&mut v, &d.session, 5 * NS, 180, 48);
+    assert!(!line_with(&s, "╰").contains("from"), "{}", s.join("\n"));
+}
+
+#[test]
+fn a_group_partly_from_one_origin_says_how_many() {
+    // Every other keep-alive connection has the origin: 4 of the 8.
+    let mut d = Demo::with_origins(2);
+    d.run(1, 4);
+    let mut v = LiveView::new(UNICODE);
+    let s = draw(&mut v, &d.session, 5 * NS, 180, 48);
+    let border = line_with(&s, "╰");
+    assert!(
+        border.contains(&format!("from {SITE} (4 of 8): 4 http.Transports made there")),
+        "{border}"
+    );
+}
+
+#[test]
+fn no_origin_shows_nothing_origin_like() {
+    let mut d = Demo::new();
+    d.run(1, 6);
+    let mut v = LiveView::new(UNICODE);
+    v.on_outputs(&d.outputs, 7 * NS);
+    v.on_key(KeyEvent::from(KeyCode::Enter));
+    let s = draw(&mut v, &d.session, 7 * NS, 200, 60);
+    let screen = s.join("\n");
+    for bad in ["ORIGIN", "from ", "Transport", "main.", "unknown"] {
+        assert!(!screen.contains(bad), "{bad:?}:\n{screen}");
+    }
+    // No placeholder either: the group's row ends with its finding.
+    let row = line_with(&s, KEEP);
+    let after = &row[row.find("established_unreused").unwrap() + "established_unreused".len()..];
+    assert!(after.trim_end_matches(['│', ' ']).is_empty(), "{row}");
 }
 
 #[test]
