@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let style = Style {
         color: false,
         hinted: Default::default(),
+        // Whole stacks too: origins' frames come from the records being fuzzed.
+        stacks: true,
     };
     let mut out = std::io::sink();
     let mut last_ns = 0;
