@@ -37,9 +37,12 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     let tid = current_tid();
     // A Go dial's request, left by `net.(*netFD).connect` on this thread: consumed by this
     // connect whatever happens, so it never applies to a later one.
-    // SAFETY: copied out of the map value before it is removed.
-    let go_request = unsafe { GO_PENDING.get(&tid) }.copied();
-    if go_request.is_some() {
+    // Plain scalars set on every path: 5.10's verifier rejects reading an Option whose
+    // payload one path never wrote ("invalid read from stack").
+    let (mut pending_fd, mut pending_stack, mut pending_transport) = (-1i64, -1i32, 0u64);
+    // SAFETY: read out of the map value before it is removed.
+    if let Some(p) = unsafe { GO_PENDING.get(&tid) } {
+        (pending_fd, pending_stack, pending_transport) = (p.fd, p.request.request_stack, p.request.transport);
         let _ = GO_PENDING.remove(&tid);
     }
     if wanted_or_comm_match(current_tgid()) {
@@ -51,9 +54,9 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
             };
             // The request is this connect's only if it is for the same fd (the goroutine
             // could have moved to another thread between the uprobe and the syscall).
-            if let Some(pending) = go_request.filter(|p| p.fd == fd as i32 as i64) {
-                call.request_stack = pending.request.request_stack;
-                call.transport = pending.request.transport;
+            if pending_fd >= 0 && pending_fd == fd as i32 as i64 {
+                call.request_stack = pending_stack;
+                call.transport = pending_transport;
             }
             let _ = CONNECT_FDS.insert(&tid, &call, 0);
         }
