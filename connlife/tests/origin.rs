@@ -1,7 +1,8 @@
 //! Issue 13, where connections were opened, with real programs: Go net/http clients (a new
 //! Transport per request, a body never closed behind the user's own dial function, the
 //! incident's seed code with `Transport{Dial: dialTimeout}`, a healthy shared client), and a C
-//! client built with frame pointers, then stripped. Asserted on `--json` output: the `origin`
+//! client built with frame pointers, then stripped, and a stripped Go client (named from Go's
+//! own function table). Asserted on `--json` output: the `origin`
 //! of findings, groups and the post-mortem, and the start-up line on stderr.
 mod common;
 
@@ -435,11 +436,12 @@ fn no_origin_leaves_origin_out() {
     }
 }
 
-/// A stripped Go binary: connlife says in one line why it cannot trace its requests, keeps
-/// the native stacks (net/http's dial goroutine: no request to name, so `connect`, with
-/// module+offset frames), and exits cleanly.
+/// A stripped Go binary (`strip`: no symbol table, no DWARF) keeps Go's own function table
+/// (`.gopclntab`, which the runtime needs): connlife finds net/http's functions there for the
+/// uprobes and names the frames from it, so the request's origin is the same as unstripped,
+/// only without file:line.
 #[test]
-fn stripped_go_client_is_explained_and_falls_back_to_native_stacks() {
+fn stripped_go_client_is_named_from_its_function_table() {
     let dir = std::env::temp_dir().join(format!("connlife-stripped-go-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bin = dir.join("client.stripped");
@@ -469,20 +471,19 @@ fn stripped_go_client_is_explained_and_falls_back_to_native_stacks() {
     ]);
     let mut client = Proc::spawn(cmd, "go-client-stripped");
     let mut cl = Connlife::start(&[client.pid()], &["--idle-after", "2s", "--interval", "1s"]);
-    let why = cl.proc.wait_err_line(|l| l.contains(bin));
-    assert!(why.contains("Go without symbols"), "{why}");
+    let attached = cl.proc.wait_err_line(|l| l.contains(bin));
+    assert!(attached.contains("Go net/http origins traced in"), "{attached}");
     client.go();
     let found = cl.wait_count(4, |v| v["type"] == "finding" && v["kind"] == "established_unreused");
     for f in &found {
         let o = &f["origin"];
-        assert_eq!(o["source"], "connect", "no request origin without symbols: {f}");
-        assert!(o.get("transports").is_none(), "{f}");
-        // Every frame of a stripped binary counts as the user's, so the site is the
-        // innermost two of Go's own syscall path (here runtime/internal/syscall.Syscall6 <-
-        // syscall.Syscall by `go tool addr2line` on the unstripped copy): true, not useful.
-        assert!(site_frames(o)[0].starts_with(&format!("{bin}+0x")), "{f}");
+        assert_eq!(o["source"], "go_request", "{f}");
+        assert_eq!(o["transports"], 4, "a Transport per request: {f}");
+        let site = site_frames(o);
+        // Named from .gopclntab: the function, no file:line (the unstripped test has them).
+        assert_eq!(site[0], "main.post", "{f}");
     }
-    eprintln!("stripped Go: {why}\n  site: {}", found[0]["origin"]["site"]);
+    eprintln!("stripped Go: {attached}\n  site: {}", found[0]["origin"]["site"]);
     cl.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

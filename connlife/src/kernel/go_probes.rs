@@ -27,6 +27,8 @@ use aya::{
 use connlife_common::GO_PROGRAMS;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
+use crate::kernel::gopclntab::GoFunctions;
+
 /// What [`crate::kernel::loader::Tracer::attach_go`] did for a process, in one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GoAttach {
@@ -36,8 +38,8 @@ pub enum GoAttach {
     AlreadyAttached,
     /// Not a Go program: native stacks only.
     NotGo,
-    /// Go without a symbol table: native stacks only (they reach net/http's dial goroutine,
-    /// not the caller).
+    /// Go without a symbol table nor a Go 1.18+ function table (`.gopclntab`) to find the
+    /// functions by: native stacks only (they reach net/http's dial goroutine, not the caller).
     Stripped { binary: PathBuf },
     /// Go (or unreadable) but the uprobes cannot apply: not amd64, Go before 1.17, a function
     /// missing, or the executable unreadable.
@@ -52,7 +54,7 @@ impl fmt::Display for GoAttach {
             Self::NotGo => write!(f, "not a Go program"),
             Self::Stripped { binary } => write!(
                 f,
-                "{} is Go without symbols: native stacks only (net/http dials show no caller)",
+                "{} is Go without symbols or a Go 1.18+ function table: native stacks only (net/http dials show no caller)",
                 binary.display()
             ),
             Self::Unsupported { binary, reason } => {
@@ -102,16 +104,22 @@ pub fn inspect(data: &[u8]) -> GoBinary {
         }
         None => return GoBinary::Unsupported(format!("unknown Go version {version:?}")),
     }
-    if !runtime_main {
+    // Without a symbol table (stripped), Go's own function table still names every function.
+    let pclntab = if runtime_main { None } else { GoFunctions::parse(data) };
+    if !runtime_main && pclntab.is_none() {
         return GoBinary::Stripped;
     }
     let mut offsets = Vec::with_capacity(GO_PROGRAMS.len());
     for &(_, function) in GO_PROGRAMS {
-        let Some(sym) = file.symbols().find(|s| s.name() == Ok(function)) else {
+        let address = match &pclntab {
+            Some(table) => table.entry_of(function),
+            None => file.symbols().find(|s| s.name() == Ok(function)).map(|s| s.address()),
+        };
+        let Some(address) = address else {
             return GoBinary::Unsupported(format!("{function} is absent (no net/http client in it?)"));
         };
-        let Some(offset) = file_offset(&file, sym.address()) else {
-            return GoBinary::Unsupported(format!("{function} at {:#x} is in no segment", sym.address()));
+        let Some(offset) = file_offset(&file, address) else {
+            return GoBinary::Unsupported(format!("{function} at {address:#x} is in no segment"));
         };
         offsets.push(offset);
     }
@@ -434,7 +442,8 @@ mod tests {
             let code = text.data().unwrap();
             assert_eq!(&full[offset as usize..][..16], &code[at..at + 16], "{function}");
         }
-        assert_eq!(inspect(&stripped), GoBinary::Stripped);
+        // Stripped: the same functions at the same offsets, found in Go's own function table.
+        assert_eq!(inspect(&stripped), GoBinary::Probes(offsets));
     }
 
     const ORIGIN_PROGRAM: &str = r#"package main
