@@ -487,3 +487,65 @@ fn stripped_go_client_is_named_from_its_function_table() {
     cl.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The agent (`--comm client`, so it sees only the test's Go client): its JSON findings carry
+/// the full origin, and /metrics a bounded `origin` label with the call site's function only.
+#[test]
+fn agent_names_the_origin_in_json_findings_and_metrics() {
+    require_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let mut client = go_client(
+        &ns,
+        &addr,
+        "transport-per-request",
+        &["-count", "4", "-interval", "100ms", "-hold", "-1s"],
+    );
+    let mut cmd = Command::new(CONNLIFE);
+    cmd.args(["agent", "--comm", "client", "--listen", &format!("127.0.0.1:{port}")]);
+    cmd.args(["--interval", "1s", "--idle-after", "2s"]);
+    let agent = Proc::spawn(cmd, "agent");
+    // At start the agent finds the waiting client by its name and puts the uprobes on its
+    // binary before its first request.
+    let attached = agent.wait_err_line(|l| l.contains(&format!("pid {}:", client.pid())));
+    assert!(attached.contains("Go net/http origins traced"), "{attached}");
+    agent.wait_err_line(|l| l.contains("connlife: tracing"));
+    client.go();
+    let finding = agent.wait_line(|l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|v| v["type"] == "finding" && v["pid"] == client.pid() && v["origin"].is_object())
+    });
+    let finding: Value = serde_json::from_str(&finding).unwrap();
+    assert_eq!(finding["origin"]["source"], "go_request", "{finding}");
+    assert_eq!(
+        site_frames(&finding["origin"])[0].split(' ').next(),
+        Some("main.post"),
+        "{finding}"
+    );
+    let metric = r#"connlife_stuck_connections_by_origin{kind="established_unreused",origin="main.post"} 4"#;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let body = http_metrics(port).unwrap_or_default();
+        if body.lines().any(|l| l == metric) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no `{metric}` in:\n{body}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// The agent's /metrics body.
+fn http_metrics(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_string())
+}
