@@ -13,6 +13,10 @@
 //! asserted. Every child is killed when its handle drops (errors included) and shares our
 //! process group, so a Ctrl-C reaches them all.
 //!
+//! Every round runs with `kernel.bpf_stats_enabled=1` (`kernel.rs`), so that the table also
+//! gives what the tracer's eBPF programs spent in the kernel per churned connection: a
+//! measure the machine's noise does not swamp as it does the rates.
+//!
 //! `--memory` measures the agent's resident memory per tracked socket instead (`memory.rs`).
 
 use anyhow::{bail, ensure, Context, Result};
@@ -26,6 +30,7 @@ use std::{fs, thread};
 
 use crate::util::{next_line, shown, Proc};
 
+mod kernel;
 mod memory;
 
 /// State changes per connection (both ends): what the floor counter should count, a check
@@ -295,11 +300,19 @@ struct Sample {
     events: Option<(u64, Option<u64>)>,
     /// CPU seconds (user + system) the tracer process used while the churn ran (and 300 ms more).
     tracer_cpu: Option<f64>,
+    /// What the tracer's programs spent in the kernel over the same span, by program name.
+    kernel: Option<Vec<kernel::Spent>>,
 }
 
 impl Sample {
     fn rate(&self) -> f64 {
         self.conns as f64 / self.secs
+    }
+
+    /// Run time of the tracer's programs per churned connection, in ns.
+    fn kernel_ns(&self) -> Option<f64> {
+        let ns: u64 = self.kernel.as_ref()?.iter().map(|s| s.ns).sum();
+        Some(ns as f64 / self.conns.max(1) as f64)
     }
 }
 
@@ -314,6 +327,8 @@ struct Row {
     lost: Option<u64>,
     /// Median tracer CPU (user + sys) per churned connection, in µs.
     cpu_us: Option<f64>,
+    /// Median run time of its eBPF programs per churned connection, in ns.
+    kernel_ns: Option<f64>,
 }
 
 fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
@@ -362,15 +377,21 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     }
     let rows = rows(&configs, &samples);
     println!(
-        "\nmedian of {} rounds of {secs} s, {clients} client threads; records, lost: sums; tracer cpu: its user+sys time per churned conn",
+        "\nmedian of {} rounds of {secs} s, {clients} client threads; records, lost: sums; tracer cpu: its user+sys time per churned conn;",
         args.rounds
     );
+    println!("kernel: run time of its eBPF programs per churned conn (bpf_stats on in every round, which adds a little to each run)");
     print_rows(&rows);
     for (c, why) in missing {
         println!("{:<23}{why}", c.name());
     }
     println!("(issue 14: its ratios, same setup. per conn: the floor counts state changes ({STATES_PER_CONN} per conn");
     println!(" expected); connlife the records it read from its ring buffer. connlife-all and the agent also see the rest of the machine)");
+    let origins = [ConnlifePid, ConnlifePidNoOrigin];
+    if origins.iter().all(|c| samples.iter().any(|s| s.config == *c)) {
+        println!("\nin-kernel cost per program, origins on and off (issue 13), all rounds summed");
+        print_breakdown(&samples, &origins);
+    }
     println!("\ngoals (issue 14)");
     for g in goals(&rows) {
         println!("{g}");
@@ -385,6 +406,9 @@ fn sample_line(s: &Sample) -> String {
     if let Some(cpu) = s.tracer_cpu {
         let per = cpu * 1e6 / conns.max(1) as f64;
         line += &format!("  tracer cpu {cpu:.2} s ({per:.0} us/conn)");
+    }
+    if let Some(ns) = s.kernel_ns() {
+        line += &format!("  kernel {ns:.0} ns/conn");
     }
     if s.failed > 0 {
         line += &format!("  ({} failed)", s.failed);
@@ -414,17 +438,18 @@ fn rows(configs: &[Config], samples: &[Sample]) -> Vec<Row> {
             per_conn: counted.then(|| recv as f64 / conns.max(1) as f64),
             lost,
             cpu_us: median(samples, config, |s| Some(s.tracer_cpu? * 1e6 / s.conns.max(1) as f64)),
+            kernel_ns: median(samples, config, Sample::kernel_ns),
         }
     };
     configs.iter().map(|&c| row(c)).collect()
 }
 
 fn print_rows(rows: &[Row]) {
-    println!("config                  conn/s  ratio  issue 14  per conn    lost  tracer cpu us/conn");
+    println!("config                  conn/s  ratio  issue 14  per conn    lost  tracer cpu us/conn  kernel ns/conn");
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in rows {
         println!(
-            "{:<23}{:>7.0} {:>6.2} {:>9} {:>9} {:>7} {:>19}",
+            "{:<23}{:>7.0} {:>6.2} {:>9} {:>9} {:>7} {:>19} {:>15}",
             r.config.name(),
             r.rate,
             r.ratio,
@@ -432,7 +457,56 @@ fn print_rows(rows: &[Row]) {
             opt(r.per_conn.map(|x| format!("{x:.2}"))),
             opt(r.lost.map(|x| x.to_string())),
             opt(r.cpu_us.map(|x| format!("{x:.0}"))),
+            opt(r.kernel_ns.map(|x| format!("{x:.0}"))),
         );
+    }
+}
+
+/// Per program name, for each of `configs`: runs per churned connection, ns per run and ns per
+/// connection, summed over all rounds.
+fn print_breakdown(samples: &[Sample], configs: &[Config]) {
+    let mut names = std::collections::BTreeSet::new();
+    let mut per_config = Vec::new();
+    for &c in configs {
+        let mut by_name = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+        let mut conns = 0;
+        for s in samples.iter().filter(|s| s.config == c) {
+            conns += s.conns;
+            for p in s.kernel.iter().flatten() {
+                let e = by_name.entry(&p.name).or_default();
+                (e.0, e.1) = (e.0 + p.runs, e.1 + p.ns);
+                names.insert(p.name.as_str());
+            }
+        }
+        per_config.push((by_name, conns.max(1) as f64));
+    }
+    let mut head = format!("{:<28}", "program");
+    configs.iter().for_each(|c| head += &format!("  {:<29}", c.name()));
+    println!("{}", head.trim_end());
+    let units = "   runs/conn  ns/run  ns/conn  ".repeat(configs.len());
+    println!("{:<28}{}", "", units.trim_end());
+    let cell = |runs: u64, ns: u64, conns: f64| {
+        let per_run = if runs > 0 {
+            format!("{:.0}", ns as f64 / runs as f64)
+        } else {
+            "-".into()
+        };
+        format!(
+            "  {:>10.2} {per_run:>7} {:>8.0}  ",
+            runs as f64 / conns,
+            ns as f64 / conns
+        )
+    };
+    for name in names.iter().chain([&"total"]) {
+        let mut line = format!("{name:<28}");
+        for (by_name, conns) in &per_config {
+            let (runs, ns) = match *name {
+                "total" => by_name.values().fold((0, 0), |(r, n), (r1, n1)| (r + r1, n + n1)),
+                _ => by_name.get(name).copied().unwrap_or_default(),
+            };
+            line += &cell(runs, ns, *conns);
+        }
+        println!("{}", line.trim_end());
     }
 }
 
@@ -517,6 +591,8 @@ fn churn_round(
     dir: &Path,
     secs: u64,
 ) -> Result<Sample> {
+    // On for every configuration alike, the baseline too; restored however the round ends.
+    let _stats = kernel::BpfStats::enable()?;
     let mut churn = Proc::spawn(piped(churn_cmd))?;
     let (out, mut go) = (churn.lines()?, churn.0.stdin.take().context("churn stdin")?);
     next_line(&out, "ready", Duration::from_secs(10))?;
@@ -545,18 +621,21 @@ fn churn_round(
         thread::sleep(Duration::from_millis(200));
     }
     let cpu_before = tracer.as_ref().and_then(|p| cpu_seconds(p.0.id()));
+    let progs_before = tracer.as_ref().map(|p| kernel::read(p.0.id())).transpose()?;
     writeln!(go, "go")?;
     let done = next_line(&out, "done", Duration::from_secs(secs + 60))?;
     let f: Vec<f64> = done.split_whitespace().filter_map(|v| v.parse().ok()).collect();
     let [conns, failed, took] = f[..] else {
         bail!("bad churn line `done {done}`")
     };
-    let (mut events, mut tracer_cpu) = (None, None);
+    let (mut events, mut tracer_cpu, mut spent) = (None, None, None);
     if let Some(p) = tracer.as_mut() {
         thread::sleep(Duration::from_millis(300)); // the last events in flight
         tracer_cpu = cpu_seconds(p.0.id())
             .zip(cpu_before)
             .map(|(after, before)| after - before);
+        let progs_after = kernel::read(p.0.id())?;
+        spent = progs_before.map(|before| kernel::spent(&before, &progs_after));
         interrupt(p).with_context(|| format!("stopping {}", c.name()))?;
         let text = fs::read_to_string(&out_path).unwrap_or_default();
         let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(SUMMARY)).collect();
@@ -587,6 +666,7 @@ fn churn_round(
         secs: took,
         events,
         tracer_cpu,
+        kernel: spent,
     })
 }
 
@@ -635,6 +715,7 @@ mod tests {
             secs: 1.0,
             events: None,
             tracer_cpu: None,
+            kernel: None,
         };
         let samples = [
             s(Baseline, 3),
@@ -659,6 +740,7 @@ mod tests {
             per_conn,
             lost,
             cpu_us: None,
+            kernel_ns: None,
         };
         let rows = [
             row(Baseline, 1.0, None, None),

@@ -40,6 +40,7 @@ pub const PACKAGES: &[&str] = &[
     "libbpf-tools",
     "prometheus",
     "iproute2",
+    "bpftool",
     "python3",
     "util-linux",
     "tmux",
