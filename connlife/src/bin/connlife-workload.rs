@@ -237,6 +237,7 @@ fn demo() -> Result<(), String> {
 /// Both bugs of the user's story in one process: every 500 ms a new connection per request to
 /// the keep-alive server (kept, never reused), and every 2 s a request to the closing server
 /// whose connection it never closes (CLOSE_WAIT).
+#[inline(never)] // its own frame: the origin connlife shows for the demo's leaks
 fn demo_client(keepalive: &str, closing: &str) -> Result<(), String> {
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);

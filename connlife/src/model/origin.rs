@@ -130,13 +130,20 @@ const TOOLCHAIN_SYMBOLS: &[&str] = &[
 /// Whether a frame is not the user's own code: runtime, standard library, the system's C
 /// libraries, network plumbing, or a frame with nothing to show (see the module doc).
 pub fn is_internal(f: &Frame) -> bool {
-    if f.module.as_deref().is_some_and(is_system_library) {
+    if f.module.as_deref().is_some_and(is_system_library) || f.file.as_deref().is_some_and(is_toolchain_source) {
         return true;
     }
     match f.function.as_deref() {
         Some(name) => is_internal_function(name),
         None => f.module.is_none(),
     }
+}
+
+/// Rust's own library inlined into the program: DWARF names such frames without their path
+/// (`call_mut<…>`, `each_addr<…>`), but their source is the toolchain's, remapped to
+/// `/rustc/<commit>/library/…`.
+fn is_toolchain_source(file: &str) -> bool {
+    file.starts_with("/rustc/") || file.contains("/lib/rustlib/src/rust/library/")
 }
 
 fn is_system_library(module: &str) -> bool {
@@ -612,5 +619,25 @@ mod tests {
         let f = go(1, "main.F", "/src/main.go", 3);
         let back: Frame = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
         assert_eq!(back, f);
+    }
+
+    #[test]
+    fn rust_library_code_inlined_into_the_program_is_internal_by_its_source() {
+        let inlined = Frame {
+            addr: 0x1000,
+            function: Some("call_mut<fn(&SocketAddr) -> Result<TcpStream, Error>, (&SocketAddr)>".into()),
+            file: Some("/rustc/59807616e/library/core/src/ops/function.rs".into()),
+            line: Some(166),
+            module: Some("/usr/bin/app".into()),
+            offset: None,
+        };
+        assert!(is_internal(&inlined));
+        let own = Frame {
+            function: Some("app::dial".into()),
+            file: Some("/src/app/src/main.rs".into()),
+            ..inlined.clone()
+        };
+        assert!(!is_internal(&own));
+        assert_eq!(call_site(&[inlined, own.clone()]), Some(&own));
     }
 }
