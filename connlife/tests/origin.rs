@@ -549,3 +549,30 @@ fn http_metrics(port: u16) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out.split_once("\r\n\r\n")?.1.to_string())
 }
+
+/// A Rust program built with frame pointers (connlife's own demo client: everything built in
+/// this workspace has them) is named at its own function, through Rust's std and glibc's
+/// connect, for both of its leaks.
+#[test]
+fn rust_client_with_frame_pointers_names_its_function() {
+    let ns = NetNs::new();
+    let keepalive = workload(&ns, &["server", "keepalive"], "keepalive-server");
+    let closing = workload(&ns, &["server", "close"], "closing-server");
+    let (ka, ca) = (ready_addr(&keepalive), ready_addr(&closing));
+    let mut client = workload(&ns, &["demo-client", &ka, &ca], "demo-client");
+    let mut cl = Connlife::start(
+        &[client.pid()],
+        &["--idle-after", "2s", "--close-wait-after", "2s", "--interval", "1s"],
+    );
+    client.go();
+    let expected = format!(
+        "demo_client (connlife-workload.rs:{})",
+        source_line("src/bin/connlife-workload.rs", "fn demo_client(", "TcpStream::connect(")
+    );
+    for kind in ["established_unreused", "close_wait_stuck"] {
+        let f = cl.wait_for(|v| v["type"] == "finding" && v["kind"] == kind);
+        assert_eq!(f["origin"]["source"], "connect", "{f}");
+        assert_eq!(site_frames(&f["origin"])[0], expected, "{f}");
+    }
+    cl.stop();
+}
