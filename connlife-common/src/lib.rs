@@ -95,6 +95,7 @@ pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
     ("sys_exit_socket", Hook::TracePoint, "syscalls", "sys_exit_socket"),
     ("sys_exit_openat", Hook::TracePoint, "syscalls", "sys_exit_openat"),
     ("sched_process_exit", Hook::TracePoint, "sched", "sched_process_exit"),
+    ("sched_process_exec", Hook::TracePoint, "sched", "sched_process_exec"),
     ("sock_send_length", Hook::TracePoint, "sock", "sock_send_length"),
     ("sock_recv_length", Hook::TracePoint, "sock", "sock_recv_length"),
 ];
@@ -169,8 +170,12 @@ pub enum EventKind {
     /// A wanted process forked a new process (not a thread): `tgid` = parent, `aux` = child.
     /// The child holds copies of every fd of the parent.
     Fork = 8,
+    /// A wanted process (or one whose new name matches --comm) ran a new program (execve):
+    /// its sockets stay, its binary changed (Go's uprobes are placed per binary). Only with
+    /// origins on.
+    Exec = 9,
 }
-wire_enum!(EventKind: u32 { State = 1, Accept = 2, FdClose = 3, Exit = 4, FdFail = 5, Claim = 6, Use = 7, Fork = 8 });
+wire_enum!(EventKind: u32 { State = 1, Accept = 2, FdClose = 3, Exit = 4, FdFail = 5, Claim = 6, Use = 7, Fork = 8, Exec = 9 });
 
 /// Which syscall failed in an [`EventKind::FdFail`] event.
 #[repr(u32)]

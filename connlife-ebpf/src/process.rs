@@ -8,6 +8,10 @@
 //! children, and a parent that closes its copy after fork has not closed the socket.
 //!
 //! Exit: the last thread of a traced process ended; `ret` carries the wait(2) status.
+//!
+//! Exec (`sched/sched_process_exec`, with origins on): a wanted process, or one whose new
+//! name matches --comm, runs a new binary; userspace puts Go's uprobes on it before its first
+//! connection.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::{raw_tracepoint, tracepoint},
@@ -16,7 +20,7 @@ use aya_ebpf::{
 use connlife_common::*;
 
 use crate::{
-    helpers::{conf, current_comm, emit, is_wanted, kread, new_event, remember_wanted},
+    helpers::{conf, current_comm, emit, is_wanted, kread, new_event, remember_wanted, wanted_or_comm_match},
     WANTED_TGIDS,
 };
 
@@ -76,4 +80,15 @@ fn on_exit(ctx: &TracePointContext) -> Option<()> {
         let _ = WANTED_TGIDS.remove(&tgid);
     }
     Some(())
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if conf!(origin) != 0 && wanted_or_comm_match(tgid) {
+        let mut ev = new_event(EventKind::Exec, tgid);
+        ev.comm = current_comm();
+        emit(&ev);
+    }
+    0
 }

@@ -478,11 +478,13 @@ fn stripped_go_client_is_named_from_its_function_table() {
     for f in &found {
         let o = &f["origin"];
         assert_eq!(o["source"], "go_request", "{f}");
-        assert_eq!(o["transports"], 4, "a Transport per request: {f}");
         let site = site_frames(o);
         // Named from .gopclntab: the function, no file:line (the unstripped test has them).
         assert_eq!(site[0], "main.post", "{f}");
     }
+    // Transports are counted among the findings of one moment: the group of all four.
+    let group = cl.wait_for(|v| v["type"] == "group" && v["count"] == 4);
+    assert_eq!(group["origin"]["transports"], 4, "a Transport per request: {group}");
     eprintln!("stripped Go: {attached}\n  site: {}", found[0]["origin"]["site"]);
     cl.stop();
     let _ = std::fs::remove_dir_all(&dir);
@@ -574,5 +576,49 @@ fn rust_client_with_frame_pointers_names_its_function() {
         assert_eq!(f["origin"]["source"], "connect", "{f}");
         assert_eq!(site_frames(&f["origin"])[0], expected, "{f}");
     }
+    cl.stop();
+}
+
+/// `--pid` of a shell that then execs the Go client (a wrapper script): the new binary gets
+/// the uprobes when connlife reads the exec, so its connections have the request's origin.
+#[test]
+fn a_wrapper_that_execs_a_go_client_gets_its_origins() {
+    let ns = NetNs::new();
+    let (_server, addr) = go_server(&ns, "keepalive");
+    let client_bin = go_binary("client");
+    let url = format!("http://{addr}/");
+    let mut cmd = ns.command("sh");
+    cmd.args(["-c", "read line; exec \"$0\" \"$@\""])
+        .arg(&client_bin)
+        .args([
+            "-url",
+            &url,
+            "-mode",
+            "transport-per-request",
+            "-count",
+            "4",
+            "-interval",
+            "100ms",
+            "-hold",
+            "-1s",
+        ]);
+    let mut wrapper = Proc::spawn(cmd, "sh-then-go-client");
+    let mut cl = Connlife::start(&[wrapper.pid()], &["--idle-after", "2s", "--interval", "1s"]);
+    wrapper.go();
+    let attached = cl
+        .proc
+        .wait_err_line(|l| l.contains(&format!("pid {}:", wrapper.pid())));
+    assert!(attached.contains("Go net/http origins traced"), "{attached}");
+    // The program may dial once before connlife has read the exec and placed the uprobes
+    // (that connection has no origin: net/http's dial goroutine names no user code); the
+    // group names the request's function from the connections after.
+    let group = cl.wait_for(|v| v["type"] == "group" && v["count"] == 4);
+    assert_eq!(group["origin"]["source"], "go_request", "{group}");
+    assert_eq!(
+        site_frames(&group["origin"])[0].split(' ').next(),
+        Some("main.post"),
+        "{group}"
+    );
+    assert!(group["from_origin"].as_u64().is_some_and(|n| n >= 3), "{group}");
     cl.stop();
 }

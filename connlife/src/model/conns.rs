@@ -359,6 +359,9 @@ impl Model {
         match ev.kind {
             Kind::Exit => self.on_exit(ev, &mut changes),
             Kind::Fork => self.on_fork(ev, &mut changes),
+            // A new binary in the same process: its sockets stay (the driver places Go's
+            // uprobes on the new binary).
+            Kind::Exec => {}
             Kind::FdFail => changes.push(Change::FdExhausted {
                 tgid: ev.tgid.unwrap_or(0),
                 comm: ev.comm.clone(),

@@ -357,6 +357,11 @@ impl Driver<'_> {
                             });
                         }
                     }
+                    if let (crate::kernel::event::Kind::Exec, Some(pid)) = (event.kind, event.tgid) {
+                        // A new binary: checked again (a wrapper that execs a Go program).
+                        self.origins.go_checked.remove(&pid);
+                        self.attach_go(pid);
+                    }
                     if let (Some(origin), Some(pid)) = (event.origin, event.tgid) {
                         self.attach_go(pid);
                         for id in [origin.stack, origin.request_stack].into_iter().flatten() {
