@@ -86,31 +86,51 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     let sk: u64 = ctx.arg(0);
     let old = ctx.arg::<i32>(1) as u8;
     let new = ctx.arg::<i32>(2) as u8;
-    let protocol: u16 = kread(sk, conf!(sk_protocol))?;
-    if protocol != IPPROTO_TCP {
-        return None;
-    }
-    let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
     // A new socket (connect, listen, or a listener's child): never inherits an entry left at
     // the same kernel address by a socket whose end we did not see.
     let birth =
         (old == TCP_CLOSE && (new == TCP_SYN_SENT || new == TCP_LISTEN)) || (old == TCP_LISTEN && new == TCP_SYN_RECV);
 
-    let mut ev = new_event(EventKind::State, 0);
+    // The hot path first. A socket we follow is found by its address alone (SOCKS holds TCP
+    // sockets only); with a filter, any other change of an untraced socket leaves after that
+    // one lookup and at most a read of its cookie, before any other kernel read.
     let known = if birth { None } else { SOCKS.get_ptr_mut(&sk) };
-    match known {
-        // SAFETY: a pointer into the map value, valid for this program run.
-        Some(info) => fill_owner(&mut ev, unsafe { &*info }),
+    let mut ev = match known {
+        Some(info) => {
+            let mut ev = new_event(EventKind::State, 0);
+            // SAFETY: a pointer into the map value, valid for this program run.
+            fill_owner(&mut ev, unsafe { &*info });
+            ev
+        }
+        // Not a birth and not followed: only a socket the start-up snapshot found is ours.
+        None if !birth && conf!(filter_active) != 0 => {
+            let info = adopt_preseeded(sk)?;
+            let mut ev = new_event(EventKind::State, 0);
+            fill_owner(&mut ev, &info);
+            ev
+        }
         None => {
-            if birth && SOCKS.get_ptr(&sk).is_some() {
+            let protocol: u16 = kread(sk, conf!(sk_protocol))?;
+            if protocol != IPPROTO_TCP {
+                return None;
+            }
+            let stale = birth && SOCKS.get_ptr(&sk).is_some();
+            if stale {
                 count(Counter::StaleEntry);
             }
+            // A birth we do not trace: the stale entry (if any) goes, nothing else is kept.
+            let untraced = || {
+                if stale {
+                    let _ = SOCKS.remove(&sk);
+                }
+            };
+            let mut ev = new_event(EventKind::State, 0);
             let info = match new {
                 // connect(): process context, the running task owns the socket.
                 TCP_SYN_SENT if birth => {
                     let tgid = current_tgid();
                     if !wanted_or_comm_match(tgid) {
-                        let _ = SOCKS.remove(&sk);
+                        untraced();
                         return None;
                     }
                     let tid = current_tid();
@@ -131,34 +151,35 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
                 TCP_LISTEN if birth => {
                     let tgid = current_tgid();
                     if !wanted_or_comm_match(tgid) {
-                        let _ = SOCKS.remove(&sk);
+                        untraced();
                         return None;
                     }
                     if conf!(filter_active) != 0 {
+                        let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
                         let _ = LISTEN_PORTS.insert(&sport, &1, 0);
                     }
                     new_info(tgid, -1, Role::Listener, sock_netns(sk))
                 }
                 // A child of a listener, in softirq: the owner is named later by accept().
                 TCP_SYN_RECV if birth => {
-                    // SAFETY: presence check only.
-                    if conf!(filter_active) != 0 && unsafe { LISTEN_PORTS.get(&sport) }.is_none() {
-                        let _ = SOCKS.remove(&sk);
-                        return None;
+                    if conf!(filter_active) != 0 {
+                        let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
+                        // SAFETY: presence check only.
+                        if unsafe { LISTEN_PORTS.get(&sport) }.is_none() {
+                            untraced();
+                            return None;
+                        }
                     }
                     new_info(0, -1, Role::Server, sock_netns(sk))
                 }
-                // A socket that existed before we attached (or whose birth we filtered out).
-                _ => match adopt_preseeded(sk) {
-                    Some(info) => info,
-                    None if conf!(filter_active) == 0 => new_info(0, -1, Role::Unknown, sock_netns(sk)),
-                    None => return None,
-                },
+                // No filter: a socket that existed before we attached is traced from here.
+                _ => adopt_preseeded(sk).unwrap_or_else(|| new_info(0, -1, Role::Unknown, sock_netns(sk))),
             };
             insert_sock(sk, &info);
             fill_owner(&mut ev, &info);
+            ev
         }
-    }
+    };
 
     ev.sk = sk;
     ev.old_state = old;
@@ -169,6 +190,7 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     if new == TCP_CLOSE {
         let _ = SOCKS.remove(&sk);
         if ev.role == Role::Listener as u8 {
+            let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
             let _ = LISTEN_PORTS.remove(&sport);
         }
     }

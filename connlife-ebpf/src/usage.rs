@@ -37,23 +37,28 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
     if ret <= 0 {
         return None;
     }
-    let protocol: u16 = field(ctx, conf!(len_protocol))?;
-    let family: u16 = field(ctx, conf!(len_family))?;
-    if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) {
-        return None;
-    }
-    if dir == DIR_RECV && field::<i32>(ctx, conf!(len_flags))? & MSG_PEEK != 0 {
-        return None;
-    }
+    // The hot path: a socket we follow is found by its address alone (SOCKS holds TCP sockets
+    // only); any other socket's transfer by an untraced process leaves after that lookup and
+    // the filter's, before reading anything else.
     let sk: u64 = field(ctx, conf!(len_sk))?;
-    let now = now_ns();
+    let peek = || dir == DIR_RECV && field::<i32>(ctx, conf!(len_flags)).is_none_or(|f| f & MSG_PEEK != 0);
     let info = match SOCKS.get_ptr_mut(&sk) {
-        Some(info) => info,
+        Some(info) => {
+            if peek() {
+                return None;
+            }
+            info
+        }
         None => {
             // First sight of a socket opened before we attached: the sender is its owner, so
-            // an unwanted sender ends it here, before any kernel read (this is the hot path).
+            // an unwanted sender ends it here.
             let tgid = current_tgid();
             if !wanted_or_comm_match(tgid) {
+                return None;
+            }
+            let protocol: u16 = field(ctx, conf!(len_protocol))?;
+            let family: u16 = field(ctx, conf!(len_family))?;
+            if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) || peek() {
                 return None;
             }
             let info = adopt_preseeded(sk).unwrap_or_else(|| new_info(tgid, -1, Role::Unknown, sock_netns(sk)));
@@ -66,6 +71,7 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
             SOCKS.get_ptr_mut(&sk)?
         }
     };
+    let now = now_ns();
     // SAFETY: a pointer into the map value, valid for this program run.
     let info = unsafe { &mut *info };
     if dir == DIR_SEND {

@@ -12,8 +12,12 @@ fn runnable_by_anyone() -> String {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.join("connlife");
     if !copy.exists() {
-        std::fs::copy(CONNLIFE, &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written under a name of this thread's and renamed when complete: another test
+        // thread that finds `copy` must never exec a file still being written (ETXTBSY).
+        let part = dir.join(format!("connlife.{:?}.part", std::thread::current().id()));
+        std::fs::copy(CONNLIFE, &part).unwrap();
+        std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&part, &copy).unwrap();
     }
     copy.to_string_lossy().into_owned()
 }

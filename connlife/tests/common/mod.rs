@@ -346,6 +346,16 @@ pub fn ready_addr(p: &Proc) -> String {
 
 /// `path` copied where any user can run it: the checkout may sit in a directory only root can
 /// enter (a clone in a 0700 mktemp dir), and the least-privilege tests run as uid 65534.
+/// Copy a program under a name of this thread's, then rename it into place: another test
+/// thread that finds the copy must never exec a file still being written (ETXTBSY).
+pub fn copy_without_holding_it(from: &str, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let part = to.with_extension(format!("{:?}.part", std::thread::current().id()));
+    std::fs::copy(from, &part).unwrap();
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&part, to).unwrap();
+}
+
 pub fn runnable_by_anyone(path: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("connlife-test-bin-{}", std::process::id()));
@@ -354,7 +364,7 @@ pub fn runnable_by_anyone(path: &str) -> String {
     let name = std::path::Path::new(path).file_name().unwrap();
     let copy = dir.join(name);
     if !copy.exists() {
-        std::fs::copy(path, &copy).unwrap();
+        copy_without_holding_it(path, &copy);
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     copy.to_string_lossy().into_owned()
