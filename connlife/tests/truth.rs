@@ -205,17 +205,37 @@ fn holders_killed_beside_another_bpf_tool_leave_nothing_behind() {
         .spawn()
         .expect("/usr/sbin/tcpstates (libbpf-tools; cargo xtask setup installs it)");
     std::thread::sleep(Duration::from_secs(1));
-    let server = workload(&ns, &["server", "keepalive"], "server");
+    // A copy of the workload under a name of this test's own: --comm must match only its
+    // processes, not the workloads of tests running beside it.
+    let dir = std::env::temp_dir().join(format!("connlife-truth-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("truthkill");
+    copy_without_holding_it(WORKLOAD, &program);
+    let program = program.to_str().unwrap();
+    let run = |args: &[&str], name: &str| {
+        let mut cmd = ns.command(program);
+        cmd.args(args);
+        Proc::spawn(cmd, name)
+    };
+    let server = run(&["server", "keepalive"], "server");
     let addr = ready_addr(&server);
-    let mut cl = Connlife::start(&[], &["--comm", "connlife-worklo", "--interval", "1s"]);
+    let mut cl = Connlife::start(&[], &["--comm", "truthkill", "--interval", "1s"]);
     for round in 0..4 {
-        let mut holder = workload(&ns, &["hold", &addr, "2000"], "holder");
+        let mut holder = run(&["hold", &addr, "2000"], "holder");
         holder.wait_line(|l| l == "ready 2000");
         holder.signal(libc::SIGTERM);
         holder.wait_exit();
         eprintln!("round {round}: 2000 connections held, holder killed");
     }
-    let s = wait_for_states(&mut cl, || ss_states(server.pid(), "((\"connlife-worklo\""));
+    // The last round's events may still be in flight when the kernel's view is already
+    // empty: wait until the model has read them all (or the deadline says it never will).
+    let deadline = Instant::now() + PATIENCE;
+    let s = loop {
+        let s = wait_for_states(&mut cl, || ss_states(server.pid(), "((\"truthkill\""));
+        if s["closed"] == 16_000 || Instant::now() > deadline {
+            break s;
+        }
+    };
     let _ = tcpstates.kill();
     let _ = tcpstates.wait();
     eprintln!("final summary: {s}");
