@@ -46,7 +46,10 @@ fn addr(host: u32, port: u16) -> SocketAddr {
 
 /// Connection `i`'s two ends: distinct ports on distinct loopback hosts.
 fn tuple(i: u32) -> (SocketAddr, SocketAddr) {
-    (addr(1 + i / 20_000, 32768 + (i % 20_000) as u16), addr(0xffff, 9000 + (i / 19_000) as u16))
+    (
+        addr(1 + i / 20_000, 32768 + (i % 20_000) as u16),
+        addr(0xffff, 9000 + (i / 19_000) as u16),
+    )
 }
 
 fn event(kind: Kind, i: u32, ts_ns: u64) -> KernelEvent {
@@ -139,5 +142,7 @@ fn snapshot_found() -> Model {
 fn bytes_per_connection() {
     let (events, _) = measure(event_born);
     let (snapshot, _) = measure(snapshot_found);
-    println!("model heap per connection ({CONNS} connections): event-born {events:.0} B, snapshot-found {snapshot:.0} B");
+    println!(
+        "model heap per connection ({CONNS} connections): event-born {events:.0} B, snapshot-found {snapshot:.0} B"
+    );
 }

@@ -28,6 +28,7 @@ use std::{
 use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::kernel::event::{BirthOrigin, KernelEvent, Kind, Role, TcpState, Use};
 
@@ -40,6 +41,10 @@ mod tests;
 use holders::Holders;
 
 pub type ConnId = u64;
+/// A connection's holders: one inline, more spill to the heap.
+pub type HolderList = SmallVec<[Owner; 1]>;
+/// A connection's states with the time each was entered: two inline, more spill to the heap.
+pub type StatePath = SmallVec<[(TcpState, u64); 2]>;
 
 /// A process holding a socket. Recorded only where it is the running task (connect, accept,
 /// close, first send/recv), from a fork of a holder, or from /proc; never from a softirq's
@@ -59,8 +64,9 @@ pub struct Conn {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub role: Role,
-    /// Processes that have it open now, oldest first (bounded).
-    pub holders: Vec<Owner>,
+    /// Processes that have it open now, oldest first (bounded). Inline for the common single
+    /// holder: no allocation per connection.
+    pub holders: HolderList,
     /// The last holder that let go, when none is left (closed records, post-mortems).
     pub former: Option<Owner>,
     /// When it opened, or when connlife first saw it if `age_exact` is false (a lower bound).
@@ -68,8 +74,9 @@ pub struct Conn {
     pub age_exact: bool,
     pub state: TcpState,
     pub state_since_ns: u64,
-    /// States passed through, with the time each was entered (bounded).
-    pub path: Vec<(TcpState, u64)>,
+    /// States passed through, with the time each was entered (bounded). Inline for the two
+    /// states of an open connection (SYN_SENT or SYN_RECV, then ESTABLISHED).
+    pub path: StatePath,
     /// When the last holder closed its fd (close(), or process exit).
     pub fd_closed_ns: Option<u64>,
     pub usage: Use,
