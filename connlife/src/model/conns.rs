@@ -21,6 +21,7 @@
 use std::{
     collections::{HashSet, VecDeque},
     net::SocketAddr,
+    sync::Arc,
 };
 
 // FxHash: the maps are keyed by kernel pointers and tuples, not by untrusted input, and the
@@ -38,7 +39,7 @@ mod reconcile;
 #[cfg(test)]
 mod tests;
 
-use holders::Holders;
+use holders::{Comms, Holders};
 
 pub type ConnId = u64;
 /// A connection's holders: one inline, more spill to the heap.
@@ -52,7 +53,8 @@ pub type StatePath = SmallVec<[(TcpState, u64); 2]>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub tgid: u32,
-    pub comm: String,
+    /// Shared by every connection of the process ([`Comms`] in the model): no string per holder.
+    pub comm: Arc<str>,
     pub fd: Option<i32>,
 }
 
@@ -111,7 +113,7 @@ impl Conn {
         self.owner().and_then(|o| o.fd)
     }
     pub fn comm(&self) -> &str {
-        self.owner().map(|o| o.comm.as_str()).unwrap_or("")
+        self.owner().map(|o| &*o.comm).unwrap_or("")
     }
     pub fn held_by(&self, tgid: u32) -> bool {
         self.holders.iter().any(|h| h.tgid == tgid)
@@ -264,6 +266,8 @@ pub struct Model {
     by_tuple: HashMap<TupleKey, ConnId>,
     /// How many live connections each process holds (fork and exit skip the scan at 0).
     held: HashMap<u32, u32>,
+    /// Process names, one copy each, shared by their holders.
+    comms: Comms,
     /// Recently closed connections, oldest first (bounded).
     pub closed: VecDeque<ClosedConn>,
     next_id: ConnId,
@@ -285,7 +289,7 @@ fn tuple_complete(key: &TupleKey, state: TcpState) -> bool {
 fn event_owner(ev: &KernelEvent) -> Option<Owner> {
     ev.tgid.map(|tgid| Owner {
         tgid,
-        comm: ev.comm.clone(),
+        comm: ev.comm.as_str().into(),
         fd: ev.fd,
     })
 }
@@ -379,7 +383,11 @@ impl Model {
                     conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
                     if conn.never_held() {
                         if let Some(o) = event_owner(ev) {
-                            Holders(&mut self.held).add(conn, o);
+                            Holders {
+                                held: &mut self.held,
+                                comms: &mut self.comms,
+                            }
+                            .add(conn, o);
                         }
                     }
                 } else {
@@ -400,7 +408,11 @@ impl Model {
                     }
                     if let Some(o) = event_owner(ev) {
                         if ev.kind == Kind::Accept || conn.never_held() {
-                            Holders(&mut self.held).add(conn, o);
+                            Holders {
+                                held: &mut self.held,
+                                comms: &mut self.comms,
+                            }
+                            .add(conn, o);
                         }
                     }
                 }
@@ -455,7 +467,11 @@ impl Model {
         if self.by_tuple.get(&key) == Some(&id) {
             self.by_tuple.remove(&key);
         }
-        Holders(&mut self.held).drop_all(&conn);
+        Holders {
+            held: &mut self.held,
+            comms: &mut self.comms,
+        }
+        .drop_all(&conn);
         Some(conn)
     }
 

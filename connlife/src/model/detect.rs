@@ -200,7 +200,7 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         kind,
         conn: c.id,
         pid: owner.map(|o| o.tgid),
-        comm: owner.map(|o| o.comm.clone()).unwrap_or_default(),
+        comm: owner.map(|o| o.comm.to_string()).unwrap_or_default(),
         fd: c.fd(),
         laddr: c.local.to_string(),
         raddr: c.remote.to_string(),
@@ -215,7 +215,7 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
             .iter()
             .map(|h| Holder {
                 pid: h.tgid,
-                comm: h.comm.clone(),
+                comm: h.comm.to_string(),
                 fd: h.fd,
             })
             .collect(),

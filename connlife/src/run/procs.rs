@@ -1,7 +1,10 @@
 //! What the driver reads from /proc and sock_diag about processes and sockets, turned into
 //! session inputs: the kernel's view of sockets as the model wants it, fd readings, which
 //! processes are alive, named by --comm, or children of traced ones.
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use crate::{
     kernel::{
@@ -23,6 +26,8 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
         .filter(|s| s.state == TcpState::Listen as u8)
         .map(|s| (s.netns, s.local.port()))
         .collect();
+    // One name per process, shared by all its sockets (the model keeps them as they are).
+    let mut comms: HashMap<&str, Arc<str>> = HashMap::new();
     sockets
         .iter()
         .filter_map(|s| {
@@ -32,7 +37,7 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
                 .iter()
                 .map(|o| Owner {
                     tgid: o.tgid,
-                    comm: o.comm.clone(),
+                    comm: comms.entry(&o.comm).or_insert_with(|| o.comm.as_str().into()).clone(),
                     fd: Some(o.fd),
                 })
                 .collect();

@@ -15,13 +15,16 @@ impl Model {
         };
         conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
         let closer = ev.tgid.unwrap_or(0);
-        let mut holders = Holders(&mut self.held);
+        let mut holders = Holders {
+            held: &mut self.held,
+            comms: &mut self.comms,
+        };
         let gone = match holders.remove(conn, closer, ev.fd) {
             Some(gone) => gone,
             // Nobody was known to hold it: the closer did.
             None if conn.holders.is_empty() => Owner {
                 tgid: closer,
-                comm: ev.comm.clone(),
+                comm: self.comms.intern(&ev.comm),
                 fd: ev.fd,
             },
             // A process we did not know held it let go: the known holders still have it.
@@ -74,7 +77,11 @@ impl Model {
         conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
         if conn.never_held() {
             if let Some(o) = event_owner(ev) {
-                Holders(&mut self.held).add(conn, o);
+                Holders {
+                    held: &mut self.held,
+                    comms: &mut self.comms,
+                }
+                .add(conn, o);
             }
         } else if let Some(o) = event_owner(ev).filter(|o| o.fd.is_some()) {
             // The kernel learned the fd later (connect's fd, accept): fill, never replace.
@@ -190,7 +197,11 @@ impl Model {
         );
         if let Some(o) = event_owner(ev) {
             let conn = self.conns.get_mut(&id).expect("inserted");
-            Holders(&mut self.held).add(conn, o);
+            Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            }
+            .add(conn, o);
         }
         changes.push(Change::Opened(id));
         Some((id, true))
@@ -217,7 +228,10 @@ impl Model {
             return;
         };
         if self.holds_any(parent) {
-            let mut holders = Holders(&mut self.held);
+            let mut holders = Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            };
             for conn in self.conns.values_mut().filter(|c| c.held_by(parent)) {
                 let copies: Vec<Owner> = conn
                     .holders
@@ -249,7 +263,10 @@ impl Model {
         };
         let mut held = 0;
         if self.holds_any(tgid) {
-            let mut holders = Holders(&mut self.held);
+            let mut holders = Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            };
             for conn in self.conns.values_mut().filter(|c| c.held_by(tgid)) {
                 let mut gone = None;
                 while let Some(g) = holders.remove(conn, tgid, None) {

@@ -15,7 +15,10 @@ impl Model {
         for s in sockets {
             if let Some(id) = self.match_seen(s, &connecting) {
                 let conn = self.conns.get_mut(&id).expect("indexed");
-                let mut holders = Holders(&mut self.held);
+                let mut holders = Holders {
+                    held: &mut self.held,
+                    comms: &mut self.comms,
+                };
                 for o in &s.owners {
                     holders.add(conn, o.clone());
                 }
@@ -72,7 +75,11 @@ impl Model {
                 conn.touched_ns = now_ns;
                 changes.push(Change::Corrected(Correction::State));
             }
-            if conn.state != TcpState::Listen && Holders(&mut self.held).set(conn, &s.owners) {
+            let mut holders = Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            };
+            if conn.state != TcpState::Listen && holders.set(conn, &s.owners) {
                 if conn.holders.is_empty() && conn.fd_closed_ns.is_none() && !conn.never_held() {
                     conn.fd_closed_ns = Some(now_ns);
                 }
@@ -172,7 +179,10 @@ impl Model {
             changes,
         );
         let conn = self.conns.get_mut(&id).expect("inserted");
-        let mut holders = Holders(&mut self.held);
+        let mut holders = Holders {
+            held: &mut self.held,
+            comms: &mut self.comms,
+        };
         for o in &s.owners {
             holders.add(conn, o.clone());
         }

@@ -40,7 +40,7 @@ impl Session {
                         .chain(&c.former)
                         .find(|h| h.tgid == pid && !h.comm.is_empty())
                 })
-                .map(|h| h.comm.clone())
+                .map(|h| h.comm.to_string())
                 .unwrap_or_default();
         }
         let open_at_end = self.open_groups(pid, now_ns);
