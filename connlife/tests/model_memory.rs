@@ -16,10 +16,13 @@ use connlife::{
 /// The system allocator, counting the bytes it has handed out and not taken back.
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most `LIVE` has been since it was last reset.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Relaxed);
+        let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK.fetch_max(live, Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -27,7 +30,8 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Relaxed);
+        let live = LIVE.fetch_add(new_size, Relaxed) + new_size;
+        PEAK.fetch_max(live, Relaxed);
         LIVE.fetch_sub(layout.size(), Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -83,15 +87,18 @@ fn state(i: u32, from: TcpState, to: TcpState, ts_ns: u64) -> KernelEvent {
     }
 }
 
-/// Bytes per connection the model holds, and the peak while building it.
+/// Bytes per connection the model holds once built, and the peak per connection while
+/// building it (inputs included).
 fn measure(build: impl FnOnce() -> Model) -> (f64, f64) {
     let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
     let model = build();
     let after = LIVE.load(Relaxed);
     assert_eq!(model.len(), CONNS as usize);
-    let per = (after - before) as f64 / f64::from(CONNS);
+    let per = |bytes: usize| (bytes - before) as f64 / f64::from(CONNS);
+    let (steady, peak) = (per(after), per(PEAK.load(Relaxed)));
     drop(model);
-    (per, 0.0)
+    (steady, peak)
 }
 
 /// Born under connlife's eyes: clients by connect (SYN_SENT, ESTABLISHED), servers by their
@@ -140,9 +147,15 @@ fn snapshot_found() -> Model {
 #[test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 fn bytes_per_connection() {
-    let (events, _) = measure(event_born);
-    let (snapshot, _) = measure(snapshot_found);
+    let (events, events_peak) = measure(event_born);
+    let (snapshot, snapshot_peak) = measure(snapshot_found);
     println!(
-        "model heap per connection ({CONNS} connections): event-born {events:.0} B, snapshot-found {snapshot:.0} B"
+        "size_of Conn {} B, Owner {} B",
+        std::mem::size_of::<connlife::model::conns::Conn>(),
+        std::mem::size_of::<Owner>()
+    );
+    println!(
+        "model heap per connection ({CONNS} connections): event-born {events:.0} B (peak {events_peak:.0} B), \
+         snapshot-found {snapshot:.0} B (peak {snapshot_peak:.0} B, the SeenSockets included)"
     );
 }
