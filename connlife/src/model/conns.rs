@@ -33,12 +33,14 @@ use smallvec::SmallVec;
 
 use crate::kernel::event::{BirthOrigin, KernelEvent, Kind, Role, TcpState, Use};
 
+mod addr;
 mod events;
 mod holders;
 mod reconcile;
 #[cfg(test)]
 mod tests;
 
+use addr::PackedAddr;
 use holders::{Comms, Holders};
 
 pub type ConnId = u64;
@@ -63,8 +65,9 @@ pub struct Conn {
     pub id: ConnId,
     pub sk: Option<u64>,
     pub netns: u32,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    /// Packed: read them with [`Conn::local`] and [`Conn::remote`].
+    local: PackedAddr,
+    remote: PackedAddr,
     pub role: Role,
     /// Processes that have it open now, oldest first (bounded). Inline for the common single
     /// holder: no allocation per connection.
@@ -95,6 +98,15 @@ pub struct Conn {
 }
 
 impl Conn {
+    pub fn local(&self) -> SocketAddr {
+        self.local.get()
+    }
+    pub fn remote(&self) -> SocketAddr {
+        self.remote.get()
+    }
+    fn key(&self) -> TupleKey {
+        (self.netns, self.local, self.remote)
+    }
     /// Last sign of life: a state change, a send or a receive.
     pub fn last_activity_ns(&self) -> u64 {
         self.state_since_ns
@@ -257,7 +269,12 @@ const MAX_HOLDERS: usize = 16;
 /// A connect or handshake still unfinished after this long is not "in flux" any more.
 const IN_FLUX_NS: u64 = 300_000_000_000;
 
-type TupleKey = (u32, SocketAddr, SocketAddr);
+/// (netns, local, remote), packed: 44 bytes instead of 72.
+type TupleKey = (u32, PackedAddr, PackedAddr);
+
+fn tuple_key(netns: u32, local: SocketAddr, remote: SocketAddr) -> TupleKey {
+    (netns, local.into(), remote.into())
+}
 
 #[derive(Default)]
 pub struct Model {
@@ -441,7 +458,7 @@ impl Model {
         if let Some(sk) = conn.sk {
             self.by_sk.insert(sk, id);
         }
-        let key = (conn.netns, conn.local, conn.remote);
+        let key = conn.key();
         if tuple_complete(&key, conn.state) {
             self.by_tuple.insert(key, id);
         }
@@ -465,7 +482,7 @@ impl Model {
                 self.by_sk.remove(&sk);
             }
         }
-        let key = (conn.netns, conn.local, conn.remote);
+        let key = conn.key();
         if self.by_tuple.get(&key) == Some(&id) {
             self.by_tuple.remove(&key);
         }

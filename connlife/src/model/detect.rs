@@ -118,7 +118,7 @@ pub fn scan(model: &Model, stacks: &Stacks, now_ns: u64, th: &Thresholds) -> Vec
     let listeners: HashMap<(u32, u16), u32> = model
         .conns()
         .filter(|c| c.state == TcpState::Listen)
-        .filter_map(|c| Some(((c.netns, c.local.port()), c.tgid()?)))
+        .filter_map(|c| Some(((c.netns, c.local().port()), c.tgid()?)))
         .collect();
     let mut out: Vec<Finding> = model
         .conns()
@@ -202,8 +202,8 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         pid: owner.map(|o| o.tgid),
         comm: owner.map(|o| o.comm.to_string()).unwrap_or_default(),
         fd: c.fd(),
-        laddr: c.local.to_string(),
-        raddr: c.remote.to_string(),
+        laddr: c.local().to_string(),
+        raddr: c.remote().to_string(),
         netns: c.netns,
         state: c.state,
         age_s: secs(now.saturating_sub(c.opened_ns)),

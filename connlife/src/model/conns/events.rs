@@ -119,14 +119,14 @@ impl Model {
 
     pub(super) fn learn_tuple_of(&mut self, id: ConnId, local: SocketAddr, remote: SocketAddr) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        let old = (conn.netns, conn.local, conn.remote);
+        let old = conn.key();
         if conn.local.port() == 0 && local.port() != 0 {
-            conn.local = local;
+            conn.local = local.into();
         }
         if conn.remote.port() == 0 && remote.port() != 0 && conn.state != TcpState::Listen {
-            conn.remote = remote;
+            conn.remote = remote.into();
         }
-        let new = (conn.netns, conn.local, conn.remote);
+        let new = conn.key();
         if new != old {
             if self.by_tuple.get(&old) == Some(&id) {
                 self.by_tuple.remove(&old);
@@ -138,7 +138,7 @@ impl Model {
     }
 
     pub(super) fn tuple_of(&self, ev: &KernelEvent) -> Option<TupleKey> {
-        Some((ev.netns, ev.local?, ev.remote?))
+        Some(tuple_key(ev.netns, ev.local?, ev.remote?))
     }
 
     /// The connection an event names by sk, or by tuple (snapshot-found), or a new one

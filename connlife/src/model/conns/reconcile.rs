@@ -25,7 +25,7 @@ impl Model {
                 self.learn_tuple_of(id, s.local, s.remote);
                 continue;
             }
-            if !modelled(s.state) || closed_since.contains(&(s.netns, s.local, s.remote)) {
+            if !modelled(s.state) || closed_since.contains(&tuple_key(s.netns, s.local, s.remote)) {
                 continue;
             }
             self.add_seen(s, now_ns, &mut changes);
@@ -40,13 +40,13 @@ impl Model {
         let mut changes = Vec::new();
         let mut kernel: HashMap<TupleKey, &SeenSocket> = HashMap::default();
         for s in seen {
-            kernel.insert((s.netns, s.local, s.remote), s);
+            kernel.insert(tuple_key(s.netns, s.local, s.remote), s);
         }
         let mut matched: HashSet<TupleKey> = HashSet::new();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             let conn = &self.conns[&id];
-            let key = (conn.netns, conn.local, conn.remote);
+            let key = conn.key();
             if kernel.contains_key(&key) {
                 matched.insert(key);
             }
@@ -90,7 +90,7 @@ impl Model {
         let closed_since = self.closed_since(started_ns);
         let connecting = self.connecting();
         for s in seen {
-            let key = (s.netns, s.local, s.remote);
+            let key = tuple_key(s.netns, s.local, s.remote);
             if matched.contains(&key)
                 || !modelled(s.state)
                 || matches!(s.state, TcpState::SynSent | TcpState::SynRecv)
@@ -127,14 +127,14 @@ impl Model {
             .iter()
             .rev()
             .take_while(|c| c.ended_ns >= ts)
-            .map(|c| (c.conn.netns, c.conn.local, c.conn.remote))
+            .map(|c| c.conn.key())
             .collect()
     }
 
     /// The live connection a kernel-reported socket is: same tuple, or the same holder's
     /// connect that has not learned its local port yet.
     pub(super) fn match_seen(&self, s: &SeenSocket, connecting: &[ConnId]) -> Option<ConnId> {
-        if let Some(&id) = self.by_tuple.get(&(s.netns, s.local, s.remote)) {
+        if let Some(&id) = self.by_tuple.get(&tuple_key(s.netns, s.local, s.remote)) {
             return Some(id);
         }
         if s.state == TcpState::Listen {
@@ -160,8 +160,8 @@ impl Model {
                 id: 0,
                 sk: None,
                 netns: s.netns,
-                local: s.local,
-                remote: s.remote,
+                local: s.local.into(),
+                remote: s.remote.into(),
                 role: s.role,
                 holders: HolderList::new(),
                 former: None,

@@ -155,12 +155,12 @@ impl Session {
                 .and_then(|(opener, birth)| self.stacks.resolve(*opener, c.role, birth));
             let site = origin.as_ref().map(|o| o.site.clone()).unwrap_or_default();
             let acc = groups
-                .entry((c.state, format!("{:?}", c.role), c.remote.to_string(), site))
+                .entry((c.state, format!("{:?}", c.role), c.remote().to_string(), site))
                 .or_insert(Acc {
                     g: OpenGroup {
                         state: c.state,
                         role: c.role,
-                        raddr: c.remote.to_string(),
+                        raddr: c.remote().to_string(),
                         count: 0,
                         oldest_s: age,
                         newest_s: age,

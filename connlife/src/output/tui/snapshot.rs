@@ -56,13 +56,13 @@ impl LiveView {
             });
             let key = GroupKey {
                 pid,
-                remote: c.remote,
+                remote: c.remote(),
                 state: c.state,
                 role: c.role,
             };
             let conn = ConnView {
                 fd: c.fd(),
-                local_port: c.local.port(),
+                local_port: c.local().port(),
                 age_s: secs(now_ns.saturating_sub(c.opened_ns)),
                 age_exact: c.age_exact,
                 idle_s: secs(now_ns.saturating_sub(c.last_activity_ns())),
