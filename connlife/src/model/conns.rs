@@ -36,12 +36,14 @@ use crate::kernel::event::{BirthOrigin, KernelEvent, Kind, Role, TcpState, Use};
 mod addr;
 mod events;
 mod holders;
+mod index;
 mod reconcile;
 #[cfg(test)]
 mod tests;
 
 use addr::PackedAddr;
 use holders::{Comms, Holders};
+use index::TupleIndex;
 
 pub type ConnId = u64;
 /// A connection's holders: one inline, more spill to the heap.
@@ -282,7 +284,7 @@ pub struct Model {
     /// a whole connection.
     conns: HashMap<ConnId, Box<Conn>>,
     by_sk: HashMap<u64, ConnId>,
-    by_tuple: HashMap<TupleKey, ConnId>,
+    by_tuple: TupleIndex,
     /// How many live connections each process holds (fork and exit skip the scan at 0).
     held: HashMap<u32, u32>,
     /// Process names, one copy each, shared by their holders.
@@ -460,7 +462,7 @@ impl Model {
         }
         let key = conn.key();
         if tuple_complete(&key, conn.state) {
-            self.by_tuple.insert(key, id);
+            self.by_tuple.insert(key, id, &self.conns);
         }
         self.conns.insert(id, Box::new(conn));
         id
@@ -483,9 +485,7 @@ impl Model {
             }
         }
         let key = conn.key();
-        if self.by_tuple.get(&key) == Some(&id) {
-            self.by_tuple.remove(&key);
-        }
+        self.by_tuple.remove(&key, id);
         Holders {
             held: &mut self.held,
             comms: &mut self.comms,

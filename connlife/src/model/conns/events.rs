@@ -8,7 +8,7 @@ impl Model {
             .by_sk
             .get(&ev.sk)
             .copied()
-            .or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k).copied()));
+            .or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k, &self.conns)));
         let Some(conn) = id.and_then(|id| self.conns.get_mut(&id)) else {
             // A socket that already ended (reset by the peer) or that we never saw.
             return self.mark_closed_fd(ev);
@@ -128,11 +128,9 @@ impl Model {
         }
         let new = conn.key();
         if new != old {
-            if self.by_tuple.get(&old) == Some(&id) {
-                self.by_tuple.remove(&old);
-            }
+            self.by_tuple.remove(&old, id);
             if tuple_complete(&new, conn.state) {
-                self.by_tuple.insert(new, id);
+                self.by_tuple.insert(new, id, &self.conns);
             }
         }
     }
@@ -154,7 +152,7 @@ impl Model {
         // A birth is a new socket: never the snapshot's (nor a listener sharing its tuple).
         let birth = ev.kind == Kind::State
             && matches!((ev.old_state, ev.new_state), (Some(o), Some(n)) if is_birth(Some(o), n));
-        if let Some(&id) = self.by_tuple.get(&key).filter(|_| !birth) {
+        if let Some(id) = self.by_tuple.get(&key, &self.conns).filter(|_| !birth) {
             let conn = self.conns.get_mut(&id).expect("indexed");
             if conn.sk.is_none() {
                 conn.sk = Some(ev.sk);

@@ -134,7 +134,7 @@ impl Model {
     /// The live connection a kernel-reported socket is: same tuple, or the same holder's
     /// connect that has not learned its local port yet.
     pub(super) fn match_seen(&self, s: &SeenSocket, connecting: &[ConnId]) -> Option<ConnId> {
-        if let Some(&id) = self.by_tuple.get(&tuple_key(s.netns, s.local, s.remote)) {
+        if let Some(id) = self.by_tuple.get(&tuple_key(s.netns, s.local, s.remote), &self.conns) {
             return Some(id);
         }
         if s.state == TcpState::Listen {
