@@ -93,10 +93,59 @@ pub struct Conn {
     /// Last input that touched it (event, fork, exit): reconciliation leaves alone what
     /// changed while the kernel's view was being taken.
     pub touched_ns: u64,
-    /// Where it was born: the process that opened it and the stack ids taken then (resolved
-    /// by [`crate::model::origins::Stacks`]); `None` when it predates connlife or origins are off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<(u32, BirthOrigin)>,
+    /// Where it was born: read it with [`Conn::origin`].
+    #[serde(default, skip_serializing_if = "BornAt::is_unknown")]
+    origin: BornAt,
+}
+
+/// Where a connection was born, in 24 bytes instead of `Option<(u32, BirthOrigin)>`'s 40: the
+/// process, the stack ids (`NO_STACK`: none; the kernel's ids fit in an i32) and the transport
+/// (0: none, as in the kernel's record). Written and read as the `Option` it stands for.
+#[derive(Copy, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "Option<(u32, BirthOrigin)>", into = "Option<(u32, BirthOrigin)>")]
+struct BornAt {
+    known: bool,
+    pid: u32,
+    stack: u32,
+    request_stack: u32,
+    transport: u64,
+}
+
+const NO_STACK: u32 = u32::MAX;
+
+impl BornAt {
+    fn is_unknown(&self) -> bool {
+        !self.known
+    }
+}
+
+impl From<Option<(u32, BirthOrigin)>> for BornAt {
+    fn from(origin: Option<(u32, BirthOrigin)>) -> Self {
+        match origin {
+            None => BornAt::default(),
+            Some((pid, o)) => BornAt {
+                known: true,
+                pid,
+                stack: o.stack.unwrap_or(NO_STACK),
+                request_stack: o.request_stack.unwrap_or(NO_STACK),
+                transport: o.transport.unwrap_or(0),
+            },
+        }
+    }
+}
+
+impl From<BornAt> for Option<(u32, BirthOrigin)> {
+    fn from(b: BornAt) -> Self {
+        let id = |v: u32| (v != NO_STACK).then_some(v);
+        b.known.then_some((
+            b.pid,
+            BirthOrigin {
+                stack: id(b.stack),
+                request_stack: id(b.request_stack),
+                transport: (b.transport != 0).then_some(b.transport),
+            },
+        ))
+    }
 }
 
 impl Conn {
@@ -105,6 +154,11 @@ impl Conn {
     }
     pub fn remote(&self) -> SocketAddr {
         self.remote.get()
+    }
+    /// Where it was born: the process that opened it and the stack ids taken then (resolved
+    /// by [`crate::model::origins::Stacks`]); `None` when it predates connlife or origins are off.
+    pub fn origin(&self) -> Option<(u32, BirthOrigin)> {
+        self.origin.into()
     }
     fn key(&self) -> TupleKey {
         (self.netns, self.local, self.remote)
@@ -424,7 +478,7 @@ impl Model {
                         conn.role = Role::Server;
                         // accept() names the server's code: the connection was born in softirq.
                         if let (Some(origin), Some(pid)) = (ev.origin, ev.tgid) {
-                            conn.origin = Some((pid, origin));
+                            conn.origin = Some((pid, origin)).into();
                         }
                     }
                     if let Some(o) = event_owner(ev) {

@@ -124,8 +124,8 @@ pub fn scan(model: &Model, stacks: &Stacks, now_ns: u64, th: &Thresholds) -> Vec
         .conns()
         .filter_map(|c| Some((c, classify(c, now_ns, th, model.use_counting)?)))
         .map(|(c, mut f)| {
-            if let Some((pid, birth)) = &c.origin {
-                f.origin = stacks.resolve(*pid, c.role, birth);
+            if let Some((pid, birth)) = c.origin() {
+                f.origin = stacks.resolve(pid, c.role, &birth);
                 f.transport = birth.transport;
             }
             if f.kind == FindingKind::Unaccepted {

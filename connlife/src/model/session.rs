@@ -225,7 +225,7 @@ impl Session {
                 // Stacks name addresses of the process that opened a connection: kept while it
                 // is reported on or any connection it opened lives.
                 let mut keep: HashSet<u32> = self.procs.keys().copied().collect();
-                keep.extend(self.model.conns().filter_map(|c| c.origin.map(|(pid, _)| pid)));
+                keep.extend(self.model.conns().filter_map(|c| c.origin().map(|(pid, _)| pid)));
                 self.stacks.retain_pids(|pid| keep.contains(&pid));
                 Vec::new()
             }

@@ -189,7 +189,7 @@ impl Model {
                 // The kernel starts counting at accept() too, before any data.
                 exchanges_known: self.use_counting && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
                 touched_ns: ev.ts_ns,
-                origin: ev.origin.zip(ev.tgid).map(|(o, pid)| (pid, o)),
+                origin: ev.origin.zip(ev.tgid).map(|(o, pid)| (pid, o)).into(),
             },
             changes,
         );

@@ -174,7 +174,7 @@ impl Model {
                 usage: s.usage,
                 exchanges_known: false,
                 touched_ns: now_ns,
-                origin: None,
+                origin: BornAt::default(),
             },
             changes,
         );

@@ -586,3 +586,27 @@ fn comms_interned_once_and_swept_when_unused() {
     assert_eq!(Arc::strong_count(&again), 2, "a fresh copy: the old one was swept");
     assert!(kept.iter().all(|k| Arc::strong_count(k) == 2), "names in use are kept");
 }
+
+#[test]
+fn born_at_stands_for_the_origin_it_packs() {
+    let origins = [
+        None,
+        Some((7, BirthOrigin::default())),
+        Some((
+            7,
+            BirthOrigin {
+                stack: Some(0),
+                request_stack: Some(i32::MAX as u32),
+                transport: Some(0xc000_1000),
+            },
+        )),
+    ];
+    for origin in origins {
+        let packed = BornAt::from(origin);
+        assert_eq!(Option::<(u32, BirthOrigin)>::from(packed), origin);
+        assert_eq!(
+            serde_json::to_string(&packed).unwrap(),
+            serde_json::to_string(&origin).unwrap()
+        );
+    }
+}
