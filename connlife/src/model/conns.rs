@@ -57,9 +57,45 @@ pub type StatePath = SmallVec<[(TcpState, u64); 2]>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub tgid: u32,
-    /// Shared by every connection of the process ([`Comms`] in the model): no string per holder.
-    pub comm: Arc<str>,
+    pub comm: Comm,
     pub fd: Option<i32>,
+}
+
+/// A process name, shared by every connection of the process (one copy each, interned by the
+/// model): one pointer in a holder, no string of its own.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Comm(Arc<String>);
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Comm {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(name: &str) -> Self {
+        Comm(Arc::new(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,10 +1,7 @@
 //! What the driver reads from /proc and sock_diag about processes and sockets, turned into
 //! session inputs: the kernel's view of sockets as the model wants it, fd readings, which
 //! processes are alive, named by --comm, or children of traced ones.
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::{HashMap, HashSet};
 
 use crate::{
     kernel::{
@@ -14,7 +11,7 @@ use crate::{
     model::{
         detect::{self, FdSample},
         session::Session,
-        Owner, SeenSocket,
+        Comm, Owner, SeenSocket,
     },
 };
 
@@ -27,7 +24,7 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
         .map(|s| (s.netns, s.local.port()))
         .collect();
     // One name per process, shared by all its sockets (the model keeps them as they are).
-    let mut comms: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut comms: HashMap<&str, Comm> = HashMap::new();
     sockets
         .iter()
         .filter_map(|s| {

@@ -8,24 +8,24 @@ pub(super) struct Holders<'a> {
     pub(super) comms: &'a mut Comms,
 }
 
-/// Process names interned: every holder of a process shares one `Arc<str>`. Names no holder
+/// Process names interned: every holder of a process shares one [`Comm`]. Names no holder
 /// uses any more are dropped whenever the table has doubled since the last sweep.
 #[derive(Default)]
 pub(super) struct Comms {
-    names: HashSet<Arc<str>>,
+    names: HashSet<Comm>,
     sweep_at: usize,
 }
 
 impl Comms {
-    pub(super) fn intern(&mut self, comm: &str) -> Arc<str> {
+    pub(super) fn intern(&mut self, comm: &str) -> Comm {
         if let Some(name) = self.names.get(comm) {
             return name.clone();
         }
         if self.names.len() >= self.sweep_at {
-            self.names.retain(|name| Arc::strong_count(name) > 1);
+            self.names.retain(|name| Arc::strong_count(&name.0) > 1);
             self.sweep_at = (2 * self.names.len()).max(64);
         }
-        let name: Arc<str> = comm.into();
+        let name = Comm::from(comm);
         self.names.insert(name.clone());
         name
     }

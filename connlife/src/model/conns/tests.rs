@@ -578,13 +578,16 @@ fn comms_interned_once_and_swept_when_unused() {
     let mut comms = holders::Comms::default();
     let a = comms.intern("nginx");
     let b = comms.intern("nginx");
-    assert!(Arc::ptr_eq(&a, &b), "one copy per name");
+    assert!(Arc::ptr_eq(&a.0, &b.0), "one copy per name");
     drop((a, b));
     // 64 names in use force a sweep, which drops the unused "nginx".
     let kept: Vec<_> = (0..64).map(|i| comms.intern(&format!("p{i}"))).collect();
     let again = comms.intern("nginx");
-    assert_eq!(Arc::strong_count(&again), 2, "a fresh copy: the old one was swept");
-    assert!(kept.iter().all(|k| Arc::strong_count(k) == 2), "names in use are kept");
+    assert_eq!(Arc::strong_count(&again.0), 2, "a fresh copy: the old one was swept");
+    assert!(
+        kept.iter().all(|k| Arc::strong_count(&k.0) == 2),
+        "names in use are kept"
+    );
 }
 
 #[test]
