@@ -21,6 +21,7 @@
 use std::{
     collections::{HashSet, VecDeque},
     net::SocketAddr,
+    num::NonZeroU64,
     sync::Arc,
 };
 
@@ -43,7 +44,7 @@ mod tests;
 
 use addr::PackedAddr;
 use holders::{Comms, Holders};
-use index::TupleIndex;
+use index::Index;
 
 pub type ConnId = u64;
 /// A connection's holders: one inline, more spill to the heap.
@@ -101,7 +102,8 @@ impl std::fmt::Debug for Comm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conn {
     pub id: ConnId,
-    pub sk: Option<u64>,
+    /// The kernel's socket address (never 0), once known: read it with [`Conn::sk`].
+    sk: Option<NonZeroU64>,
     pub netns: u32,
     /// Packed: read them with [`Conn::local`] and [`Conn::remote`].
     local: PackedAddr,
@@ -185,6 +187,9 @@ impl From<BornAt> for Option<(u32, BirthOrigin)> {
 }
 
 impl Conn {
+    pub fn sk(&self) -> Option<u64> {
+        self.sk.map(NonZeroU64::get)
+    }
     pub fn local(&self) -> SocketAddr {
         self.local.get()
     }
@@ -373,8 +378,8 @@ pub struct Model {
     /// Boxed: the table's free slots (a quarter to a half of it) then cost a pointer each, not
     /// a whole connection.
     conns: HashMap<ConnId, Box<Conn>>,
-    by_sk: HashMap<u64, ConnId>,
-    by_tuple: TupleIndex,
+    by_sk: Index<u64>,
+    by_tuple: Index<TupleKey>,
     /// How many live connections each process holds (fork and exit skip the scan at 0).
     held: HashMap<u32, u32>,
     /// Process names, one copy each, shared by their holders.
@@ -445,7 +450,10 @@ impl Model {
         self.conns.get(&id).map(|c| &**c)
     }
     pub fn by_sk(&self, sk: u64) -> Option<&Conn> {
-        self.by_sk.get(&sk).and_then(|id| self.conns.get(id)).map(|c| &**c)
+        self.by_sk
+            .get(&sk, &self.conns)
+            .and_then(|id| self.conns.get(&id))
+            .map(|c| &**c)
     }
     pub fn conns(&self) -> impl Iterator<Item = &Conn> {
         self.conns.values().map(|c| &**c)
@@ -489,7 +497,11 @@ impl Model {
                 ts_ns: ev.ts_ns,
             }),
             Kind::Use => {
-                if let Some(conn) = self.by_sk.get(&ev.sk).and_then(|id| self.conns.get_mut(id)) {
+                if let Some(conn) = self
+                    .by_sk
+                    .get(&ev.sk, &self.conns)
+                    .and_then(|id| self.conns.get_mut(&id))
+                {
                     absorb_use(conn, ev.sock_use);
                     conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
                     if conn.never_held() {
@@ -535,7 +547,7 @@ impl Model {
 
     /// Refresh use counters read from the kernel map (polling, for idle time).
     pub fn update_use(&mut self, sk: u64, usage: Use) {
-        if let Some(conn) = self.by_sk.get(&sk).and_then(|id| self.conns.get_mut(id)) {
+        if let Some(conn) = self.by_sk.get(&sk, &self.conns).and_then(|id| self.conns.get_mut(&id)) {
             absorb_use(conn, usage);
         }
     }
@@ -547,8 +559,8 @@ impl Model {
         let id = self.next_id;
         self.next_id += 1;
         conn.id = id;
-        if let Some(sk) = conn.sk {
-            self.by_sk.insert(sk, id);
+        if let Some(sk) = conn.sk() {
+            self.by_sk.insert(sk, id, &self.conns);
         }
         let key = conn.key();
         if tuple_complete(&key, conn.state) {
@@ -569,10 +581,8 @@ impl Model {
 
     fn remove(&mut self, id: ConnId) -> Option<Conn> {
         let conn = *self.conns.remove(&id)?;
-        if let Some(sk) = conn.sk {
-            if self.by_sk.get(&sk) == Some(&id) {
-                self.by_sk.remove(&sk);
-            }
+        if let Some(sk) = conn.sk() {
+            self.by_sk.remove(&sk, id);
         }
         let key = conn.key();
         self.by_tuple.remove(&key, id);

@@ -455,7 +455,7 @@ impl Driver<'_> {
             .model
             .conns()
             .filter(|c| c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1)
-            .filter_map(|c| Some((c.sk?, c.usage)))
+            .filter_map(|c| Some((c.sk()?, c.usage)))
             .take(20_000)
             .collect();
         let usage: Vec<(u64, Use)> = candidates

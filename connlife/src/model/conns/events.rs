@@ -6,8 +6,7 @@ impl Model {
     pub(super) fn on_fd_close(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) {
         let id = self
             .by_sk
-            .get(&ev.sk)
-            .copied()
+            .get(&ev.sk, &self.conns)
             .or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k, &self.conns)));
         let Some(conn) = id.and_then(|id| self.conns.get_mut(&id)) else {
             // A socket that already ended (reset by the peer) or that we never saw.
@@ -38,7 +37,7 @@ impl Model {
             self.unmatched += 1;
             return;
         };
-        let id = match self.by_sk.get(&ev.sk).copied() {
+        let id = match self.by_sk.get(&ev.sk, &self.conns) {
             // A birth at an address we still track: a new socket. The old one's end was
             // never seen (it would have left the model at CLOSE).
             Some(id) if is_birth(old, new) => {
@@ -142,7 +141,7 @@ impl Model {
     /// The connection an event names by sk, or by tuple (snapshot-found), or a new one
     /// (`true` when it was opened here).
     pub(super) fn find_or_open(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) -> Option<(ConnId, bool)> {
-        if let Some(&id) = self.by_sk.get(&ev.sk) {
+        if let Some(id) = self.by_sk.get(&ev.sk, &self.conns) {
             return Some((id, false));
         }
         let Some(key) = self.tuple_of(ev) else {
@@ -155,8 +154,10 @@ impl Model {
         if let Some(id) = self.by_tuple.get(&key, &self.conns).filter(|_| !birth) {
             let conn = self.conns.get_mut(&id).expect("indexed");
             if conn.sk.is_none() {
-                conn.sk = Some(ev.sk);
-                self.by_sk.insert(ev.sk, id);
+                conn.sk = NonZeroU64::new(ev.sk);
+                if conn.sk.is_some() {
+                    self.by_sk.insert(ev.sk, id, &self.conns);
+                }
                 return Some((id, false));
             }
             // Same tuple, different socket: the old one is gone (TIME_WAIT reuse).
@@ -172,7 +173,7 @@ impl Model {
         let id = self.insert(
             Conn {
                 id: 0,
-                sk: Some(ev.sk),
+                sk: NonZeroU64::new(ev.sk),
                 netns: ev.netns,
                 local: key.1,
                 remote: key.2,
@@ -211,7 +212,7 @@ impl Model {
             .closed
             .iter_mut()
             .rev()
-            .find(|c| c.conn.sk == Some(ev.sk) && c.conn.fd_closed_ns.is_none())
+            .find(|c| c.conn.sk() == Some(ev.sk) && c.conn.fd_closed_ns.is_none())
         {
             Some(c) => c.conn.fd_closed_ns = Some(ev.ts_ns),
             None => self.unmatched += 1,

@@ -276,7 +276,7 @@ fn accepted_child_with_listener_tuple_does_not_take_over_the_listener() {
     assert_eq!(m.len(), 2, "listener and child");
     let child = m.by_sk(9).unwrap();
     assert_eq!((child.remote(), child.path.len()), (addr("10.0.0.2:5000"), 2));
-    assert!(m.conns().any(|c| c.state == Listen && c.sk.is_none()));
+    assert!(m.conns().any(|c| c.state == Listen && c.sk().is_none()));
 }
 
 #[test]
