@@ -66,7 +66,11 @@ fn event(kind: Kind, i: u32, ts_ns: u64) -> KernelEvent {
         fd: Some(3 + (i % PER_PROCESS) as i32),
         comm: "connlife-worklo".into(),
         netns: 4026531840,
-        role: if i % 2 == 0 { Role::Client } else { Role::Server },
+        role: if i.is_multiple_of(2) {
+            Role::Client
+        } else {
+            Role::Server
+        },
         old_state: None,
         new_state: None,
         local: Some(local),
@@ -107,7 +111,7 @@ fn event_born() -> Model {
     let mut m = Model::new(0, true);
     for i in 0..CONNS {
         let ts = 1_000_000_000 + u64::from(i) * 1000;
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             m.apply(&state(i, TcpState::Close, TcpState::SynSent, ts));
             m.apply(&state(i, TcpState::SynSent, TcpState::Established, ts + 100));
         } else {
@@ -130,7 +134,11 @@ fn snapshot_found() -> Model {
                 local,
                 remote,
                 state: TcpState::Established,
-                role: if i % 2 == 0 { Role::Client } else { Role::Server },
+                role: if i.is_multiple_of(2) {
+                    Role::Client
+                } else {
+                    Role::Server
+                },
                 owners: vec![Owner {
                     tgid: 1000 + i / PER_PROCESS,
                     comm: "connlife-worklo".into(),

@@ -1,6 +1,8 @@
 //! Reconciliation with the kernel's view (sock_diag joined with /proc fds): the start-up
 //! snapshot, merged with what the events already named, and the later comparisons that correct
 //! what drifted (each correction a `Change::Corrected`).
+use std::borrow::Borrow;
+
 use super::*;
 
 impl Model {
@@ -8,11 +10,16 @@ impl Model {
     /// the events already know (same tuple, or the same holder's connect still at local port
     /// 0) is merged, not added twice, and a socket whose close was among those events is not
     /// brought back.
-    pub fn apply_snapshot(&mut self, sockets: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
+    pub fn apply_snapshot<S: Borrow<SeenSocket>>(
+        &mut self,
+        sockets: &[S],
+        started_ns: u64,
+        now_ns: u64,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         let closed_since = self.closed_since(started_ns);
         let connecting = self.connecting();
-        for s in sockets {
+        for s in sockets.iter().map(Borrow::borrow) {
             if let Some(id) = self.match_seen(s, &connecting) {
                 let conn = self.conns.get_mut(&id).expect("indexed");
                 let mut holders = Holders {
@@ -36,10 +43,10 @@ impl Model {
     /// Compare the model with the kernel's view taken between `started_ns` and `now_ns` (the
     /// queued events up to `now_ns` already applied) and correct what drifted. Connections
     /// touched since `started_ns` are left alone: the view may predate their change.
-    pub fn reconcile(&mut self, seen: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
+    pub fn reconcile<S: Borrow<SeenSocket>>(&mut self, seen: &[S], started_ns: u64, now_ns: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut kernel: HashMap<TupleKey, &SeenSocket> = HashMap::default();
-        for s in seen {
+        for s in seen.iter().map(Borrow::borrow) {
             kernel.insert(tuple_key(s.netns, s.local, s.remote), s);
         }
         let mut matched: HashSet<TupleKey> = HashSet::new();
@@ -89,7 +96,7 @@ impl Model {
         }
         let closed_since = self.closed_since(started_ns);
         let connecting = self.connecting();
-        for s in seen {
+        for s in seen.iter().map(Borrow::borrow) {
             let key = tuple_key(s.netns, s.local, s.remote);
             if matched.contains(&key)
                 || !modelled(s.state)
