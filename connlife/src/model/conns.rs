@@ -469,18 +469,17 @@ impl Model {
         self.held.contains_key(&tgid)
     }
 
-    /// Approximate heap cost of one live connection, for the README and the bench.
+    /// Approximate heap cost of one live connection, for the README and the bench (measured:
+    /// `tests/model_memory.rs`).
     pub fn bytes_per_conn() -> usize {
-        let entry_overhead = 16; // hashbrown control bytes and load factor, rounded up
+        // A table's slot: its entry and one control byte, and free slots (an eighth to a half
+        // of the table, by when it last grew) about half as many again.
+        let slot = |entry: usize| (entry + 1) * 3 / 2;
+        let malloc_header = 8;
         std::mem::size_of::<Conn>()
-            + std::mem::size_of::<(ConnId, Conn)>()
-            + entry_overhead
-            + 2 * (std::mem::size_of::<(u64, ConnId)>() + entry_overhead)
-            + std::mem::size_of::<(TupleKey, ConnId)>()
-            + entry_overhead
-            + 4 * std::mem::size_of::<(TcpState, u64)>()
-            + std::mem::size_of::<Owner>()
-            + 16 // comm string
+            + malloc_header
+            + slot(std::mem::size_of::<(ConnId, Box<Conn>)>())
+            + 2 * slot(std::mem::size_of::<ConnId>()) // the socket and tuple indexes
     }
 
     /// Apply one kernel event.
