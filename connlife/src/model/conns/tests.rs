@@ -613,3 +613,51 @@ fn born_at_stands_for_the_origin_it_packs() {
         );
     }
 }
+
+#[test]
+fn tuple_index_names_the_newest_connection_at_a_tuple_and_forgets_only_its_own() {
+    let mut m = Model::new(0, true);
+    let seen: Vec<SeenSocket> = (0..1000)
+        .map(|i| SeenSocket {
+            netns: 1,
+            local: addr(&format!("10.0.0.2:{}", 6000 + i)),
+            remote: addr("10.0.0.1:80"),
+            state: Established,
+            role: Role::Client,
+            owners: Vec::new(),
+            usage: Use::default(),
+        })
+        .collect();
+    m.apply_snapshot(&seen, 1000, 1000);
+    // Built one by one (the table grew and rehashed from the connections' own tuples).
+    let mut index = index::Index::<TupleKey>::default();
+    for c in m.conns.values() {
+        index.insert(c.key(), c.id, &m.conns);
+    }
+    for c in m.conns.values() {
+        assert_eq!(index.get(&c.key(), &m.conns), Some(c.id));
+    }
+    // A second connection at the first one's tuple takes its place.
+    let first = m
+        .by_tuple
+        .get(&tuple_key(1, seen[0].local, seen[0].remote), &m.conns)
+        .unwrap();
+    let mut twin = (*m.conns[&first]).clone();
+    twin.id = 5000;
+    let key = twin.key();
+    m.conns.insert(5000, Box::new(twin));
+    index.insert(key, 5000, &m.conns);
+    assert_eq!(index.get(&key, &m.conns), Some(5000));
+    index.remove(&key, first);
+    assert_eq!(
+        index.get(&key, &m.conns),
+        Some(5000),
+        "the replaced one forgets nothing"
+    );
+    index.remove(&key, 5000);
+    assert_eq!(index.get(&key, &m.conns), None);
+    assert_eq!(
+        index.get(&tuple_key(1, seen[1].local, seen[1].remote), &m.conns),
+        m.by_tuple.get(&tuple_key(1, seen[1].local, seen[1].remote), &m.conns)
+    );
+}
