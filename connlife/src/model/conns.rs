@@ -18,9 +18,16 @@
 //! (sock_diag joined with /proc fds) and corrects what drifted: connections whose end was
 //! missed, sockets never seen, states and holders that differ. Every correction is a
 //! [`Change::Corrected`] so the session counts it.
+//!
+//! Size: an agent tracks up to 200,000 connections, so a connection is one boxed [`Conn`] of
+//! about 260 bytes (addresses packed, one holder and two states inline, process names interned)
+//! found by id, by socket or by tuple through indexes that hold ids only (conns/index.rs).
+//! `tests/model_memory.rs` measures it.
 use std::{
     collections::{HashSet, VecDeque},
     net::SocketAddr,
+    num::NonZeroU64,
+    sync::Arc,
 };
 
 // FxHash: the maps are keyed by kernel pointers and tuples, not by untrusted input, and the
@@ -28,18 +35,27 @@ use std::{
 use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::kernel::event::{BirthOrigin, KernelEvent, Kind, Role, TcpState, Use};
 
+mod addr;
 mod events;
 mod holders;
+mod index;
 mod reconcile;
 #[cfg(test)]
 mod tests;
 
-use holders::Holders;
+use addr::PackedAddr;
+use holders::{Comms, Holders};
+use index::Index;
 
 pub type ConnId = u64;
+/// A connection's holders: one inline, more spill to the heap.
+pub type HolderList = SmallVec<[Owner; 1]>;
+/// A connection's states with the time each was entered: two inline, more spill to the heap.
+pub type StatePath = SmallVec<[(TcpState, u64); 2]>;
 
 /// A process holding a socket. Recorded only where it is the running task (connect, accept,
 /// close, first send/recv), from a fork of a holder, or from /proc; never from a softirq's
@@ -47,20 +63,60 @@ pub type ConnId = u64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub tgid: u32,
-    pub comm: String,
+    pub comm: Comm,
     pub fd: Option<i32>,
+}
+
+/// A process name, shared by every connection of the process (one copy each, interned by the
+/// model): one pointer in a holder, no string of its own.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Comm(Arc<String>);
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Comm {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(name: &str) -> Self {
+        Comm(Arc::new(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conn {
     pub id: ConnId,
-    pub sk: Option<u64>,
+    /// The kernel's socket address (never 0), once known: read it with [`Conn::sk`].
+    sk: Option<NonZeroU64>,
     pub netns: u32,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    /// Packed: read them with [`Conn::local`] and [`Conn::remote`].
+    local: PackedAddr,
+    remote: PackedAddr,
     pub role: Role,
-    /// Processes that have it open now, oldest first (bounded).
-    pub holders: Vec<Owner>,
+    /// Processes that have it open now, oldest first (bounded). Inline for the common single
+    /// holder: no allocation per connection.
+    pub holders: HolderList,
     /// The last holder that let go, when none is left (closed records, post-mortems).
     pub former: Option<Owner>,
     /// When it opened, or when connlife first saw it if `age_exact` is false (a lower bound).
@@ -68,8 +124,9 @@ pub struct Conn {
     pub age_exact: bool,
     pub state: TcpState,
     pub state_since_ns: u64,
-    /// States passed through, with the time each was entered (bounded).
-    pub path: Vec<(TcpState, u64)>,
+    /// States passed through, with the time each was entered (bounded). Inline for the two
+    /// states of an open connection (SYN_SENT or SYN_RECV, then ESTABLISHED).
+    pub path: StatePath,
     /// When the last holder closed its fd (close(), or process exit).
     pub fd_closed_ns: Option<u64>,
     pub usage: Use,
@@ -79,13 +136,79 @@ pub struct Conn {
     /// Last input that touched it (event, fork, exit): reconciliation leaves alone what
     /// changed while the kernel's view was being taken.
     pub touched_ns: u64,
-    /// Where it was born: the process that opened it and the stack ids taken then (resolved
-    /// by [`crate::model::origins::Stacks`]); `None` when it predates connlife or origins are off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<(u32, BirthOrigin)>,
+    /// Where it was born: read it with [`Conn::origin`].
+    #[serde(default, skip_serializing_if = "BornAt::is_unknown")]
+    origin: BornAt,
+}
+
+/// Where a connection was born, in 24 bytes instead of `Option<(u32, BirthOrigin)>`'s 40: the
+/// process, the stack ids (`NO_STACK`: none; the kernel's ids fit in an i32) and the transport
+/// (0: none, as in the kernel's record). Written and read as the `Option` it stands for.
+#[derive(Copy, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "Option<(u32, BirthOrigin)>", into = "Option<(u32, BirthOrigin)>")]
+struct BornAt {
+    known: bool,
+    pid: u32,
+    stack: u32,
+    request_stack: u32,
+    transport: u64,
+}
+
+const NO_STACK: u32 = u32::MAX;
+
+impl BornAt {
+    fn is_unknown(&self) -> bool {
+        !self.known
+    }
+}
+
+impl From<Option<(u32, BirthOrigin)>> for BornAt {
+    fn from(origin: Option<(u32, BirthOrigin)>) -> Self {
+        match origin {
+            None => BornAt::default(),
+            Some((pid, o)) => BornAt {
+                known: true,
+                pid,
+                stack: o.stack.unwrap_or(NO_STACK),
+                request_stack: o.request_stack.unwrap_or(NO_STACK),
+                transport: o.transport.unwrap_or(0),
+            },
+        }
+    }
+}
+
+impl From<BornAt> for Option<(u32, BirthOrigin)> {
+    fn from(b: BornAt) -> Self {
+        let id = |v: u32| (v != NO_STACK).then_some(v);
+        b.known.then_some((
+            b.pid,
+            BirthOrigin {
+                stack: id(b.stack),
+                request_stack: id(b.request_stack),
+                transport: (b.transport != 0).then_some(b.transport),
+            },
+        ))
+    }
 }
 
 impl Conn {
+    pub fn sk(&self) -> Option<u64> {
+        self.sk.map(NonZeroU64::get)
+    }
+    pub fn local(&self) -> SocketAddr {
+        self.local.get()
+    }
+    pub fn remote(&self) -> SocketAddr {
+        self.remote.get()
+    }
+    /// Where it was born: the process that opened it and the stack ids taken then (resolved
+    /// by [`crate::model::origins::Stacks`]); `None` when it predates connlife or origins are off.
+    pub fn origin(&self) -> Option<(u32, BirthOrigin)> {
+        self.origin.into()
+    }
+    fn key(&self) -> TupleKey {
+        (self.netns, self.local, self.remote)
+    }
     /// Last sign of life: a state change, a send or a receive.
     pub fn last_activity_ns(&self) -> u64 {
         self.state_since_ns
@@ -104,7 +227,7 @@ impl Conn {
         self.owner().and_then(|o| o.fd)
     }
     pub fn comm(&self) -> &str {
-        self.owner().map(|o| o.comm.as_str()).unwrap_or("")
+        self.owner().map(|o| &*o.comm).unwrap_or("")
     }
     pub fn held_by(&self, tgid: u32) -> bool {
         self.holders.iter().any(|h| h.tgid == tgid)
@@ -248,15 +371,24 @@ const MAX_HOLDERS: usize = 16;
 /// A connect or handshake still unfinished after this long is not "in flux" any more.
 const IN_FLUX_NS: u64 = 300_000_000_000;
 
-type TupleKey = (u32, SocketAddr, SocketAddr);
+/// (netns, local, remote), packed: 44 bytes instead of 72.
+type TupleKey = (u32, PackedAddr, PackedAddr);
+
+fn tuple_key(netns: u32, local: SocketAddr, remote: SocketAddr) -> TupleKey {
+    (netns, local.into(), remote.into())
+}
 
 #[derive(Default)]
 pub struct Model {
-    conns: HashMap<ConnId, Conn>,
-    by_sk: HashMap<u64, ConnId>,
-    by_tuple: HashMap<TupleKey, ConnId>,
+    /// Boxed: the table's free slots (a quarter to a half of it) then cost a pointer each, not
+    /// a whole connection.
+    conns: HashMap<ConnId, Box<Conn>>,
+    by_sk: Index<u64>,
+    by_tuple: Index<TupleKey>,
     /// How many live connections each process holds (fork and exit skip the scan at 0).
     held: HashMap<u32, u32>,
+    /// Process names, one copy each, shared by their holders.
+    comms: Comms,
     /// Recently closed connections, oldest first (bounded).
     pub closed: VecDeque<ClosedConn>,
     next_id: ConnId,
@@ -278,7 +410,7 @@ fn tuple_complete(key: &TupleKey, state: TcpState) -> bool {
 fn event_owner(ev: &KernelEvent) -> Option<Owner> {
     ev.tgid.map(|tgid| Owner {
         tgid,
-        comm: ev.comm.clone(),
+        comm: ev.comm.as_str().into(),
         fd: ev.fd,
     })
 }
@@ -320,13 +452,16 @@ impl Model {
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.conns.get(&id)
+        self.conns.get(&id).map(|c| &**c)
     }
     pub fn by_sk(&self, sk: u64) -> Option<&Conn> {
-        self.by_sk.get(&sk).and_then(|id| self.conns.get(id))
+        self.by_sk
+            .get(&sk, &self.conns)
+            .and_then(|id| self.conns.get(&id))
+            .map(|c| &**c)
     }
     pub fn conns(&self) -> impl Iterator<Item = &Conn> {
-        self.conns.values()
+        self.conns.values().map(|c| &**c)
     }
     pub fn len(&self) -> usize {
         self.conns.len()
@@ -339,18 +474,17 @@ impl Model {
         self.held.contains_key(&tgid)
     }
 
-    /// Approximate heap cost of one live connection, for the README and the bench.
+    /// Approximate heap cost of one live connection, for the README and the bench (measured:
+    /// `tests/model_memory.rs`).
     pub fn bytes_per_conn() -> usize {
-        let entry_overhead = 16; // hashbrown control bytes and load factor, rounded up
+        // A table's slot: its entry and one control byte, and free slots (an eighth to a half
+        // of the table, by when it last grew) about half as many again.
+        let slot = |entry: usize| (entry + 1) * 3 / 2;
+        let malloc_header = 8;
         std::mem::size_of::<Conn>()
-            + std::mem::size_of::<(ConnId, Conn)>()
-            + entry_overhead
-            + 2 * (std::mem::size_of::<(u64, ConnId)>() + entry_overhead)
-            + std::mem::size_of::<(TupleKey, ConnId)>()
-            + entry_overhead
-            + 4 * std::mem::size_of::<(TcpState, u64)>()
-            + std::mem::size_of::<Owner>()
-            + 16 // comm string
+            + malloc_header
+            + slot(std::mem::size_of::<(ConnId, Box<Conn>)>())
+            + 2 * slot(std::mem::size_of::<ConnId>()) // the socket and tuple indexes
     }
 
     /// Apply one kernel event.
@@ -370,12 +504,20 @@ impl Model {
                 ts_ns: ev.ts_ns,
             }),
             Kind::Use => {
-                if let Some(conn) = self.by_sk.get(&ev.sk).and_then(|id| self.conns.get_mut(id)) {
+                if let Some(conn) = self
+                    .by_sk
+                    .get(&ev.sk, &self.conns)
+                    .and_then(|id| self.conns.get_mut(&id))
+                {
                     absorb_use(conn, ev.sock_use);
                     conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
                     if conn.never_held() {
                         if let Some(o) = event_owner(ev) {
-                            Holders(&mut self.held).add(conn, o);
+                            Holders {
+                                held: &mut self.held,
+                                comms: &mut self.comms,
+                            }
+                            .add(conn, o);
                         }
                     }
                 } else {
@@ -391,12 +533,16 @@ impl Model {
                         conn.role = Role::Server;
                         // accept() names the server's code: the connection was born in softirq.
                         if let (Some(origin), Some(pid)) = (ev.origin, ev.tgid) {
-                            conn.origin = Some((pid, origin));
+                            conn.origin = Some((pid, origin)).into();
                         }
                     }
                     if let Some(o) = event_owner(ev) {
                         if ev.kind == Kind::Accept || conn.never_held() {
-                            Holders(&mut self.held).add(conn, o);
+                            Holders {
+                                held: &mut self.held,
+                                comms: &mut self.comms,
+                            }
+                            .add(conn, o);
                         }
                     }
                 }
@@ -408,7 +554,7 @@ impl Model {
 
     /// Refresh use counters read from the kernel map (polling, for idle time).
     pub fn update_use(&mut self, sk: u64, usage: Use) {
-        if let Some(conn) = self.by_sk.get(&sk).and_then(|id| self.conns.get_mut(id)) {
+        if let Some(conn) = self.by_sk.get(&sk, &self.conns).and_then(|id| self.conns.get_mut(&id)) {
             absorb_use(conn, usage);
         }
     }
@@ -420,14 +566,14 @@ impl Model {
         let id = self.next_id;
         self.next_id += 1;
         conn.id = id;
-        if let Some(sk) = conn.sk {
-            self.by_sk.insert(sk, id);
+        if let Some(sk) = conn.sk() {
+            self.by_sk.insert(sk, id, &self.conns);
         }
-        let key = (conn.netns, conn.local, conn.remote);
+        let key = conn.key();
         if tuple_complete(&key, conn.state) {
-            self.by_tuple.insert(key, id);
+            self.by_tuple.insert(key, id, &self.conns);
         }
-        self.conns.insert(id, conn);
+        self.conns.insert(id, Box::new(conn));
         id
     }
 
@@ -441,17 +587,17 @@ impl Model {
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        let conn = self.conns.remove(&id)?;
-        if let Some(sk) = conn.sk {
-            if self.by_sk.get(&sk) == Some(&id) {
-                self.by_sk.remove(&sk);
-            }
+        let conn = *self.conns.remove(&id)?;
+        if let Some(sk) = conn.sk() {
+            self.by_sk.remove(&sk, id);
         }
-        let key = (conn.netns, conn.local, conn.remote);
-        if self.by_tuple.get(&key) == Some(&id) {
-            self.by_tuple.remove(&key);
+        let key = conn.key();
+        self.by_tuple.remove(&key, id);
+        Holders {
+            held: &mut self.held,
+            comms: &mut self.comms,
         }
-        Holders(&mut self.held).drop_all(&conn);
+        .drop_all(&conn);
         Some(conn)
     }
 

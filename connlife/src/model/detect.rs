@@ -118,14 +118,14 @@ pub fn scan(model: &Model, stacks: &Stacks, now_ns: u64, th: &Thresholds) -> Vec
     let listeners: HashMap<(u32, u16), u32> = model
         .conns()
         .filter(|c| c.state == TcpState::Listen)
-        .filter_map(|c| Some(((c.netns, c.local.port()), c.tgid()?)))
+        .filter_map(|c| Some(((c.netns, c.local().port()), c.tgid()?)))
         .collect();
     let mut out: Vec<Finding> = model
         .conns()
         .filter_map(|c| Some((c, classify(c, now_ns, th, model.use_counting)?)))
         .map(|(c, mut f)| {
-            if let Some((pid, birth)) = &c.origin {
-                f.origin = stacks.resolve(*pid, c.role, birth);
+            if let Some((pid, birth)) = c.origin() {
+                f.origin = stacks.resolve(pid, c.role, &birth);
                 f.transport = birth.transport;
             }
             if f.kind == FindingKind::Unaccepted {
@@ -200,10 +200,10 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
         kind,
         conn: c.id,
         pid: owner.map(|o| o.tgid),
-        comm: owner.map(|o| o.comm.clone()).unwrap_or_default(),
+        comm: owner.map(|o| o.comm.to_string()).unwrap_or_default(),
         fd: c.fd(),
-        laddr: c.local.to_string(),
-        raddr: c.remote.to_string(),
+        laddr: c.local().to_string(),
+        raddr: c.remote().to_string(),
         netns: c.netns,
         state: c.state,
         age_s: secs(now.saturating_sub(c.opened_ns)),
@@ -215,7 +215,7 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
             .iter()
             .map(|h| Holder {
                 pid: h.tgid,
-                comm: h.comm.clone(),
+                comm: h.comm.to_string(),
                 fd: h.fd,
             })
             .collect(),

@@ -262,6 +262,7 @@ impl Driver<'_> {
     /// Start: the named processes and what they share sockets with, the kernel's view, the
     /// first reading. Returns the start time.
     fn start(&mut self) -> anyhow::Result<u64> {
+        return_large_blocks_when_freed();
         let start = monotonic_ns();
         let th = self.settings.thresholds;
         let filter = self.settings.filter.clone();
@@ -324,6 +325,7 @@ impl Driver<'_> {
             now_ns: monotonic_ns(),
             sockets: seen,
         });
+        give_back_freed_memory();
         self.last_reconcile_ns = started;
         let (fds, failed) = fd_samples(&self.session, &self.session.traced_pids(), start);
         self.count_errors("fd_reading", failed);
@@ -460,7 +462,7 @@ impl Driver<'_> {
             .model
             .conns()
             .filter(|c| c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1)
-            .filter_map(|c| Some((c.sk?, c.usage)))
+            .filter_map(|c| Some((c.sk()?, c.usage)))
             .take(20_000)
             .collect();
         let usage: Vec<(u64, Use)> = candidates
@@ -522,6 +524,7 @@ impl Driver<'_> {
                     now_ns: monotonic_ns(),
                     sockets: seen,
                 });
+                give_back_freed_memory();
             }
             Err(e) => self.error("snapshot", &e),
         }
@@ -582,6 +585,29 @@ impl Driver<'_> {
                 self.tracer.add_listen_port(s.local.port())?;
             }
         }
+        drop(sockets);
         Ok(seen.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+/// Blocks of 256 KiB and more (the model's tables as they grow, the kernel's views) are mapped
+/// on their own and unmapped when freed. glibc would otherwise raise that threshold to the
+/// largest block freed so far and keep every outgrown table's memory in the heap.
+fn return_large_blocks_when_freed() {
+    // SAFETY: mallopt only sets an allocator parameter.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
+
+/// A view of the kernel (sock_diag results, /proc fd maps, the sockets as the model wants
+/// them) is freed once applied, but glibc keeps freed heap for reuse: at 200,000 sockets that
+/// is more than the model itself. Hand it back to the system so the steady RSS is the model's.
+fn give_back_freed_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     model::{
         detect::{self, FdSample},
         session::Session,
-        Owner, SeenSocket,
+        Comm, Owner, SeenSocket,
     },
 };
 
@@ -23,6 +23,8 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
         .filter(|s| s.state == TcpState::Listen as u8)
         .map(|s| (s.netns, s.local.port()))
         .collect();
+    // One name per process, shared by all its sockets (the model keeps them as they are).
+    let mut comms: HashMap<&str, Comm> = HashMap::new();
     sockets
         .iter()
         .filter_map(|s| {
@@ -32,7 +34,7 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
                 .iter()
                 .map(|o| Owner {
                     tgid: o.tgid,
-                    comm: o.comm.clone(),
+                    comm: comms.entry(&o.comm).or_insert_with(|| o.comm.as_str().into()).clone(),
                     fd: Some(o.fd),
                 })
                 .collect();

@@ -6,22 +6,24 @@ impl Model {
     pub(super) fn on_fd_close(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) {
         let id = self
             .by_sk
-            .get(&ev.sk)
-            .copied()
-            .or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k).copied()));
+            .get(&ev.sk, &self.conns)
+            .or_else(|| self.tuple_of(ev).and_then(|k| self.by_tuple.get(&k, &self.conns)));
         let Some(conn) = id.and_then(|id| self.conns.get_mut(&id)) else {
             // A socket that already ended (reset by the peer) or that we never saw.
             return self.mark_closed_fd(ev);
         };
         conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
         let closer = ev.tgid.unwrap_or(0);
-        let mut holders = Holders(&mut self.held);
+        let mut holders = Holders {
+            held: &mut self.held,
+            comms: &mut self.comms,
+        };
         let gone = match holders.remove(conn, closer, ev.fd) {
             Some(gone) => gone,
             // Nobody was known to hold it: the closer did.
             None if conn.holders.is_empty() => Owner {
                 tgid: closer,
-                comm: ev.comm.clone(),
+                comm: self.comms.intern(&ev.comm),
                 fd: ev.fd,
             },
             // A process we did not know held it let go: the known holders still have it.
@@ -35,7 +37,7 @@ impl Model {
             self.unmatched += 1;
             return;
         };
-        let id = match self.by_sk.get(&ev.sk).copied() {
+        let id = match self.by_sk.get(&ev.sk, &self.conns) {
             // A birth at an address we still track: a new socket. The old one's end was
             // never seen (it would have left the model at CLOSE).
             Some(id) if is_birth(old, new) => {
@@ -74,7 +76,11 @@ impl Model {
         conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
         if conn.never_held() {
             if let Some(o) = event_owner(ev) {
-                Holders(&mut self.held).add(conn, o);
+                Holders {
+                    held: &mut self.held,
+                    comms: &mut self.comms,
+                }
+                .add(conn, o);
             }
         } else if let Some(o) = event_owner(ev).filter(|o| o.fd.is_some()) {
             // The kernel learned the fd later (connect's fd, accept): fill, never replace.
@@ -112,32 +118,30 @@ impl Model {
 
     pub(super) fn learn_tuple_of(&mut self, id: ConnId, local: SocketAddr, remote: SocketAddr) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        let old = (conn.netns, conn.local, conn.remote);
+        let old = conn.key();
         if conn.local.port() == 0 && local.port() != 0 {
-            conn.local = local;
+            conn.local = local.into();
         }
         if conn.remote.port() == 0 && remote.port() != 0 && conn.state != TcpState::Listen {
-            conn.remote = remote;
+            conn.remote = remote.into();
         }
-        let new = (conn.netns, conn.local, conn.remote);
+        let new = conn.key();
         if new != old {
-            if self.by_tuple.get(&old) == Some(&id) {
-                self.by_tuple.remove(&old);
-            }
+            self.by_tuple.remove(&old, id);
             if tuple_complete(&new, conn.state) {
-                self.by_tuple.insert(new, id);
+                self.by_tuple.insert(new, id, &self.conns);
             }
         }
     }
 
     pub(super) fn tuple_of(&self, ev: &KernelEvent) -> Option<TupleKey> {
-        Some((ev.netns, ev.local?, ev.remote?))
+        Some(tuple_key(ev.netns, ev.local?, ev.remote?))
     }
 
     /// The connection an event names by sk, or by tuple (snapshot-found), or a new one
     /// (`true` when it was opened here).
     pub(super) fn find_or_open(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) -> Option<(ConnId, bool)> {
-        if let Some(&id) = self.by_sk.get(&ev.sk) {
+        if let Some(id) = self.by_sk.get(&ev.sk, &self.conns) {
             return Some((id, false));
         }
         let Some(key) = self.tuple_of(ev) else {
@@ -147,11 +151,13 @@ impl Model {
         // A birth is a new socket: never the snapshot's (nor a listener sharing its tuple).
         let birth = ev.kind == Kind::State
             && matches!((ev.old_state, ev.new_state), (Some(o), Some(n)) if is_birth(Some(o), n));
-        if let Some(&id) = self.by_tuple.get(&key).filter(|_| !birth) {
+        if let Some(id) = self.by_tuple.get(&key, &self.conns).filter(|_| !birth) {
             let conn = self.conns.get_mut(&id).expect("indexed");
             if conn.sk.is_none() {
-                conn.sk = Some(ev.sk);
-                self.by_sk.insert(ev.sk, id);
+                conn.sk = NonZeroU64::new(ev.sk);
+                if conn.sk.is_some() {
+                    self.by_sk.insert(ev.sk, id, &self.conns);
+                }
                 return Some((id, false));
             }
             // Same tuple, different socket: the old one is gone (TIME_WAIT reuse).
@@ -167,30 +173,34 @@ impl Model {
         let id = self.insert(
             Conn {
                 id: 0,
-                sk: Some(ev.sk),
+                sk: NonZeroU64::new(ev.sk),
                 netns: ev.netns,
                 local: key.1,
                 remote: key.2,
                 role: ev.role,
-                holders: Vec::new(),
+                holders: HolderList::new(),
                 former: None,
                 opened_ns: ev.ts_ns,
                 age_exact: born_here && ev.kind == Kind::State,
                 state,
                 state_since_ns: ev.ts_ns,
-                path: vec![(state, ev.ts_ns)],
+                path: smallvec::smallvec![(state, ev.ts_ns)],
                 fd_closed_ns: None,
                 usage: ev.sock_use,
                 // The kernel starts counting at accept() too, before any data.
                 exchanges_known: self.use_counting && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
                 touched_ns: ev.ts_ns,
-                origin: ev.origin.zip(ev.tgid).map(|(o, pid)| (pid, o)),
+                origin: ev.origin.zip(ev.tgid).map(|(o, pid)| (pid, o)).into(),
             },
             changes,
         );
         if let Some(o) = event_owner(ev) {
             let conn = self.conns.get_mut(&id).expect("inserted");
-            Holders(&mut self.held).add(conn, o);
+            Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            }
+            .add(conn, o);
         }
         changes.push(Change::Opened(id));
         Some((id, true))
@@ -202,7 +212,7 @@ impl Model {
             .closed
             .iter_mut()
             .rev()
-            .find(|c| c.conn.sk == Some(ev.sk) && c.conn.fd_closed_ns.is_none())
+            .find(|c| c.conn.sk() == Some(ev.sk) && c.conn.fd_closed_ns.is_none())
         {
             Some(c) => c.conn.fd_closed_ns = Some(ev.ts_ns),
             None => self.unmatched += 1,
@@ -217,7 +227,10 @@ impl Model {
             return;
         };
         if self.holds_any(parent) {
-            let mut holders = Holders(&mut self.held);
+            let mut holders = Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            };
             for conn in self.conns.values_mut().filter(|c| c.held_by(parent)) {
                 let copies: Vec<Owner> = conn
                     .holders
@@ -249,7 +262,10 @@ impl Model {
         };
         let mut held = 0;
         if self.holds_any(tgid) {
-            let mut holders = Holders(&mut self.held);
+            let mut holders = Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            };
             for conn in self.conns.values_mut().filter(|c| c.held_by(tgid)) {
                 let mut gone = None;
                 while let Some(g) = holders.remove(conn, tgid, None) {

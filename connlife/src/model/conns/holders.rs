@@ -3,12 +3,39 @@
 use super::*;
 
 /// Holder bookkeeping, apart from the maps so it can run on a borrowed connection.
-pub(super) struct Holders<'a>(pub(super) &'a mut HashMap<u32, u32>);
+pub(super) struct Holders<'a> {
+    pub(super) held: &'a mut HashMap<u32, u32>,
+    pub(super) comms: &'a mut Comms,
+}
+
+/// Process names interned: every holder of a process shares one [`Comm`]. Names no holder
+/// uses any more are dropped whenever the table has doubled since the last sweep.
+#[derive(Default)]
+pub(super) struct Comms {
+    names: HashSet<Comm>,
+    sweep_at: usize,
+}
+
+impl Comms {
+    pub(super) fn intern(&mut self, comm: &str) -> Comm {
+        if let Some(name) = self.names.get(comm) {
+            return name.clone();
+        }
+        if self.names.len() >= self.sweep_at {
+            self.names.retain(|name| Arc::strong_count(&name.0) > 1);
+            self.sweep_at = (2 * self.names.len()).max(64);
+        }
+        let name = Comm::from(comm);
+        self.names.insert(name.clone());
+        name
+    }
+}
 
 impl Holders<'_> {
     /// `tgid` holds `conn` (with `fd` when known). Fills a missing fd or comm of a known
     /// holder; returns whether a new holder was added.
-    pub(super) fn add(&mut self, conn: &mut Conn, who: Owner) -> bool {
+    pub(super) fn add(&mut self, conn: &mut Conn, mut who: Owner) -> bool {
+        who.comm = self.comms.intern(&who.comm);
         if let Some(h) = conn
             .holders
             .iter_mut()
@@ -26,7 +53,7 @@ impl Holders<'_> {
             return false;
         }
         if !conn.held_by(who.tgid) {
-            *self.0.entry(who.tgid).or_default() += 1;
+            *self.held.entry(who.tgid).or_default() += 1;
         }
         conn.holders.push(who);
         true
@@ -46,10 +73,10 @@ impl Holders<'_> {
     }
 
     pub(super) fn release(&mut self, tgid: u32) {
-        if let Some(n) = self.0.get_mut(&tgid) {
+        if let Some(n) = self.held.get_mut(&tgid) {
             *n -= 1;
             if *n == 0 {
-                self.0.remove(&tgid);
+                self.held.remove(&tgid);
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Reconciliation with the kernel's view (sock_diag joined with /proc fds): the start-up
 //! snapshot, merged with what the events already named, and the later comparisons that correct
 //! what drifted (each correction a `Change::Corrected`).
+use std::borrow::Borrow;
+
 use super::*;
 
 impl Model {
@@ -8,21 +10,29 @@ impl Model {
     /// the events already know (same tuple, or the same holder's connect still at local port
     /// 0) is merged, not added twice, and a socket whose close was among those events is not
     /// brought back.
-    pub fn apply_snapshot(&mut self, sockets: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
+    pub fn apply_snapshot<S: Borrow<SeenSocket>>(
+        &mut self,
+        sockets: &[S],
+        started_ns: u64,
+        now_ns: u64,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         let closed_since = self.closed_since(started_ns);
         let connecting = self.connecting();
-        for s in sockets {
+        for s in sockets.iter().map(Borrow::borrow) {
             if let Some(id) = self.match_seen(s, &connecting) {
                 let conn = self.conns.get_mut(&id).expect("indexed");
-                let mut holders = Holders(&mut self.held);
+                let mut holders = Holders {
+                    held: &mut self.held,
+                    comms: &mut self.comms,
+                };
                 for o in &s.owners {
                     holders.add(conn, o.clone());
                 }
                 self.learn_tuple_of(id, s.local, s.remote);
                 continue;
             }
-            if !modelled(s.state) || closed_since.contains(&(s.netns, s.local, s.remote)) {
+            if !modelled(s.state) || closed_since.contains(&tuple_key(s.netns, s.local, s.remote)) {
                 continue;
             }
             self.add_seen(s, now_ns, &mut changes);
@@ -33,17 +43,17 @@ impl Model {
     /// Compare the model with the kernel's view taken between `started_ns` and `now_ns` (the
     /// queued events up to `now_ns` already applied) and correct what drifted. Connections
     /// touched since `started_ns` are left alone: the view may predate their change.
-    pub fn reconcile(&mut self, seen: &[SeenSocket], started_ns: u64, now_ns: u64) -> Vec<Change> {
+    pub fn reconcile<S: Borrow<SeenSocket>>(&mut self, seen: &[S], started_ns: u64, now_ns: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut kernel: HashMap<TupleKey, &SeenSocket> = HashMap::default();
-        for s in seen {
-            kernel.insert((s.netns, s.local, s.remote), s);
+        for s in seen.iter().map(Borrow::borrow) {
+            kernel.insert(tuple_key(s.netns, s.local, s.remote), s);
         }
         let mut matched: HashSet<TupleKey> = HashSet::new();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             let conn = &self.conns[&id];
-            let key = (conn.netns, conn.local, conn.remote);
+            let key = conn.key();
             if kernel.contains_key(&key) {
                 matched.insert(key);
             }
@@ -72,7 +82,11 @@ impl Model {
                 conn.touched_ns = now_ns;
                 changes.push(Change::Corrected(Correction::State));
             }
-            if conn.state != TcpState::Listen && Holders(&mut self.held).set(conn, &s.owners) {
+            let mut holders = Holders {
+                held: &mut self.held,
+                comms: &mut self.comms,
+            };
+            if conn.state != TcpState::Listen && holders.set(conn, &s.owners) {
                 if conn.holders.is_empty() && conn.fd_closed_ns.is_none() && !conn.never_held() {
                     conn.fd_closed_ns = Some(now_ns);
                 }
@@ -82,8 +96,8 @@ impl Model {
         }
         let closed_since = self.closed_since(started_ns);
         let connecting = self.connecting();
-        for s in seen {
-            let key = (s.netns, s.local, s.remote);
+        for s in seen.iter().map(Borrow::borrow) {
+            let key = tuple_key(s.netns, s.local, s.remote);
             if matched.contains(&key)
                 || !modelled(s.state)
                 || matches!(s.state, TcpState::SynSent | TcpState::SynRecv)
@@ -120,14 +134,14 @@ impl Model {
             .iter()
             .rev()
             .take_while(|c| c.ended_ns >= ts)
-            .map(|c| (c.conn.netns, c.conn.local, c.conn.remote))
+            .map(|c| c.conn.key())
             .collect()
     }
 
     /// The live connection a kernel-reported socket is: same tuple, or the same holder's
     /// connect that has not learned its local port yet.
     pub(super) fn match_seen(&self, s: &SeenSocket, connecting: &[ConnId]) -> Option<ConnId> {
-        if let Some(&id) = self.by_tuple.get(&(s.netns, s.local, s.remote)) {
+        if let Some(id) = self.by_tuple.get(&tuple_key(s.netns, s.local, s.remote), &self.conns) {
             return Some(id);
         }
         if s.state == TcpState::Listen {
@@ -153,26 +167,29 @@ impl Model {
                 id: 0,
                 sk: None,
                 netns: s.netns,
-                local: s.local,
-                remote: s.remote,
+                local: s.local.into(),
+                remote: s.remote.into(),
                 role: s.role,
-                holders: Vec::new(),
+                holders: HolderList::new(),
                 former: None,
                 opened_ns: now_ns,
                 age_exact: false,
                 state: s.state,
                 state_since_ns: now_ns,
-                path: vec![(s.state, now_ns)],
+                path: smallvec::smallvec![(s.state, now_ns)],
                 fd_closed_ns: None,
                 usage: s.usage,
                 exchanges_known: false,
                 touched_ns: now_ns,
-                origin: None,
+                origin: BornAt::default(),
             },
             changes,
         );
         let conn = self.conns.get_mut(&id).expect("inserted");
-        let mut holders = Holders(&mut self.held);
+        let mut holders = Holders {
+            held: &mut self.held,
+            comms: &mut self.comms,
+        };
         for o in &s.owners {
             holders.add(conn, o.clone());
         }

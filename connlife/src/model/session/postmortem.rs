@@ -40,7 +40,7 @@ impl Session {
                         .chain(&c.former)
                         .find(|h| h.tgid == pid && !h.comm.is_empty())
                 })
-                .map(|h| h.comm.clone())
+                .map(|h| h.comm.to_string())
                 .unwrap_or_default();
         }
         let open_at_end = self.open_groups(pid, now_ns);
@@ -150,17 +150,16 @@ impl Session {
         {
             let age = detect::secs(now_ns.saturating_sub(c.opened_ns));
             let origin = c
-                .origin
-                .as_ref()
-                .and_then(|(opener, birth)| self.stacks.resolve(*opener, c.role, birth));
+                .origin()
+                .and_then(|(opener, birth)| self.stacks.resolve(opener, c.role, &birth));
             let site = origin.as_ref().map(|o| o.site.clone()).unwrap_or_default();
             let acc = groups
-                .entry((c.state, format!("{:?}", c.role), c.remote.to_string(), site))
+                .entry((c.state, format!("{:?}", c.role), c.remote().to_string(), site))
                 .or_insert(Acc {
                     g: OpenGroup {
                         state: c.state,
                         role: c.role,
-                        raddr: c.remote.to_string(),
+                        raddr: c.remote().to_string(),
                         count: 0,
                         oldest_s: age,
                         newest_s: age,
@@ -175,7 +174,7 @@ impl Session {
                     counted: 0,
                     transports: Vec::new(),
                 });
-            acc.transports.extend(c.origin.and_then(|(_, b)| b.transport));
+            acc.transports.extend(c.origin().and_then(|(_, b)| b.transport));
             let g = &mut acc.g;
             g.count += 1;
             g.oldest_s = g.oldest_s.max(age);

@@ -47,22 +47,22 @@ impl LiveView {
                 *tcp.entry(pid).or_default().entry(c.state).or_default() += 1;
             }
             *by_state.entry(c.state).or_default() += 1;
-            let origin = c.origin.as_ref().and_then(|(born_in, birth)| {
-                let id = (*born_in, c.role == Role::Server, birth.stack, birth.request_stack);
+            let origin = c.origin().and_then(|(born_in, birth)| {
+                let id = (born_in, c.role == Role::Server, birth.stack, birth.request_stack);
                 *origin_ids.entry(id).or_insert_with(|| {
-                    origins.push(session.stacks.resolve(*born_in, c.role, birth)?);
+                    origins.push(session.stacks.resolve(born_in, c.role, &birth)?);
                     Some(origins.len() - 1)
                 })
             });
             let key = GroupKey {
                 pid,
-                remote: c.remote,
+                remote: c.remote(),
                 state: c.state,
                 role: c.role,
             };
             let conn = ConnView {
                 fd: c.fd(),
-                local_port: c.local.port(),
+                local_port: c.local().port(),
                 age_s: secs(now_ns.saturating_sub(c.opened_ns)),
                 age_exact: c.age_exact,
                 idle_s: secs(now_ns.saturating_sub(c.last_activity_ns())),
@@ -71,7 +71,7 @@ impl LiveView {
                 exchanges: c.exchanges_known.then_some(c.usage.exchanges),
                 finding: active.get(&c.id).copied(),
                 origin,
-                transport: c.origin.as_ref().and_then(|(_, b)| b.transport),
+                transport: c.origin().and_then(|(_, b)| b.transport),
             };
             let g = groups.entry(key.clone()).or_insert_with(|| GroupView {
                 key,

@@ -1,0 +1,75 @@
+//! The model's indexes, tuple -> connection and socket -> connection, without copies of the
+//! keys: a table holds connection ids only, hashed by the key of the connection each names
+//! (verified against it on lookup), so an index costs 8 bytes a connection (plus free slots)
+//! instead of a key and the id (44 + 8 bytes for a tuple). Every id in an index names a
+//! connection of the model whose key has not changed since it was indexed.
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+
+use super::*;
+
+pub(super) type Conns = HashMap<ConnId, Box<Conn>>;
+
+/// What an index finds a connection by.
+pub(super) trait IndexKey: Hash + PartialEq + Copy {
+    /// The connection's key; `None` when it has none yet (its socket not named by the kernel).
+    fn of(conn: &Conn) -> Option<Self>;
+}
+
+impl IndexKey for TupleKey {
+    fn of(conn: &Conn) -> Option<Self> {
+        Some(conn.key())
+    }
+}
+
+/// The kernel's socket address.
+impl IndexKey for u64 {
+    fn of(conn: &Conn) -> Option<Self> {
+        conn.sk()
+    }
+}
+
+pub(super) struct Index<K>(HashTable<ConnId>, std::marker::PhantomData<K>);
+
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Index(HashTable::new(), std::marker::PhantomData)
+    }
+}
+
+fn hash<K: Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+impl<K: IndexKey> Index<K> {
+    pub(super) fn get(&self, key: &K, conns: &Conns) -> Option<ConnId> {
+        self.0
+            .find(hash(key), |id| conns.get(id).is_some_and(|c| K::of(c) == Some(*key)))
+            .copied()
+    }
+
+    /// Index `id` under `key` (its connection may not be in `conns` yet), in place of the
+    /// connection indexed there before.
+    pub(super) fn insert(&mut self, key: K, id: ConnId, conns: &Conns) {
+        let at = hash(&key);
+        match self
+            .0
+            .find_mut(at, |other| conns.get(other).is_some_and(|c| K::of(c) == Some(key)))
+        {
+            Some(slot) => *slot = id,
+            None => {
+                self.0
+                    .insert_unique(at, id, |other| hash(&K::of(&conns[other]).expect("indexed")));
+            }
+        }
+    }
+
+    /// Forget `key` if it names `id` (another connection may have taken it since).
+    pub(super) fn remove(&mut self, key: &K, id: ConnId) {
+        if let Ok(entry) = self.0.find_entry(hash(key), |&other| other == id) {
+            entry.remove();
+        }
+    }
+}
