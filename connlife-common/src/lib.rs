@@ -577,6 +577,7 @@ pub const MSG_PEEK: i32 = 2;
 pub const EMFILE: i32 = 24;
 pub const ENFILE: i32 = 23;
 /// include/net/tcp_states.h, for the kernel side's matches ([`TcpState`] as u8).
+pub const TCP_ESTABLISHED: u8 = TcpState::Established as u8;
 pub const TCP_SYN_SENT: u8 = TcpState::SynSent as u8;
 pub const TCP_SYN_RECV: u8 = TcpState::SynRecv as u8;
 pub const TCP_CLOSE: u8 = TcpState::Close as u8;

@@ -95,6 +95,7 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     // sockets only); with a filter, any other change of an untraced socket leaves after that
     // one lookup and at most a read of its cookie, before any other kernel read.
     let known = if birth { None } else { SOCKS.get_ptr_mut(&sk) };
+    let first_sight = known.is_none();
     let mut ev = match known {
         Some(info) => {
             let mut ev = new_event(EventKind::State, 0);
@@ -184,7 +185,13 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     ev.sk = sk;
     ev.old_state = old;
     ev.new_state = new;
-    fill_tuple_from_sock(&mut ev, sk);
+    // The tuple (five kernel reads) only where userspace learns or completes it: a birth or
+    // the first sight of a socket, and ESTABLISHED, where a connect's local port and an
+    // accepted socket's remote are final. Later changes of a followed socket are found by its
+    // address alone.
+    if first_sight || new == TCP_ESTABLISHED {
+        fill_tuple_from_sock(&mut ev, sk);
+    }
     emit(&ev);
 
     if new == TCP_CLOSE {
