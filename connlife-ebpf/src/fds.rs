@@ -34,18 +34,20 @@ fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
 /// non-blocking connect), and a TCP Fast Open sendto() gets one too.
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    let tid = current_tid();
-    // A Go dial's request, left by `net.(*netFD).connect` on this thread: consumed by this
-    // connect whatever happens, so it never applies to a later one.
-    // Plain scalars set on every path: 5.10's verifier rejects reading an Option whose
-    // payload one path never wrote ("invalid read from stack").
-    let (mut pending_fd, mut pending_stack, mut pending_transport) = (-1i64, -1i32, 0u64);
-    // SAFETY: read out of the map value before it is removed.
-    if let Some(p) = unsafe { GO_PENDING.get(&tid) } {
-        (pending_fd, pending_stack, pending_transport) = (p.fd, p.request.request_stack, p.request.transport);
-        let _ = GO_PENDING.remove(&tid);
-    }
+    // Only the uprobes of wanted processes leave Go requests: every other connect on the
+    // host leaves at the filter, before any lookup.
     if wanted_or_comm_match(current_tgid()) {
+        let tid = current_tid();
+        // A Go dial's request, left by `net.(*netFD).connect` on this thread: consumed by this
+        // connect whatever happens, so it never applies to a later one. Plain scalars set on
+        // every path: 5.10's verifier rejects reading an Option whose payload one path never
+        // wrote ("invalid read from stack").
+        let (mut pending_fd, mut pending_stack, mut pending_transport) = (-1i64, -1i32, 0u64);
+        // SAFETY: read out of the map value before it is removed.
+        if let Some(p) = unsafe { GO_PENDING.get(&tid) } {
+            (pending_fd, pending_stack, pending_transport) = (p.fd, p.request.request_stack, p.request.transport);
+            let _ = GO_PENDING.remove(&tid);
+        }
         if let Some(fd) = field::<u64>(&ctx, conf!(connect_fd)) {
             let mut call = ConnectCall {
                 fd: fd as i32,

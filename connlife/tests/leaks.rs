@@ -7,21 +7,6 @@ use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use common::*;
 
-fn go_server(ns: &NetNs, mode: &str) -> (Proc, String) {
-    let mut cmd = ns.command(go_binary("server").to_str().unwrap());
-    cmd.args(["-mode", mode]);
-    let p = Proc::spawn(cmd, &format!("go-server-{mode}"));
-    let addr = ready_addr(&p);
-    (p, addr)
-}
-
-fn go_client(ns: &NetNs, addr: &str, mode: &str, extra: &[&str]) -> Proc {
-    let mut cmd = ns.command(go_binary("client").to_str().unwrap());
-    cmd.args(["-url", &format!("http://{addr}/"), "-mode", mode, "-wait-stdin"])
-        .args(extra);
-    Proc::spawn(cmd, &format!("go-client-{mode}"))
-}
-
 #[test]
 fn go_transport_per_request_shows_a_growing_unreused_group() {
     let ns = NetNs::new();

@@ -23,21 +23,6 @@ fn uprobes_available() -> bool {
     yes
 }
 
-fn go_server(ns: &NetNs, mode: &str) -> (Proc, String) {
-    let mut cmd = ns.command(go_binary("server").to_str().unwrap());
-    cmd.args(["-mode", mode]);
-    let p = Proc::spawn(cmd, &format!("go-server-{mode}"));
-    let addr = ready_addr(&p);
-    (p, addr)
-}
-
-fn go_client(ns: &NetNs, addr: &str, mode: &str, extra: &[&str]) -> Proc {
-    let mut cmd = ns.command(go_binary("client").to_str().unwrap());
-    cmd.args(["-url", &format!("http://{addr}/"), "-mode", mode, "-wait-stdin"])
-        .args(extra);
-    Proc::spawn(cmd, &format!("go-client-{mode}"))
-}
-
 /// The line (1-based) of the first line containing `needle` after the line starting with
 /// `decl` in the Go client's source: where connlife must place a frame of that function.
 fn client_line(decl: &str, needle: &str) -> usize {

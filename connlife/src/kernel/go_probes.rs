@@ -323,6 +323,36 @@ impl GoProbes {
     }
 }
 
+/// Test support: a small Go net/http client built with `go build FLAGS`, its bytes; `None`
+/// (said on stdout) where `go` is not installed.
+#[cfg(test)]
+pub(crate) fn build_test_go_client(name: &str, flags: &[&str]) -> Option<Vec<u8>> {
+    use std::process::Command;
+    if Command::new("go").arg("version").output().is_err() {
+        println!("skipped: no `go` on PATH");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("connlife-go-client-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.go"),
+        "package main\nimport \"net/http\"\nfunc main() { http.Get(\"http://127.0.0.1:1/\") }\n",
+    )
+    .unwrap();
+    let status = Command::new("go")
+        .args(["build", "-o", name])
+        .args(flags)
+        .arg("main.go")
+        .current_dir(&dir)
+        .env("GO111MODULE", "off")
+        .status()
+        .unwrap();
+    assert!(status.success(), "go build {name}");
+    let bytes = std::fs::read(dir.join(name)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,32 +431,12 @@ mod tests {
     /// offsets, and the stripped build told apart.
     #[test]
     fn a_real_go_net_http_client() {
-        if Command::new("go").arg("version").output().is_err() {
-            println!("skipped: no `go` on PATH");
+        let (Some(full), Some(stripped)) = (
+            build_test_go_client("full", &[]),
+            build_test_go_client("stripped", &["-ldflags=-s -w"]),
+        ) else {
             return;
-        }
-        let dir = std::env::temp_dir().join(format!("connlife-go-probes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("main.go"),
-            "package main\nimport \"net/http\"\nfunc main() { http.Get(\"http://127.0.0.1:1/\") }\n",
-        )
-        .unwrap();
-        let build = |out: &str, flags: &[&str]| {
-            let status = Command::new("go")
-                .args(["build", "-o", out])
-                .args(flags)
-                .arg("main.go")
-                .current_dir(&dir)
-                .env("GO111MODULE", "off")
-                .status()
-                .unwrap();
-            assert!(status.success(), "go build {out}");
-            std::fs::read(dir.join(out)).unwrap()
         };
-        let full = build("full", &[]);
-        let stripped = build("stripped", &["-ldflags=-s -w"]);
-        let _ = std::fs::remove_dir_all(&dir);
 
         let file = object::File::parse(&*full).unwrap();
         let version = go_version(&file).expect("a version");

@@ -192,27 +192,9 @@ mod tests {
     /// A real stripped Go binary: the functions the uprobes need are found without symbols.
     #[test]
     fn a_stripped_go_binary_keeps_its_function_names() {
-        use std::process::Command;
-        if Command::new("go").arg("version").output().is_err() {
-            println!("skipped: no `go` on PATH");
+        let Some(data) = crate::kernel::go_probes::build_test_go_client("stripped", &["-ldflags=-s -w"]) else {
             return;
-        }
-        let dir = std::env::temp_dir().join(format!("connlife-gopclntab-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("main.go"),
-            "package main\nimport \"net/http\"\nfunc main() { http.Get(\"http://127.0.0.1:1/\") }\n",
-        )
-        .unwrap();
-        let status = Command::new("go")
-            .args(["build", "-o", "stripped", "-ldflags=-s -w", "main.go"])
-            .current_dir(&dir)
-            .env("GO111MODULE", "off")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let data = std::fs::read(dir.join("stripped")).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        };
         let g = GoFunctions::parse(&data).expect("a .gopclntab");
         assert!(g.len() > 1000, "{} functions", g.len());
         let entry = g.entry_of("net/http.(*Transport).roundTrip").expect("roundTrip");

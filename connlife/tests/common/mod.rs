@@ -332,6 +332,23 @@ pub fn go_binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// The Go server (workloads/go/server) in `mode`, and the address it listens on.
+pub fn go_server(ns: &NetNs, mode: &str) -> (Proc, String) {
+    let mut cmd = ns.command(go_binary("server").to_str().unwrap());
+    cmd.args(["-mode", mode]);
+    let p = Proc::spawn(cmd, &format!("go-server-{mode}"));
+    let addr = ready_addr(&p);
+    (p, addr)
+}
+
+/// The Go client (workloads/go/client) in `mode` against `addr`, waiting for [`Proc::go`].
+pub fn go_client(ns: &NetNs, addr: &str, mode: &str, extra: &[&str]) -> Proc {
+    let mut cmd = ns.command(go_binary("client").to_str().unwrap());
+    cmd.args(["-url", &format!("http://{addr}/"), "-mode", mode, "-wait-stdin"])
+        .args(extra);
+    Proc::spawn(cmd, &format!("go-client-{mode}"))
+}
+
 pub fn workload(ns: &NetNs, args: &[&str], name: &str) -> Proc {
     let mut cmd = ns.command(WORKLOAD);
     cmd.args(args);
