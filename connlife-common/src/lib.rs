@@ -164,8 +164,9 @@ pub enum EventKind {
     /// A socket unknown to the kernel maps was first used by a wanted process (send/recv):
     /// owner learned, tuple and state read from sk.
     Claim = 6,
-    /// The socket's exchange count reached 1 or 2 (`sock_use.exchanges`): reuse is visible
-    /// without polling.
+    /// The socket's exchange count reached 1 or 2 (`sock_use.exchanges`), with
+    /// [`Config::fold`] off only: folding, userspace reads the counts from the socket's entry
+    /// when it polls the connections it knows, and the last record carries them.
     Use = 7,
     /// A wanted process forked a new process (not a thread): `tgid` = parent, `aux` = child.
     /// The child holds copies of every fd of the parent.
@@ -317,10 +318,70 @@ pub struct SockInfo {
     pub netns: u32,
     /// [`Role`] as u8.
     pub role: u8,
-    pub _pad: [u8; 3],
+    /// 1: userspace has had a record of this socket (it knows the socket by its address and
+    /// reads this entry for what was folded since); 0: nothing sent yet.
+    pub reported: u8,
+    pub _pad: [u8; 2],
     pub sock_use: SockUse,
+    /// Kept from the birth until a record carries it (connect's stack for a client,
+    /// accept's for a server).
+    pub origin: Origin,
+    /// What happened to the socket since its last record ([`Config::fold`]).
+    pub folded: Folded,
 }
-const _: () = assert!(size_of::<SockInfo>() == 72);
+const _: () = assert!(size_of::<SockInfo>() == 72 + 16 + size_of::<Folded>());
+
+/// State changes kept in a socket's entry between two records; one more sends a record.
+pub const FOLDED_STEPS: usize = 6;
+
+/// A socket's life as the kernel keeps it between records, so that a record is sent only for
+/// what userspace cannot learn later (a client's ESTABLISHED, a server's ESTABLISHED, a
+/// listener, the end) and the rest (SYN_SENT, SYN_RECV, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK,
+/// accept, the owner's last close) travels inside the next record or is read from the entry
+/// by userspace's poll of the connections it knows. Userspace unfolds it into the events it
+/// replaces (`kernel::unfold`), skipping what an earlier poll already gave it.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Folded {
+    /// Time of the socket's first step in this entry: with the address, the socket's identity
+    /// across records and polls (a new socket at the same address has another).
+    pub born_ns: u64,
+    /// accept() named the owner (tgid, fd, comm of the entry) at this time; 0 = not folded.
+    pub accept_ns: u64,
+    /// The owner closed its fd `closed_fd`, the last reference to the socket, at this time;
+    /// 0 = not folded.
+    pub fd_closed_ns: u64,
+    /// Time of each step, `len` of them.
+    pub step_ns: [u64; FOLDED_STEPS],
+    /// Steps sent in earlier records (the number of the first step here).
+    pub seq: u32,
+    pub closed_fd: i32,
+    /// The fd accept() returned (the entry's own fd may be gone by the time it is read).
+    pub accept_fd: i32,
+    pub _pad: u32,
+    /// The state each step entered ([`TcpState`] as u8).
+    pub step_state: [u8; FOLDED_STEPS],
+    /// The state before the first step.
+    pub from_state: u8,
+    pub len: u8,
+}
+const _: () = assert!(size_of::<Folded>() == 96);
+
+impl Folded {
+    pub const EMPTY: Folded = Folded {
+        born_ns: 0,
+        accept_ns: 0,
+        fd_closed_ns: 0,
+        step_ns: [0; FOLDED_STEPS],
+        seq: 0,
+        closed_fd: -1,
+        accept_fd: -1,
+        _pad: 0,
+        step_state: [0; FOLDED_STEPS],
+        from_state: 0,
+        len: 0,
+    };
+}
 
 /// Where a connection came from in its owner's code, taken once at its birth (connect's
 /// SYN_SENT, accept) when [`Config::origin`] is set.
@@ -415,6 +476,9 @@ pub struct Event {
     pub sock_use: SockUse,
     /// Births (State SYN_SENT, Accept) only; [`Origin::NONE`] otherwise.
     pub origin: Origin,
+    /// State records: the steps (this one last), accept and close folded since the previous
+    /// record; `len` 0 in every other record (and with folding off, one step: this one).
+    pub folded: Folded,
 }
 pub const EVENT_SIZE: usize = size_of::<Event>();
 
@@ -440,6 +504,7 @@ impl Event {
         comm: [0; 16],
         sock_use: SockUse::ZEROED,
         origin: Origin::NONE,
+        folded: Folded::EMPTY,
     };
 }
 
@@ -453,7 +518,7 @@ impl SockUse {
         last_dir: 0,
     };
 }
-const _: () = assert!(EVENT_SIZE == 152);
+const _: () = assert!(EVENT_SIZE == 248);
 
 /// Offsets the programs read at run time. Filled in by userspace from the tracefs `format` files
 /// and /sys/kernel/btf/vmlinux, so a kernel that moves a field does not break the programs.
@@ -515,11 +580,18 @@ pub struct Config {
     pub net_ns_inum: u32,
     pub sk_protocol: u32,
     /// 1: take a user stack at each connection's birth and follow Go net/http requests to
-    /// their dials ([`Origin`]); 0: births carry [`Origin::NONE`]. (Also keeps the size a
-    /// multiple of 8 with no implicit padding, for Pod.)
+    /// their dials ([`Origin`]); 0: births carry [`Origin::NONE`].
     pub origin: u32,
+    /// 1: fold state changes, accept and the owner's last close into the socket's entry
+    /// ([`Folded`]); 0: one record per state change (`--transitions`).
+    pub fold: u32,
+    /// `file.f_ref` (6.13+) or `file.f_count`: the file's reference count.
+    pub file_count: u32,
+    /// The value of that count when one reference is left: 0 for `file_ref_t` (6.13+), 1 for
+    /// the `atomic_long_t f_count` before.
+    pub file_count_one: u64,
 }
-const _: () = assert!(size_of::<Config>() == 168);
+const _: () = assert!(size_of::<Config>() == 184);
 
 impl Config {
     /// Every offset zero: the eBPF object's initial value, overridden at load time.
@@ -564,6 +636,9 @@ impl Config {
         net_ns_inum: 0,
         sk_protocol: 0,
         origin: 0,
+        fold: 0,
+        file_count: 0,
+        file_count_one: 0,
     };
 }
 pub const OFFSET_ABSENT: u32 = u32::MAX;
@@ -591,6 +666,7 @@ mod user {
     unsafe impl aya::Pod for super::SockUse {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::Origin {}
+    unsafe impl aya::Pod for super::Folded {}
     unsafe impl aya::Pod for super::ConnectCall {}
     unsafe impl aya::Pod for super::GoRequest {}
     unsafe impl aya::Pod for super::GoPendingConnect {}

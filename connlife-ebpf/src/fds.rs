@@ -16,7 +16,8 @@ use connlife_common::*;
 use crate::{
     helpers::{
         conf, current_comm, current_tgid, current_tid, emit, fd_to_tcp_sock, fill_owner, fill_tuple_and_state,
-        fill_tuple_from_sock, insert_sock, new_event, new_info, sock_netns, user_stack, wanted_or_comm_match,
+        fill_tuple_from_sock, insert_sock, last_reference, new_event, new_info, now_ns, reported_at, sock_netns,
+        user_stack, wanted_or_comm_match,
     },
     CONNECT_FDS, GO_PENDING, SOCKS,
 };
@@ -89,27 +90,41 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
         return None;
     }
     let fd = ret as i32;
-    let sk = fd_to_tcp_sock(fd as u32)?;
-    let mut ev = new_event(EventKind::Accept, tgid);
+    let (sk, _) = fd_to_tcp_sock(fd as u32)?;
     let comm = current_comm();
-    match SOCKS.get_ptr_mut(&sk) {
-        Some(info) => {
-            // SAFETY: a pointer into the map value, valid for this program run.
-            let info = unsafe { &mut *info };
-            info.tgid = tgid;
-            info.fd = fd;
-            info.comm = comm;
-            info.role = Role::Server as u8;
-            fill_owner(&mut ev, info);
+    if let Some(info) = SOCKS.get_ptr_mut(&sk) {
+        // SAFETY: a pointer into the map value, valid for this program run.
+        let info = unsafe { &mut *info };
+        info.tgid = tgid;
+        info.fd = fd;
+        info.comm = comm;
+        info.role = Role::Server as u8;
+        if conf!(fold) != 0 && info.reported != 0 {
+            // Userspace knows the socket (its ESTABLISHED record): the owner waits in the
+            // entry for the next record or poll.
+            info.folded.accept_ns = now_ns();
+            info.folded.accept_fd = fd;
+            if conf!(origin) != 0 {
+                info.origin.stack = user_stack(ctx);
+            }
+            return Some(());
         }
-        None => {
-            let info = new_info(tgid, fd, Role::Server, sock_netns(sk));
-            insert_sock(sk, &info);
-            fill_owner(&mut ev, &info);
-        }
+    } else {
+        insert_sock(sk, &new_info(tgid, fd, Role::Server, sock_netns(sk)));
     }
+    let mut ev = new_event(EventKind::Accept, tgid);
     ev.sk = sk;
     fill_tuple_and_state(&mut ev, sk);
+    if let Some(info) = SOCKS.get_ptr_mut(&sk) {
+        // SAFETY: as above.
+        let info = unsafe { &mut *info };
+        fill_owner(&mut ev, info);
+        reported_at(info, ev.new_state, ev.ts_ns);
+    } else {
+        ev.fd = fd;
+        ev.comm = comm;
+        ev.role = Role::Server as u8;
+    }
     if conf!(origin) != 0 {
         ev.origin.stack = user_stack(ctx);
     }
@@ -174,7 +189,7 @@ fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
         return None;
     }
     let fd: u64 = field(ctx, fd_offset)?;
-    let sk = fd_to_tcp_sock(fd as u32)?;
+    let (sk, file) = fd_to_tcp_sock(fd as u32)?;
     let mut ev = new_event(EventKind::FdClose, tgid);
     ev.sk = sk;
     ev.fd = fd as i32;
@@ -183,11 +198,28 @@ fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
         Some(info) => {
             // SAFETY: a pointer into the map value, valid for this program run.
             let info = unsafe { &mut *info };
+            // The owner lets go of the last reference: the socket's own close follows in this
+            // task (FIN_WAIT1, LAST_ACK or CLOSE), so the close waits in the entry for the
+            // record or poll that carries that. A close that leaves the socket open (a dup, a
+            // forked child, a thread mid-call on it) is sent now: the model must know at once
+            // which holder let go.
+            if conf!(fold) != 0
+                && info.reported != 0
+                && info.tgid == tgid
+                && info.fd == fd as i32
+                && info.folded.fd_closed_ns == 0
+                && last_reference(file)
+            {
+                info.folded.fd_closed_ns = ev.ts_ns;
+                info.folded.closed_fd = fd as i32;
+                info.fd = -1;
+                return Some(());
+            }
             if info.tgid == 0 {
                 info.tgid = tgid;
                 info.comm = ev.comm;
             }
-            if info.tgid == tgid {
+            if info.tgid == tgid && info.fd == fd as i32 {
                 info.fd = -1;
             }
             ev.role = info.role;

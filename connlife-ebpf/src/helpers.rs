@@ -162,16 +162,70 @@ pub fn new_info(tgid: u32, fd: i32, role: Role, netns: u32) -> SockInfo {
         comm: if tgid != 0 { current_comm() } else { [0; 16] },
         netns,
         role: role as u8,
-        _pad: [0; 3],
+        reported: 0,
+        _pad: [0; 2],
         sock_use: SockUse::ZEROED,
+        origin: Origin::NONE,
+        folded: Folded::EMPTY,
     }
 }
 
+/// Put a new socket's entry in SOCKS; false (counted as `SocksFull`) when the map refused it.
 #[inline(always)]
-pub fn insert_sock(sk: u64, info: &SockInfo) {
+pub fn insert_sock(sk: u64, info: &SockInfo) -> bool {
     if SOCKS.insert(&sk, info, 0).is_err() {
         count(Counter::SocksFull);
+        return false;
     }
+    true
+}
+
+/// Keep a state change in the socket's entry (its time and the state it entered); true when
+/// the entry's steps are full, so a record must carry them now.
+#[inline(always)]
+pub fn fold_step(info: &mut SockInfo, state: u8, ts: u64) -> bool {
+    let f = &mut info.folded;
+    let i = f.len as usize;
+    if i < FOLDED_STEPS {
+        f.step_ns[i] = ts;
+        f.step_state[i] = state;
+        // Last, and not moved before the step by the compiler: a reader that sees the new
+        // count sees the step (userspace also reads twice before taking a change).
+        // SAFETY: a field of the map value we hold a reference to.
+        unsafe { core::ptr::write_volatile(&mut f.len, i as u8 + 1) };
+    }
+    f.len as usize >= FOLDED_STEPS
+}
+
+/// A record took what the entry had folded (its steps, the last into `state`, accept, close,
+/// origin) to userspace: the next steps start after them.
+#[inline(always)]
+pub fn folded_sent(info: &mut SockInfo, state: u8) {
+    let f = &mut info.folded;
+    let sent = f.len as u32;
+    // The count first: a reader sees the old steps with their old numbers, or none.
+    // SAFETY: a field of the map value we hold a reference to.
+    unsafe { core::ptr::write_volatile(&mut f.len, 0) };
+    f.from_state = state;
+    f.seq += sent;
+    f.accept_ns = 0;
+    f.fd_closed_ns = 0;
+    f.closed_fd = -1;
+    f.accept_fd = -1;
+    info.origin = Origin::NONE;
+    info.reported = 1;
+}
+
+/// A socket userspace has just been told of in a record other than a state change (a claim,
+/// an accept): its steps count from `state` on.
+#[inline(always)]
+pub fn reported_at(info: &mut SockInfo, state: u8, ts: u64) {
+    if info.folded.born_ns == 0 {
+        info.folded.born_ns = ts;
+    }
+    info.folded.len = 0;
+    info.folded.from_state = state;
+    info.reported = 1;
 }
 
 /// Network namespace inode of a socket: sk->__sk_common.skc_net->ns.inum.
@@ -212,8 +266,9 @@ pub fn fill_tuple_and_state(ev: &mut Event, sk: u64) {
 
 /// The TCP socket behind `fd` of the running task: task->files->fdt->fd[fd]->private_data->sk,
 /// trusted only when the file's `release` is `sock_close` and the socket is SOCK_STREAM inet.
+/// Returns the socket and its file.
 #[inline(always)]
-pub fn fd_to_tcp_sock(fd: u32) -> Option<u64> {
+pub fn fd_to_tcp_sock(fd: u32) -> Option<(u64, u64)> {
     // SAFETY: returns the running task's address; only read through bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = kread(task, conf!(task_files))?;
@@ -242,19 +297,31 @@ pub fn fd_to_tcp_sock(fd: u32) -> Option<u64> {
     if family != AF_INET && family != AF_INET6 {
         return None;
     }
-    Some(sk)
+    Some((sk, file))
 }
 
-/// Move a snapshot-found socket (keyed by cookie) into SOCKS the first time the kernel sees it.
+/// Is the fd table's reference the only one left on `file` (so closing it releases the
+/// socket)? False when the kernel's count is unknown, or another holder (a dup, a forked
+/// child, another thread mid-syscall on it) keeps a reference.
 #[inline(always)]
-pub fn adopt_preseeded(sk: u64) -> Option<SockInfo> {
+pub fn last_reference(file: u64) -> bool {
+    let at = conf!(file_count);
+    at != OFFSET_ABSENT && kread::<u64>(file, at) == Some(conf!(file_count_one))
+}
+
+/// Move a snapshot-found socket (keyed by cookie) into SOCKS the first time the kernel sees
+/// it; its entry there.
+#[inline(always)]
+pub fn adopt_preseeded(sk: u64) -> Option<*mut SockInfo> {
     let cookie: u64 = kread(sk, conf!(skc_cookie))?;
     if cookie == 0 {
         return None;
     }
-    // SAFETY: the value is copied out before the entry is removed.
-    let info = unsafe { *PRESEED.get(&cookie)? };
+    // SAFETY: the map value is read by the insert, before the entry is removed.
+    let inserted = insert_sock(sk, unsafe { &*PRESEED.get_ptr(&cookie)? });
     let _ = PRESEED.remove(&cookie);
-    insert_sock(sk, &info);
-    Some(info)
+    if !inserted {
+        return None;
+    }
+    SOCKS.get_ptr_mut(&sk)
 }

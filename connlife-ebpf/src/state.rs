@@ -1,5 +1,7 @@
 //! `sock/inet_sock_set_state` as a raw tracepoint: every TCP state change of a traced socket
-//! becomes one `State` record. It often fires in softirq, where the running task is whoever
+//! is kept in its SOCKS entry ([`Folded`]) and sent in a `State` record when userspace needs
+//! it at once (a socket it has not heard of reaching ESTABLISHED, a listener, the end), or
+//! one record per change with `Config::fold` off. It often fires in softirq, where the running task is whoever
 //! the interrupt landed on, so the owner is taken from SOCKS and only ever set here where the
 //! owner is running (connect's SYN_SENT, listen's LISTEN). A SYN_SENT birth, in the owner's
 //! connect(), also carries the connection's [`Origin`] when `Config::origin` is set.
@@ -20,8 +22,8 @@ use connlife_common::*;
 
 use crate::{
     helpers::{
-        adopt_preseeded, conf, count, current_tgid, current_tid, emit, fill_owner, fill_tuple_from_sock, insert_sock,
-        kread, new_event, new_info, sock_netns, user_stack, wanted_or_comm_match,
+        adopt_preseeded, conf, count, current_tgid, current_tid, emit, fill_owner, fill_tuple_from_sock, fold_step,
+        folded_sent, insert_sock, kread, new_event, new_info, now_ns, sock_netns, user_stack, wanted_or_comm_match,
     },
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
 };
@@ -86,6 +88,7 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     let sk: u64 = ctx.arg(0);
     let old = ctx.arg::<i32>(1) as u8;
     let new = ctx.arg::<i32>(2) as u8;
+    let now = now_ns();
     // A new socket (connect, listen, or a listener's child): never inherits an entry left at
     // the same kernel address by a socket whose end we did not see.
     let birth =
@@ -96,110 +99,134 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     // one lookup and at most a read of its cookie, before any other kernel read.
     let known = if birth { None } else { SOCKS.get_ptr_mut(&sk) };
     let first_sight = known.is_none();
-    let mut ev = match known {
-        Some(info) => {
-            let mut ev = new_event(EventKind::State, 0);
-            // SAFETY: a pointer into the map value, valid for this program run.
-            fill_owner(&mut ev, unsafe { &*info });
-            ev
-        }
+    let info: *mut SockInfo = match known {
+        Some(info) => info,
         // Not a birth and not followed: only a socket the start-up snapshot found is ours.
-        None if !birth && conf!(filter_active) != 0 => {
-            let info = adopt_preseeded(sk)?;
-            let mut ev = new_event(EventKind::State, 0);
-            fill_owner(&mut ev, &info);
-            ev
-        }
-        None => {
-            let protocol: u16 = kread(sk, conf!(sk_protocol))?;
-            if protocol != IPPROTO_TCP {
-                return None;
-            }
-            let stale = birth && SOCKS.get_ptr(&sk).is_some();
-            if stale {
-                count(Counter::StaleEntry);
-            }
-            // A birth we do not trace: the stale entry (if any) goes, nothing else is kept.
-            let untraced = || {
-                if stale {
-                    let _ = SOCKS.remove(&sk);
-                }
-            };
-            let mut ev = new_event(EventKind::State, 0);
-            let info = match new {
-                // connect(): process context, the running task owns the socket.
-                TCP_SYN_SENT if birth => {
-                    let tgid = current_tgid();
-                    if !wanted_or_comm_match(tgid) {
-                        untraced();
-                        return None;
-                    }
-                    let tid = current_tid();
-                    // SAFETY: copied out of the map value.
-                    let call = unsafe { CONNECT_FDS.get(&tid) }.copied();
-                    let _ = CONNECT_FDS.remove(&tid);
-                    if conf!(origin) != 0 {
-                        // Still in the owner's connect() (or TFO sendto()): its user stack.
-                        ev.origin.stack = user_stack(ctx);
-                        if let Some(call) = call {
-                            ev.origin.request_stack = call.request_stack;
-                            ev.origin.transport = call.transport;
-                        }
-                    }
-                    new_info(tgid, call.map_or(-1, |c| c.fd), Role::Client, sock_netns(sk))
-                }
-                // listen(): process context too.
-                TCP_LISTEN if birth => {
-                    let tgid = current_tgid();
-                    if !wanted_or_comm_match(tgid) {
-                        untraced();
-                        return None;
-                    }
-                    if conf!(filter_active) != 0 {
-                        let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
-                        let _ = LISTEN_PORTS.insert(&sport, &1, 0);
-                    }
-                    new_info(tgid, -1, Role::Listener, sock_netns(sk))
-                }
-                // A child of a listener, in softirq: the owner is named later by accept().
-                TCP_SYN_RECV if birth => {
-                    if conf!(filter_active) != 0 {
-                        let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
-                        // SAFETY: presence check only.
-                        if unsafe { LISTEN_PORTS.get(&sport) }.is_none() {
-                            untraced();
-                            return None;
-                        }
-                    }
-                    new_info(0, -1, Role::Server, sock_netns(sk))
-                }
-                // No filter: a socket that existed before we attached is traced from here.
-                _ => adopt_preseeded(sk).unwrap_or_else(|| new_info(0, -1, Role::Unknown, sock_netns(sk))),
-            };
-            insert_sock(sk, &info);
-            fill_owner(&mut ev, &info);
-            ev
-        }
+        None if !birth && conf!(filter_active) != 0 => adopt_preseeded(sk)?,
+        None => new_entry(ctx, sk, new, birth)?,
     };
-
-    ev.sk = sk;
-    ev.old_state = old;
-    ev.new_state = new;
-    // The tuple (five kernel reads) only where userspace learns or completes it: a birth or
-    // the first sight of a socket, and ESTABLISHED, where a connect's local port and an
-    // accepted socket's remote are final. Later changes of a followed socket are found by its
-    // address alone.
-    if first_sight || new == TCP_ESTABLISHED {
-        fill_tuple_from_sock(&mut ev, sk);
+    // SAFETY: a pointer into the map value, valid for this program run.
+    let info = unsafe { &mut *info };
+    if first_sight {
+        info.folded.born_ns = now;
+        info.folded.from_state = old;
+        info.folded.len = 0;
     }
-    emit(&ev);
+    let full = fold_step(info, new, now);
+    // A record now for what userspace needs at once: a socket it has not heard of yet
+    // reaching ESTABLISHED (a client's connect done, a server's connection waiting for
+    // accept), a listener, a socket first seen mid-life, the end, and a full entry. The rest
+    // stays folded in the entry, read by userspace's poll of the connections it knows or
+    // carried by the next record.
+    let folded_birth = first_sight && (new == TCP_SYN_SENT || new == TCP_SYN_RECV) && birth;
+    let send = conf!(fold) == 0
+        || full
+        || new == TCP_CLOSE
+        || new == TCP_LISTEN
+        || (first_sight && !folded_birth)
+        || (new == TCP_ESTABLISHED && info.reported == 0);
+    if send {
+        let mut ev = new_event(EventKind::State, 0);
+        ev.ts_ns = now;
+        fill_owner(&mut ev, info);
+        ev.sk = sk;
+        ev.old_state = old;
+        ev.new_state = new;
+        ev.origin = info.origin;
+        ev.folded = info.folded;
+        // The tuple (five kernel reads) only where userspace learns or completes it: the
+        // first record of a socket, and ESTABLISHED, where a connect's local port and an
+        // accepted socket's remote are final. Later records are matched by the address alone.
+        if info.reported == 0 || new == TCP_ESTABLISHED {
+            fill_tuple_from_sock(&mut ev, sk);
+        }
+        emit(&ev);
+        folded_sent(info, new);
+    }
 
     if new == TCP_CLOSE {
+        let listener = info.role == Role::Listener as u8;
         let _ = SOCKS.remove(&sk);
-        if ev.role == Role::Listener as u8 {
+        if listener {
             let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
             let _ = LISTEN_PORTS.remove(&sport);
         }
     }
     Some(())
+}
+
+/// The entry of a socket seen for the first time (a birth, or any change with no filter),
+/// when it is one to trace; `None` for the others (their stale entry, if any, goes).
+#[inline(always)]
+fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
+    let protocol: u16 = kread(sk, conf!(sk_protocol))?;
+    if protocol != IPPROTO_TCP {
+        return None;
+    }
+    let stale = birth && SOCKS.get_ptr(&sk).is_some();
+    if stale {
+        count(Counter::StaleEntry);
+    }
+    // A birth we do not trace: the stale entry (if any) goes, nothing else is kept.
+    let untraced = || {
+        if stale {
+            let _ = SOCKS.remove(&sk);
+        }
+        None
+    };
+    match new {
+        // connect(): process context, the running task owns the socket.
+        TCP_SYN_SENT if birth => {
+            let tgid = current_tgid();
+            if !wanted_or_comm_match(tgid) {
+                return untraced();
+            }
+            let tid = current_tid();
+            // SAFETY: copied out of the map value.
+            let call = unsafe { CONNECT_FDS.get(&tid) }.copied();
+            let _ = CONNECT_FDS.remove(&tid);
+            let mut info = new_info(tgid, call.map_or(-1, |c| c.fd), Role::Client, sock_netns(sk));
+            if conf!(origin) != 0 {
+                // Still in the owner's connect() (or TFO sendto()): its user stack.
+                info.origin.stack = user_stack(ctx);
+                if let Some(call) = call {
+                    info.origin.request_stack = call.request_stack;
+                    info.origin.transport = call.transport;
+                }
+            }
+            insert_sock(sk, &info);
+        }
+        // listen(): process context too.
+        TCP_LISTEN if birth => {
+            let tgid = current_tgid();
+            if !wanted_or_comm_match(tgid) {
+                return untraced();
+            }
+            if conf!(filter_active) != 0 {
+                let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
+                let _ = LISTEN_PORTS.insert(&sport, &1, 0);
+            }
+            insert_sock(sk, &new_info(tgid, -1, Role::Listener, sock_netns(sk)));
+        }
+        // A child of a listener, in softirq: the owner is named later by accept().
+        TCP_SYN_RECV if birth => {
+            if conf!(filter_active) != 0 {
+                let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
+                // SAFETY: presence check only.
+                if unsafe { LISTEN_PORTS.get(&sport) }.is_none() {
+                    return untraced();
+                }
+            }
+            insert_sock(sk, &new_info(0, -1, Role::Server, sock_netns(sk)));
+        }
+        // No filter: a socket that existed before we attached is traced from here.
+        _ => {
+            if let Some(info) = adopt_preseeded(sk) {
+                return Some(info);
+            }
+            insert_sock(sk, &new_info(0, -1, Role::Unknown, sock_netns(sk)));
+        }
+    }
+    // None when the map refused it (counted as SocksFull).
+    SOCKS.get_ptr_mut(&sk)
 }

@@ -9,7 +9,7 @@ use connlife_common::*;
 use crate::{
     helpers::{
         adopt_preseeded, conf, current_tgid, emit, fill_owner, fill_tuple_and_state, insert_sock, new_event, new_info,
-        now_ns, sock_netns, wanted_or_comm_match,
+        now_ns, reported_at, sock_netns, wanted_or_comm_match,
     },
     SOCKS,
 };
@@ -47,7 +47,8 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
             if peek() {
                 return None;
             }
-            info
+            // SAFETY: a pointer into the map value, valid for this program run.
+            unsafe { &mut *info }
         }
         None => {
             // First sight of a socket opened before we attached: the sender is its owner, so
@@ -61,19 +62,27 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
             if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) || peek() {
                 return None;
             }
-            let info = adopt_preseeded(sk).unwrap_or_else(|| new_info(tgid, -1, Role::Unknown, sock_netns(sk)));
-            insert_sock(sk, &info);
+            let info = match adopt_preseeded(sk) {
+                Some(info) => info,
+                None => {
+                    if !insert_sock(sk, &new_info(tgid, -1, Role::Unknown, sock_netns(sk))) {
+                        return None;
+                    }
+                    SOCKS.get_ptr_mut(&sk)?
+                }
+            };
+            // SAFETY: a pointer into the map value, valid for this program run.
+            let info = unsafe { &mut *info };
             let mut ev = new_event(EventKind::Claim, tgid);
-            fill_owner(&mut ev, &info);
+            fill_owner(&mut ev, info);
             ev.sk = sk;
             fill_tuple_and_state(&mut ev, sk);
             emit(&ev);
-            SOCKS.get_ptr_mut(&sk)?
+            reported_at(info, ev.new_state, ev.ts_ns);
+            info
         }
     };
     let now = now_ns();
-    // SAFETY: a pointer into the map value, valid for this program run.
-    let info = unsafe { &mut *info };
     if dir == DIR_SEND {
         info.sock_use.bytes_sent += ret as u64;
         info.sock_use.last_send_ns = now;
@@ -89,7 +98,9 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
     };
     if info.sock_use.last_dir == request && dir == response {
         info.sock_use.exchanges += 1;
-        if info.sock_use.exchanges <= 2 {
+        // Folding: userspace reads the count from the entry when it polls the connections
+        // a detector could flag, and the socket's last record carries it.
+        if info.sock_use.exchanges <= 2 && conf!(fold) == 0 {
             let mut ev = new_event(EventKind::Use, info.tgid);
             fill_owner(&mut ev, info);
             ev.sk = sk;

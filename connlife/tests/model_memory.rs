@@ -80,6 +80,7 @@ fn event(kind: Kind, i: u32, ts_ns: u64) -> KernelEvent {
         syscall: None,
         child: None,
         origin: None,
+        folded: None,
     }
 }
 

@@ -248,8 +248,8 @@ impl Config {
         Some(cmd)
     }
 
-    /// connlife itself, which reports the records it read from its ring buffer (`events` in
-    /// its JSON summary) and the events it lost.
+    /// connlife itself, which reports the records it read from its ring buffer (`records` in
+    /// its JSON summary, `events` before it had that) and the events it lost.
     fn is_connlife(self) -> bool {
         matches!(
             self,
@@ -649,8 +649,14 @@ fn churn_round(
                 ))
             }
             _ if c.is_connlife() => {
-                let last = get(summaries.last(), "/events").context("no final summary")?;
-                let recv = last - get(summaries.first(), "/events").unwrap_or(0);
+                // `records` (ring-buffer records read); `events` before connlife folded
+                // several changes into one record.
+                let key = match get(summaries.last(), "/records") {
+                    Some(_) => "/records",
+                    None => "/events",
+                };
+                let last = get(summaries.last(), key).context("no final summary")?;
+                let recv = last - get(summaries.first(), key).unwrap_or(0);
                 Some((recv, get(summaries.last(), "/lost_events")))
             }
             _ => None,

@@ -38,6 +38,10 @@ pub struct KernelEvent {
     /// connection came from. `None` when the kernel took nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<BirthOrigin>,
+    /// State records: the steps, accept and close the kernel folded into this record
+    /// ([`super::unfold`]); never recorded (the driver unfolds before the session sees it).
+    #[serde(skip)]
+    pub folded: Option<Box<super::unfold::Folded>>,
 }
 
 /// Where a connection was born: ids in the kernel's STACKS map, valid for this event's tgid.
@@ -132,6 +136,12 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         syscall,
         child: (kind == Kind::Fork && raw.aux != 0).then_some(raw.aux),
         origin: BirthOrigin::from_raw(&raw.origin),
+        folded: match kind {
+            Kind::State => super::unfold::Folded::from_raw(&raw.folded)
+                .map_err(DecodeError::BadState)?
+                .map(Box::new),
+            _ => None,
+        },
     })
 }
 

@@ -581,6 +581,7 @@ func main() {
             pids: vec![client.id(), server.id()],
             comms: Vec::new(),
             origin: true,
+            fold: false,
         };
         let mut tracer = Tracer::load(&filter).unwrap();
         let mut events = tracer.take_events().unwrap();

@@ -162,6 +162,17 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
     cfg.skc_cookie = m("sock_common", &["skc_cookie"])?;
     cfg.net_ns_inum = m("net", &["ns", "inum"])?;
     cfg.sk_protocol = m("sock", &["sk_protocol"])?;
+    // The file's reference count, to fold only the last close of a socket (6.13 made it a
+    // `file_ref_t` that counts from 0 for one reference; before, `atomic_long_t f_count` from 1).
+    // Neither: every close is sent as it happens.
+    (cfg.file_count, cfg.file_count_one) = match (
+        btf.member_offset("file", &["f_ref"]),
+        btf.member_offset("file", &["f_count"]),
+    ) {
+        (Ok(at), _) => (at, 0),
+        (_, Ok(at)) => (at, 1),
+        _ => (OFFSET_ABSENT, 0),
+    };
     Ok(())
 }
 

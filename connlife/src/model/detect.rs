@@ -438,6 +438,7 @@ mod tests {
             syscall: None,
             child: None,
             origin: None,
+            folded: None,
         }
     }
 

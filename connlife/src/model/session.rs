@@ -501,6 +501,7 @@ impl Session {
             corrections: self.corrections(),
             evicted: self.model.evicted,
             events: self.events,
+            records: None,
         }
     }
 }

@@ -199,6 +199,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             pids: Vec::new(),
             comms: args.comms.clone(),
             origin: !args.no_origin,
+            fold: true,
         },
         thresholds: Thresholds {
             close_wait_after_ns: args.close_wait_after.as_nanos() as u64,

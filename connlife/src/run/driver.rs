@@ -14,11 +14,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     kernel::{
-        event::{comm_bytes, comm_matches, KernelEvent, Role, TcpState, Use},
+        event::{comm_bytes, comm_matches, KernelEvent, Kind, Role, Use},
         go_probes::GoAttach,
         loader::{EventStream, Filter, Tracer},
         snapshot,
         symbolize::{SymbolizeRequest, Symbolized, SymbolizerThread},
+        unfold::Unfolder,
     },
     model::{
         detect::{Thresholds, NS},
@@ -85,6 +86,9 @@ pub struct Settings {
     pub postmortem_min_conns: Option<u32>,
 }
 
+/// Entries of known connections read per tick: at 200,000 connections each is read every 10 s,
+/// well within the detectors' thresholds (30 s and more); a churn's few live ones every tick.
+const POLL_PER_TICK: usize = 20_000;
 /// After losses, reconcile at most this often: a flood is not made worse by snapshots.
 const RECONCILE_AFTER_LOSS_NS: u64 = 30 * NS;
 /// A transient error (fds or memory short, a process gone mid-read) is retried after this
@@ -115,6 +119,11 @@ struct Driver<'a> {
     exhausted_now: Vec<u32>,
     last_exhausted_reading_ns: u64,
     origins: Origins,
+    unfolder: Unfolder,
+    /// Ring-buffer records read (each may unfold into several events).
+    records: u64,
+    /// Where the next tick's poll of the kernel's entries starts (round robin over the model).
+    poll_cursor: usize,
 }
 
 /// Where connections are opened: birth stacks go to the symbolizer thread once per (pid,
@@ -164,6 +173,9 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
         batch: Vec::new(),
         exhausted_now: Vec::new(),
         last_exhausted_reading_ns: 0,
+        unfolder: Unfolder::default(),
+        records: 0,
+        poll_cursor: 0,
         origins: {
             let (results, symbolized) = tokio::sync::mpsc::unbounded_channel();
             Origins {
@@ -200,7 +212,7 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
                         let max_age_ns = 3 * d.settings.interval.as_nanos() as u64;
                         d.feed(Input::Prune { now_ns: now, max_age_ns });
                     }
-                    let summary = d.mode.summary(d.session.summary(now));
+                    let summary = d.summary(now);
                     d.sink.emit(&[Output::Summary(summary)]);
                     d.health.rss_bytes = rss_bytes();
                     d.mode.on_interval(&d.session, &d.health, now);
@@ -246,8 +258,10 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
     }
     let now = monotonic_ns();
     d.drain();
+    // The report at detach has what the kernel folded since the last poll.
+    d.poll_entries(now, usize::MAX);
     d.sink.leave_live();
-    let summary = d.mode.summary(d.session.summary(now));
+    let summary = d.summary(now);
     d.sink.emit(&[Output::Summary(summary)]);
     d.feed(Input::End { now_ns: now });
     d.sink.flush();
@@ -255,6 +269,13 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
 }
 
 impl Driver<'_> {
+    /// The periodic summary, shaped by the mode, with the records read so far.
+    fn summary(&self, now: u64) -> Summary {
+        let mut summary = self.mode.summary(self.session.summary(now));
+        summary.records = Some(self.records);
+        summary
+    }
+
     fn feed(&mut self, input: Input) {
         feed(&mut self.session, &mut self.sink, self.mode, input);
     }
@@ -330,7 +351,7 @@ impl Driver<'_> {
         let (fds, failed) = fd_samples(&self.session, &self.session.traced_pids(), start);
         self.count_errors("fd_reading", failed);
         self.feed(Input::Tick { now_ns: start, fds });
-        let summary = self.mode.summary(self.session.summary(start));
+        let summary = self.summary(start);
         self.sink.emit(&[Output::Summary(summary)]);
         self.sink.flush();
         crate::say!(
@@ -347,36 +368,15 @@ impl Driver<'_> {
 
     fn feed_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);
+        self.records += batch.len() as u64;
         for item in batch {
             match item {
-                Ok(event) => {
-                    // --comm: a matching process becomes one we report on.
-                    if let Some(pid) = event.tgid.filter(|p| !self.session.pids().contains(p)) {
-                        if self.settings.filter.comms.iter().any(|c| comm_matches(&event.comm, c)) {
-                            self.feed(Input::Track {
-                                pid,
-                                now_ns: event.ts_ns,
-                            });
-                        }
+                Ok(event) if event.folded.is_some() => {
+                    for event in self.unfolder.record(event) {
+                        self.feed_event(event);
                     }
-                    if let (crate::kernel::event::Kind::Exec, Some(pid)) = (event.kind, event.tgid) {
-                        // A new binary: checked again (a wrapper that execs a Go program).
-                        self.origins.go_checked.remove(&pid);
-                        self.attach_go(pid);
-                    }
-                    if let (Some(origin), Some(pid)) = (event.origin, event.tgid) {
-                        self.attach_go(pid);
-                        for id in [origin.stack, origin.request_stack].into_iter().flatten() {
-                            self.symbolize(pid, id);
-                        }
-                    }
-                    if event.kind == crate::kernel::event::Kind::FdFail {
-                        if let Some(pid) = event.tgid.filter(|p| !self.exhausted_now.contains(p)) {
-                            self.exhausted_now.push(pid);
-                        }
-                    }
-                    self.feed(Input::Event { event });
                 }
+                Ok(event) => self.feed_event(event),
                 Err(e) => {
                     self.decode_errors += 1;
                     log::warn!("corrupt ring-buffer record: {e}");
@@ -393,6 +393,53 @@ impl Driver<'_> {
                 self.feed(Input::Tick { now_ns: now, fds });
             }
         }
+    }
+
+    /// One kernel event (a record, or a step unfolded from one) into the session, with what it
+    /// asks of the driver first: --comm tracking, Go's uprobes, symbolizing its origin.
+    fn feed_event(&mut self, event: KernelEvent) {
+        // --comm: a matching process becomes one we report on.
+        if let Some(pid) = event.tgid.filter(|p| !self.session.pids().contains(p)) {
+            if self.settings.filter.comms.iter().any(|c| comm_matches(&event.comm, c)) {
+                self.feed(Input::Track {
+                    pid,
+                    now_ns: event.ts_ns,
+                });
+            }
+        }
+        if let (Kind::Exec, Some(pid)) = (event.kind, event.tgid) {
+            // A new binary: checked again (a wrapper that execs a Go program).
+            self.origins.go_checked.remove(&pid);
+            self.attach_go(pid);
+        }
+        if let (Some(origin), Some(pid)) = (event.origin, event.tgid) {
+            self.attach_go(pid);
+            for id in [origin.stack, origin.request_stack].into_iter().flatten() {
+                self.symbolize(pid, id);
+            }
+        }
+        if matches!(event.kind, Kind::FdFail | Kind::Exit | Kind::Fork) {
+            if let Some(pid) = event.tgid {
+                // What the process held at that moment, folded changes included: the
+                // post-mortem's view, and the sockets a forked child inherits (an accept the
+                // kernel folded names the parent only in the entry).
+                self.poll_held_by(pid, event.ts_ns);
+            }
+        }
+        if event.kind == Kind::FdClose {
+            // A close the kernel sent at once (not the last reference): what was folded
+            // before it (the accept that named this holder) goes first.
+            if let Some(c) = self.session.model.by_sk(event.sk) {
+                let conn = [(event.sk, c.usage)];
+                self.poll(&conn, monotonic_ns(), event.ts_ns);
+            }
+        }
+        if event.kind == Kind::FdFail {
+            if let Some(pid) = event.tgid.filter(|p| !self.exhausted_now.contains(p)) {
+                self.exhausted_now.push(pid);
+            }
+        }
+        self.feed(Input::Event { event });
     }
 
     /// A process's Go binary gets the net/http uprobes (once per process; the tracer attaches
@@ -432,7 +479,7 @@ impl Driver<'_> {
     }
 
     fn on_tick(&mut self, now: u64, interval_due: bool) {
-        self.refresh_use(now);
+        self.poll_entries(now, POLL_PER_TICK);
         self.account_losses(now);
         let periodic = now.saturating_sub(self.last_reconcile_ns) >= self.settings.reconcile_every.as_nanos() as u64;
         let after_loss =
@@ -454,27 +501,70 @@ impl Driver<'_> {
         }
     }
 
-    /// Use counters of the connections a detector could flag (idle ESTABLISHED, at most one
-    /// exchange), read from the kernel map; only those that changed become an input.
-    fn refresh_use(&mut self, now: u64) {
-        let candidates: Vec<(u64, Use)> = self
+    /// Read the kernel's entries of up to `budget` connections the model knows (round robin
+    /// from where the last poll stopped): what the kernel folded since their last record
+    /// (CLOSE_WAIT, an accept, the owner's close...) becomes events now, so a detector sees
+    /// it within a tick or a few, and use counters that moved become a `UseRefresh`.
+    fn poll_entries(&mut self, now: u64, budget: usize) {
+        let live: Vec<(u64, Use)> = self
             .session
             .model
             .conns()
-            .filter(|c| c.state == TcpState::Established && c.fd_closed_ns.is_none() && c.usage.exchanges <= 1)
+            .filter(|c| c.role != Role::Listener)
             .filter_map(|c| Some((c.sk()?, c.usage)))
-            .take(20_000)
             .collect();
-        let usage: Vec<(u64, Use)> = candidates
-            .into_iter()
-            .filter_map(|(sk, had)| {
-                let now_use = self.tracer.sock_info(sk)?.sock_use;
-                let changed = now_use.last_send_ns > had.last_send_ns
-                    || now_use.last_recv_ns > had.last_recv_ns
-                    || now_use.exchanges > had.exchanges;
-                changed.then_some((sk, now_use))
-            })
+        if live.is_empty() {
+            return;
+        }
+        let start = self.poll_cursor % live.len();
+        let n = budget.min(live.len());
+        self.poll_cursor = start + n;
+        let picked: Vec<(u64, Use)> = live.iter().cycle().skip(start).take(n).copied().collect();
+        drop(live);
+        self.poll(&picked, now, u64::MAX);
+    }
+
+    /// The entries of the connections `pid` holds, and of those nobody is known to hold yet
+    /// (an accept folded in the entry), with what was folded up to `until_ns` (an exit, an fd
+    /// exhaustion, a fork).
+    fn poll_held_by(&mut self, pid: u32, until_ns: u64) {
+        let held: Vec<(u64, Use)> = self
+            .session
+            .model
+            .conns()
+            .filter(|c| c.held_by(pid) || (c.never_held() && c.role != Role::Listener))
+            .filter_map(|c| Some((c.sk()?, c.usage)))
             .collect();
+        self.poll(&held, monotonic_ns(), until_ns);
+    }
+
+    fn poll(&mut self, conns: &[(u64, Use)], now: u64, until_ns: u64) {
+        let mut usage = Vec::new();
+        for &(sk, had) in conns {
+            let Some(info) = self.tracer.sock_info(sk) else {
+                continue;
+            };
+            let folded = info.folded;
+            if (folded.len, folded.accept_ns, folded.fd_closed_ns) != (0, 0, 0) {
+                // The kernel may be rewriting the entry while it is copied: what is folded is
+                // taken only when two reads agree (else at the next poll or in the record).
+                match self.tracer.sock_info(sk) {
+                    Some(again) if again.folded == folded => {}
+                    _ => continue,
+                }
+            }
+            let after = self.session.model.by_sk(sk).map_or(0, |c| c.state_since_ns);
+            for event in self.unfolder.entry(sk, &info, after, until_ns) {
+                self.feed(Input::Event { event });
+            }
+            let now_use = info.sock_use;
+            let changed = now_use.last_send_ns > had.last_send_ns
+                || now_use.last_recv_ns > had.last_recv_ns
+                || now_use.exchanges > had.exchanges;
+            if changed && until_ns == u64::MAX {
+                usage.push((sk, now_use));
+            }
+        }
         if !usage.is_empty() {
             self.feed(Input::UseRefresh { now_ns: now, usage });
         }
@@ -519,6 +609,9 @@ impl Driver<'_> {
                 self.retry_wait_ns = RETRY_NS;
                 self.health.reconciles += 1;
                 self.drain();
+                // Every entry, so the model has what the kernel folded before it is compared
+                // with the view (a change folded but not yet read is not a drift).
+                self.poll_entries(monotonic_ns(), usize::MAX);
                 self.feed(Input::Reconcile {
                     started_ns: started,
                     now_ns: monotonic_ns(),
@@ -576,8 +669,11 @@ impl Driver<'_> {
                         Role::Unknown => Role::Client,
                         r => r,
                     } as u8,
-                    _pad: [0; 3],
+                    reported: 0,
+                    _pad: [0; 2],
                     sock_use: Default::default(),
+                    origin: connlife_common::Origin::NONE,
+                    folded: connlife_common::Folded::EMPTY,
                 };
                 self.tracer.preseed(*cookie, &info)?;
             }

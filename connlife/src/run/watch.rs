@@ -45,6 +45,8 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             pids: args.pids.clone(),
             comms: args.comms.clone(),
             origin: !args.no_origin,
+            // --transitions prints each change as it happens: one record each.
+            fold: !args.transitions,
         },
         thresholds: Thresholds {
             close_wait_after_ns: args.close_wait_after.as_nanos() as u64,

@@ -26,6 +26,7 @@ fn state(ts: u64, sk: u64, tgid: Option<u32>, old: TcpState, new: TcpState, l: &
         syscall: None,
         child: None,
         origin: None,
+        folded: None,
     }
 }
 

@@ -141,8 +141,13 @@ pub struct Summary {
     pub corrections: BTreeMap<&'static str, u64>,
     /// Connections dropped from the model at --max-conns.
     pub evicted: u64,
-    /// Kernel events received since start.
+    /// Kernel events applied since start (a record the kernel folded several changes into
+    /// counts each of them).
     pub events: u64,
+    /// Records read from the kernel's ring buffer since start (live runs only: a replay
+    /// has the events, not the records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -41,6 +41,7 @@ fn ev(ts: u64, sk: u64, old: TcpState, new: TcpState, remote: &str, exchanges: u
             syscall: None,
             child: None,
             origin: None,
+            folded: None,
         },
     }
 }
