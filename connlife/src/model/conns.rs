@@ -324,7 +324,9 @@ pub enum Change {
         id: ConnId,
         ts_ns: u64,
     },
-    Closed(Box<ClosedConn>),
+    /// A connection ended: it is the newest of [`Model::closed`] with this id (looked up there
+    /// rather than copied into the change).
+    Closed(ConnId),
     ProcessExit {
         tgid: u32,
         comm: String,
@@ -617,8 +619,9 @@ impl Model {
         if self.closed.len() >= MAX_CLOSED {
             self.closed.pop_front();
         }
-        self.closed.push_back(closed.clone());
-        changes.push(Change::Closed(Box::new(closed)));
+        let id = closed.conn.id;
+        self.closed.push_back(closed);
+        changes.push(Change::Closed(id));
     }
 }
 

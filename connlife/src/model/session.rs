@@ -358,12 +358,15 @@ impl Session {
                         self.follow(child, at.max(self.start_ns));
                     }
                 }
-                Change::Closed(c) => {
+                Change::Closed(id) => {
                     self.closed += 1;
+                    let Some(c) = self.model.closed.iter().rev().find(|c| c.conn.id == id) else {
+                        continue;
+                    };
                     *self.closed_by_reason.entry(c.reason.name()).or_default() += 1;
                     self.exchanges_total += u64::from(c.conn.usage.exchanges);
                     if self.closed_records {
-                        out.push(Output::Closed(closed_record(&c, self.model.use_counting)));
+                        out.push(Output::Closed(closed_record(c, self.model.use_counting)));
                     }
                 }
                 Change::ProcessExit {

@@ -376,7 +376,17 @@ impl Driver<'_> {
                         self.feed_event(event);
                     }
                 }
-                Ok(event) => self.feed_event(event),
+                Ok(event) => {
+                    if event.kind == Kind::FdClose {
+                        // A close the kernel sent at once (not the last reference): what was
+                        // folded before it (the accept that named this holder) goes first.
+                        if let Some(c) = self.session.model.by_sk(event.sk) {
+                            let conn = [(event.sk, c.usage)];
+                            self.poll(&conn, monotonic_ns(), event.ts_ns);
+                        }
+                    }
+                    self.feed_event(event)
+                }
                 Err(e) => {
                     self.decode_errors += 1;
                     log::warn!("corrupt ring-buffer record: {e}");
@@ -424,14 +434,6 @@ impl Driver<'_> {
                 // post-mortem's view, and the sockets a forked child inherits (an accept the
                 // kernel folded names the parent only in the entry).
                 self.poll_held_by(pid, event.ts_ns);
-            }
-        }
-        if event.kind == Kind::FdClose {
-            // A close the kernel sent at once (not the last reference): what was folded
-            // before it (the accept that named this holder) goes first.
-            if let Some(c) = self.session.model.by_sk(event.sk) {
-                let conn = [(event.sk, c.usage)];
-                self.poll(&conn, monotonic_ns(), event.ts_ns);
             }
         }
         if event.kind == Kind::FdFail {
@@ -524,15 +526,19 @@ impl Driver<'_> {
         self.poll(&picked, now, u64::MAX);
     }
 
-    /// The entries of the connections `pid` holds, and of those nobody is known to hold yet
-    /// (an accept folded in the entry), with what was folded up to `until_ns` (an exit, an fd
-    /// exhaustion, a fork).
+    /// The entries of the connections `pid` holds, and of the accepted ones nobody is known to
+    /// hold yet (the accept folded in the entry may be this process's), with what was folded
+    /// up to `until_ns` (an exit, an fd exhaustion, a fork). A process that holds nothing (not
+    /// even a listener to accept from) costs one lookup.
     fn poll_held_by(&mut self, pid: u32, until_ns: u64) {
+        if !self.session.model.holds_any(pid) {
+            return;
+        }
         let held: Vec<(u64, Use)> = self
             .session
             .model
             .conns()
-            .filter(|c| c.held_by(pid) || (c.never_held() && c.role != Role::Listener))
+            .filter(|c| c.held_by(pid) || (c.never_held() && c.role == Role::Server))
             .filter_map(|c| Some((c.sk()?, c.usage)))
             .collect();
         self.poll(&held, monotonic_ns(), until_ns);

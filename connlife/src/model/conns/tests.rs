@@ -52,9 +52,10 @@ fn client_lifetime_closed_by_us() {
     close = state(40, 1, None, FinWait1, FinWait2, "10.0.0.2:5000", "10.0.0.1:80");
     m.apply(&close);
     let ch = m.apply(&state(50, 1, None, FinWait2, Close, "10.0.0.2:5000", "10.0.0.1:80"));
-    let Some(Change::Closed(c)) = ch.last() else {
+    let Some(&Change::Closed(id)) = ch.last() else {
         panic!("{ch:?}")
     };
+    let c = m.closed.back().filter(|c| c.conn.id == id).expect("the newest closed");
     assert_eq!(c.reason, EndReason::ClosedByUs);
     assert_eq!(
         c.conn.owner().unwrap().tgid,
