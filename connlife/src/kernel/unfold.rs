@@ -211,10 +211,15 @@ impl Unfolder {
             }
             out.push(ev);
         }
+        // Remembered: what a poll gave beyond an accept. An accept alone is not (an idle
+        // server's connections would fill this map): the driver polls no entry whose accept
+        // the model already has, and the record that carries it again only names the holder
+        // the model has.
+        let beyond_accept = next.next_seq != given.next_seq || next.fd_closed != given.fd_closed;
         if f.ends() && next.next_seq >= f.seq + f.steps.len() as u32 {
             self.given.remove(&head.sk);
-        } else if poll && next != given {
-            if self.given.len() >= GIVEN_MAX && known.is_none() {
+        } else if poll && beyond_accept && known.is_none() {
+            if self.given.len() >= GIVEN_MAX {
                 self.given.clear();
             }
             self.given.insert(head.sk, next);

@@ -550,25 +550,29 @@ impl Driver<'_> {
             let Some(info) = self.tracer.sock_info(sk) else {
                 continue;
             };
-            let folded = info.folded;
-            if (folded.len, folded.accept_ns, folded.fd_closed_ns) != (0, 0, 0) {
-                // The kernel may be rewriting the entry while it is copied: what is folded is
-                // taken only when two reads agree (else at the next poll or in the record).
-                match self.tracer.sock_info(sk) {
-                    Some(again) if again.folded == folded => {}
-                    _ => continue,
-                }
-            }
-            let after = self.session.model.by_sk(sk).map_or(0, |c| c.state_since_ns);
-            for event in self.unfolder.entry(sk, &info, after, until_ns) {
-                self.feed(Input::Event { event });
-            }
             let now_use = info.sock_use;
             let changed = now_use.last_send_ns > had.last_send_ns
                 || now_use.last_recv_ns > had.last_recv_ns
                 || now_use.exchanges > had.exchanges;
             if changed && until_ns == u64::MAX {
                 usage.push((sk, now_use));
+            }
+            let folded = info.folded;
+            let conn = self.session.model.by_sk(sk);
+            // Nothing folded, or only the accept of an idle connection the model already has.
+            let accept_known = folded.accept_ns == 0 || conn.is_some_and(|c| c.held_by(info.tgid));
+            if folded.len == 0 && folded.fd_closed_ns == 0 && accept_known {
+                continue;
+            }
+            let after = conn.map_or(0, |c| c.state_since_ns);
+            // The kernel may be rewriting the entry while it is copied: what is folded is taken
+            // only when two reads agree (else at the next poll or in the record).
+            match self.tracer.sock_info(sk) {
+                Some(again) if again.folded == folded => {}
+                _ => continue,
+            }
+            for event in self.unfolder.entry(sk, &info, after, until_ns) {
+                self.feed(Input::Event { event });
             }
         }
         if !usage.is_empty() {
