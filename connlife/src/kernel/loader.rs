@@ -90,6 +90,57 @@ pub fn recursion_losses(misses: &[(String, u64)], rescued: u64) -> u64 {
     others + of(STATE_PROGRAM).saturating_sub(rescued)
 }
 
+/// `BPF_MAP_UPDATE_BATCH` (aya 0.14 has no batch operations): `keys[i] -> values[i]`, all or
+/// an error. The attribute is the `batch` member of `union bpf_attr`; the kernel zero-fills
+/// the rest of the union from the size given.
+fn update_batch<K: Copy, V: Copy>(map_fd: std::os::fd::RawFd, keys: &[K], values: &[V]) -> std::io::Result<()> {
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    assert_eq!(keys.len(), values.len());
+    let mut done = 0;
+    while done < keys.len() {
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done..].as_ptr() as u64,
+            count: (keys.len() - done) as u32,
+            map_fd: map_fd as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: the attribute points at `count` keys and values that live for the call; the
+        // kernel reads them and writes back only `count` (how many it processed).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Processed all, or (interrupted) a part: go on from there.
+        done += (attr.count as usize).max(1);
+    }
+    Ok(())
+}
+
+/// The kernel's own ENOTSUPP (524), which a map without batch operations returns.
+const ENOTSUPP_KERNEL: i32 = 524;
+
 /// The loaded programs and their maps.
 pub struct Tracer {
     ebpf: Ebpf,
@@ -227,10 +278,34 @@ impl Tracer {
     }
 
     /// Tell the kernel about a socket found by the snapshot, by cookie, with its owner.
-    pub fn preseed(&mut self, cookie: u64, info: &SockInfo) -> anyhow::Result<()> {
-        let mut map: BpfHashMap<_, u64, SockInfo> =
-            BpfHashMap::try_from(self.ebpf.map_mut(maps::PRESEED).context("map PRESEED")?)?;
-        map.insert(cookie, *info, 0).context("PRESEED insert")
+    /// Sockets found by a snapshot, by cookie, with their owners: one BPF_MAP_UPDATE_BATCH
+    /// (5.6+) per call, or one update per socket where the kernel refuses batches.
+    pub fn preseed(&mut self, entries: &[(u64, SockInfo)]) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let Some(aya::maps::Map::LruHashMap(data)) = self.ebpf.map(maps::PRESEED) else {
+            bail!("map PRESEED is not an LRU hash map");
+        };
+        let keys: Vec<u64> = entries.iter().map(|e| e.0).collect();
+        let values: Vec<SockInfo> = entries.iter().map(|e| e.1).collect();
+        match update_batch(data.fd().as_fd().as_raw_fd(), &keys, &values) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP_KERNEL)
+                ) =>
+            {
+                let mut map: BpfHashMap<_, u64, SockInfo> =
+                    BpfHashMap::try_from(self.ebpf.map_mut(maps::PRESEED).context("map PRESEED")?)?;
+                for (cookie, info) in entries {
+                    map.insert(cookie, info, 0).context("PRESEED insert")?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e).context("PRESEED batch update"),
+        }
     }
 
     /// Listening port of a wanted process found by the snapshot: trace its accepted children.

@@ -274,8 +274,8 @@ fn write_postmortem(
         now.subsec_nanos(),
         p.pid
     ));
-    let line = serde_json::to_string(&Output::Postmortem(p.clone()))?;
-    std::fs::write(&path, line + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let line = serde_json::to_string(&Output::Postmortem(p.clone()))? + "\n";
+    // Room first, then the file: whoever lists the directory never sees more than `keep`.
     let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)?
         .flatten()
         .filter(|e| {
@@ -286,19 +286,17 @@ fn write_postmortem(
         .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
         .collect();
     files.sort();
-    let mut total: u64 = files.iter().map(|f| f.1).sum();
-    let mut count = files.len();
+    let mut total: u64 = files.iter().map(|f| f.1).sum::<u64>() + line.len() as u64;
+    let mut count = files.len() + 1;
     for (old, size) in files {
-        if count <= keep && total <= max_bytes {
+        if count <= keep.max(1) && total <= max_bytes {
             break;
-        }
-        if old == path {
-            continue; // never the one just written
         }
         let _ = std::fs::remove_file(&old);
         count -= 1;
         total -= size;
     }
+    std::fs::write(&path, line).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -89,6 +89,8 @@ pub struct Settings {
 /// Entries of known connections read per tick: at 200,000 connections each is read every 10 s,
 /// well within the detectors' thresholds (30 s and more); a churn's few live ones every tick.
 const POLL_PER_TICK: usize = 20_000;
+/// Snapshot sockets given to the kernel per syscall.
+const PRESEED_BATCH: usize = 4096;
 /// After losses, reconcile at most this often: a flood is not made worse by snapshots.
 const RECONCILE_AFTER_LOSS_NS: u64 = 30 * NS;
 /// A transient error (fds or memory short, a process gone mid-read) is retried after this
@@ -341,6 +343,7 @@ impl Driver<'_> {
         // Events queued while the view was taken go first: the model then merges, instead of
         // counting twice, a connection born meanwhile.
         self.drain();
+        let viewed = monotonic_ns();
         self.feed(Input::Snapshot {
             started_ns: started,
             now_ns: monotonic_ns(),
@@ -348,9 +351,18 @@ impl Driver<'_> {
         });
         give_back_freed_memory();
         self.last_reconcile_ns = started;
+        let modelled = monotonic_ns();
         let (fds, failed) = fd_samples(&self.session, &self.session.traced_pids(), start);
         self.count_errors("fd_reading", failed);
         self.feed(Input::Tick { now_ns: start, fds });
+        let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
+        log::info!(
+            "start-up: attach {} ms, kernel view {} ms, model {} ms, fd reading {} ms",
+            ms(start, started),
+            ms(started, viewed),
+            ms(viewed, modelled),
+            ms(modelled, monotonic_ns())
+        );
         let summary = self.summary(start);
         self.sink.emit(&[Output::Summary(summary)]);
         self.sink.flush();
@@ -665,9 +677,26 @@ impl Driver<'_> {
     fn kernel_view(&mut self) -> anyhow::Result<Vec<SeenSocket>> {
         let traced = self.session.traced_pids();
         let pids = (!self.settings.filter.is_all()).then_some(traced.as_slice());
+        let t0 = monotonic_ns();
         let sockets = snapshot::take(pids)?;
+        let t1 = monotonic_ns();
         let seen = seen_sockets(&sockets, monotonic_ns());
+        let t2 = monotonic_ns();
+        let _timing = TimedOnDrop(move |t3: u64| {
+            log::info!(
+                "kernel view: sock_diag and /proc {} ms, joined {} ms, owners into the kernel {} ms",
+                (t1 - t0) / 1_000_000,
+                (t2 - t1) / 1_000_000,
+                t3.saturating_sub(t2) / 1_000_000
+            )
+        });
+        // Owners go into the kernel map in batches (one syscall per PRESEED_BATCH sockets).
+        let mut batch: Vec<(u64, SockInfo)> = Vec::with_capacity(PRESEED_BATCH);
         for (cookie, s) in &seen {
+            if batch.len() == PRESEED_BATCH {
+                self.tracer.preseed(&batch)?;
+                batch.clear();
+            }
             let Some(o) = s.owners.last() else { continue };
             if *cookie != 0 {
                 let info = SockInfo {
@@ -685,14 +714,24 @@ impl Driver<'_> {
                     origin: connlife_common::Origin::NONE,
                     folded: connlife_common::Folded::EMPTY,
                 };
-                self.tracer.preseed(*cookie, &info)?;
+                batch.push((*cookie, info));
             }
             if s.role == Role::Listener && pids.is_some() {
                 self.tracer.add_listen_port(s.local.port())?;
             }
         }
+        self.tracer.preseed(&batch)?;
         drop(sockets);
         Ok(seen.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+/// Runs its closure with the time it is dropped (a phase's end, on every return path).
+struct TimedOnDrop<F: FnMut(u64)>(F);
+
+impl<F: FnMut(u64)> Drop for TimedOnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)(monotonic_ns())
     }
 }
 
