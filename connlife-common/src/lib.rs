@@ -19,7 +19,7 @@ pub mod maps {
     /// `u16 port -> u8`: listening ports of wanted processes, so their accepted children are
     /// traced from SYN_RECV on, before accept() names the owner.
     pub const LISTEN_PORTS: &str = "LISTEN_PORTS";
-    /// `u64 socket cookie -> SockInfo`: sockets found by the start-up snapshot, with their owner;
+    /// `u64 socket cookie -> Seed`: sockets found by the start-up snapshot, with their owner;
     /// moved into SOCKS the first time the kernel sees the socket.
     pub const PRESEED: &str = "PRESEED";
     /// `u32 tid -> ConnectCall` between sys_enter_connect and the SYN_SENT transition.
@@ -306,7 +306,7 @@ pub struct SockUse {
 }
 const _: () = assert!(size_of::<SockUse>() == 40);
 
-/// What the kernel keeps for each traced socket (value of [`maps::SOCKS`] and [`maps::PRESEED`]).
+/// What the kernel keeps for each traced socket (value of [`maps::SOCKS`]).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SockInfo {
@@ -330,6 +330,22 @@ pub struct SockInfo {
     pub folded: Folded,
 }
 const _: () = assert!(size_of::<SockInfo>() == 72 + 16 + size_of::<Folded>());
+
+/// A socket's owner as the start-up snapshot found it (value of [`maps::PRESEED`]), moved into
+/// a [`SockInfo`] the first time the kernel sees the socket. Only the owner: the rest of an
+/// entry starts empty, and 131,072 of these stay small.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub tgid: u32,
+    pub fd: i32,
+    pub comm: [u8; 16],
+    pub netns: u32,
+    /// [`Role`] as u8.
+    pub role: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<Seed>() == 32);
 
 /// State changes kept in a socket's entry between two records; one more sends a record.
 pub const FOLDED_STEPS: usize = 6;
@@ -667,6 +683,7 @@ mod user {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::Origin {}
     unsafe impl aya::Pod for super::Folded {}
+    unsafe impl aya::Pod for super::Seed {}
     unsafe impl aya::Pod for super::ConnectCall {}
     unsafe impl aya::Pod for super::GoRequest {}
     unsafe impl aya::Pod for super::GoPendingConnect {}

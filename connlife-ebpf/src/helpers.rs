@@ -317,10 +317,14 @@ pub fn adopt_preseeded(sk: u64) -> Option<*mut SockInfo> {
     if cookie == 0 {
         return None;
     }
-    // SAFETY: the map value is read by the insert, before the entry is removed.
-    let inserted = insert_sock(sk, unsafe { &*PRESEED.get_ptr(&cookie)? });
+    // SAFETY: copied out of the map value before the entry is removed.
+    let seed = unsafe { *PRESEED.get_ptr(&cookie)? };
     let _ = PRESEED.remove(&cookie);
-    if !inserted {
+    let mut info = new_info(0, seed.fd, Role::Unknown, seed.netns);
+    info.tgid = seed.tgid;
+    info.comm = seed.comm;
+    info.role = seed.role;
+    if !insert_sock(sk, &info) {
         return None;
     }
     SOCKS.get_ptr_mut(&sk)

@@ -42,7 +42,7 @@ static WANTED_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_WANTE
 #[map]
 static LISTEN_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_LISTEN_PORTS, 0);
 #[map]
-static PRESEED: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(MAX_PRESEED, 0);
+static PRESEED: LruHashMap<u64, Seed> = LruHashMap::with_max_entries(MAX_PRESEED, 0);
 #[map]
 static CONNECT_FDS: LruHashMap<u32, ConnectCall> = LruHashMap::with_max_entries(MAX_CONNECT_FDS, 0);
 #[map]

@@ -14,7 +14,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use connlife_common::{
-    maps, Counter, Hook, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STATE_PROGRAM, STATE_PROGRAM_NESTED,
+    maps, Counter, Hook, Seed, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STATE_PROGRAM, STATE_PROGRAM_NESTED,
 };
 
 pub use crate::kernel::go_probes::GoAttach;
@@ -280,7 +280,7 @@ impl Tracer {
     /// Tell the kernel about a socket found by the snapshot, by cookie, with its owner.
     /// Sockets found by a snapshot, by cookie, with their owners: one BPF_MAP_UPDATE_BATCH
     /// (5.6+) per call, or one update per socket where the kernel refuses batches.
-    pub fn preseed(&mut self, entries: &[(u64, SockInfo)]) -> anyhow::Result<()> {
+    pub fn preseed(&mut self, entries: &[(u64, Seed)]) -> anyhow::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -288,7 +288,7 @@ impl Tracer {
             bail!("map PRESEED is not an LRU hash map");
         };
         let keys: Vec<u64> = entries.iter().map(|e| e.0).collect();
-        let values: Vec<SockInfo> = entries.iter().map(|e| e.1).collect();
+        let values: Vec<Seed> = entries.iter().map(|e| e.1).collect();
         match update_batch(data.fd().as_fd().as_raw_fd(), &keys, &values) {
             Ok(()) => Ok(()),
             Err(e)
@@ -297,7 +297,7 @@ impl Tracer {
                     Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP_KERNEL)
                 ) =>
             {
-                let mut map: BpfHashMap<_, u64, SockInfo> =
+                let mut map: BpfHashMap<_, u64, Seed> =
                     BpfHashMap::try_from(self.ebpf.map_mut(maps::PRESEED).context("map PRESEED")?)?;
                 for (cookie, info) in entries {
                     map.insert(cookie, info, 0).context("PRESEED insert")?;

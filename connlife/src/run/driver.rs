@@ -9,7 +9,7 @@
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use connlife_common::SockInfo;
+use connlife_common::Seed;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -385,7 +385,7 @@ impl Driver<'_> {
             match item {
                 Ok(event) if event.folded.is_some() => {
                     for event in self.unfolder.record(event) {
-                        self.feed_event(event);
+                        self.feed_unfolded(event);
                     }
                 }
                 Ok(event) => {
@@ -415,6 +415,19 @@ impl Driver<'_> {
                 self.feed(Input::Tick { now_ns: now, fds });
             }
         }
+    }
+
+    /// A step unfolded from a record or a polled entry. An accept only names the owner of a
+    /// connection nobody holds yet: once the model has holders for it (an earlier poll gave
+    /// the accept, a fork copied it, a close took one away), the accept that the entry keeps
+    /// and the last record carries again adds nothing, and must not bring back a holder that
+    /// let go.
+    fn feed_unfolded(&mut self, event: KernelEvent) {
+        let known = || self.session.model.by_sk(event.sk).is_some_and(|c| !c.never_held());
+        if event.kind == Kind::Accept && known() {
+            return;
+        }
+        self.feed_event(event);
     }
 
     /// One kernel event (a record, or a step unfolded from one) into the session, with what it
@@ -571,8 +584,8 @@ impl Driver<'_> {
             }
             let folded = info.folded;
             let conn = self.session.model.by_sk(sk);
-            // Nothing folded, or only the accept of an idle connection the model already has.
-            let accept_known = folded.accept_ns == 0 || conn.is_some_and(|c| c.held_by(info.tgid));
+            // Nothing folded, or only the accept of a connection the model has holders of.
+            let accept_known = folded.accept_ns == 0 || conn.is_some_and(|c| !c.never_held());
             if folded.len == 0 && folded.fd_closed_ns == 0 && accept_known {
                 continue;
             }
@@ -584,7 +597,7 @@ impl Driver<'_> {
                 _ => continue,
             }
             for event in self.unfolder.entry(sk, &info, after, until_ns) {
-                self.feed(Input::Event { event });
+                self.feed_unfolded(event);
             }
         }
         if !usage.is_empty() {
@@ -691,7 +704,7 @@ impl Driver<'_> {
             )
         });
         // Owners go into the kernel map in batches (one syscall per PRESEED_BATCH sockets).
-        let mut batch: Vec<(u64, SockInfo)> = Vec::with_capacity(PRESEED_BATCH);
+        let mut batch: Vec<(u64, Seed)> = Vec::with_capacity(PRESEED_BATCH);
         for (cookie, s) in &seen {
             if batch.len() == PRESEED_BATCH {
                 self.tracer.preseed(&batch)?;
@@ -699,7 +712,7 @@ impl Driver<'_> {
             }
             let Some(o) = s.owners.last() else { continue };
             if *cookie != 0 {
-                let info = SockInfo {
+                let info = Seed {
                     tgid: o.tgid,
                     fd: o.fd.unwrap_or(-1),
                     comm: comm_bytes(&o.comm),
@@ -708,11 +721,7 @@ impl Driver<'_> {
                         Role::Unknown => Role::Client,
                         r => r,
                     } as u8,
-                    reported: 0,
-                    _pad: [0; 2],
-                    sock_use: Default::default(),
-                    origin: connlife_common::Origin::NONE,
-                    folded: connlife_common::Folded::EMPTY,
+                    _pad: [0; 3],
                 };
                 batch.push((*cookie, info));
             }
