@@ -142,7 +142,7 @@ impl Unfolder {
         let mut items: Vec<(u64, Item)> = Vec::with_capacity(f.steps.len() + 2);
         let mut prev = f.from;
         for (i, &(ts, state)) in f.steps.iter().enumerate() {
-            let seq = f.seq.wrapping_add(i as u32);
+            let seq = f.seq.saturating_add(i as u32);
             if seq >= given.next_seq && ts <= until_ns && ts > after_ns {
                 items.push((ts, Item::Step(prev, state, seq)));
             }
@@ -193,7 +193,7 @@ impl Unfolder {
                     if matches!((old, new), (Some(TcpState::Close), TcpState::SynSent)) {
                         ev.origin = birth_origin;
                     }
-                    next.next_seq = seq + 1;
+                    next.next_seq = seq.saturating_add(1);
                 }
                 Item::Accept => {
                     ev.kind = Kind::Accept;
@@ -216,7 +216,7 @@ impl Unfolder {
         // the model already has, and the record that carries it again only names the holder
         // the model has.
         let beyond_accept = next.next_seq != given.next_seq || next.fd_closed != given.fd_closed;
-        if f.ends() && next.next_seq >= f.seq + f.steps.len() as u32 {
+        if f.ends() && next.next_seq >= f.seq.saturating_add(f.steps.len() as u32) {
             self.given.remove(&head.sk);
         } else if poll && beyond_accept && known.is_none() {
             if self.given.len() >= GIVEN_MAX {
