@@ -9,7 +9,7 @@
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use connlife_common::Seed;
+use connlife_common::{Seed, SockInfo};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -591,11 +591,11 @@ impl Driver<'_> {
             }
             let after = conn.map_or(0, |c| c.state_since_ns);
             // The kernel may be rewriting the entry while it is copied: what is folded is taken
-            // only when two reads agree (else at the next poll or in the record).
-            match self.tracer.sock_info(sk) {
-                Some(again) if again.folded == folded => {}
-                _ => continue,
-            }
+            // only when two reads in a row agree (a few tries; else at the next poll or in the
+            // record). A fork's poll must not miss the accept its child inherits.
+            let Some(info) = self.stable_entry(sk, info) else {
+                continue;
+            };
             for event in self.unfolder.entry(sk, &info, after, until_ns) {
                 self.feed_unfolded(event);
             }
@@ -603,6 +603,23 @@ impl Driver<'_> {
         if !usage.is_empty() {
             self.feed(Input::UseRefresh { now_ns: now, usage });
         }
+    }
+
+    /// `first`, read again until two reads in a row agree on what is folded. When the steps
+    /// keep changing, the last read without its steps: the accept and the close are written
+    /// once per record, so they are taken (a fork's poll must not miss the accept its child
+    /// inherits), the steps wait for the next poll or the record. `None` when the entry is gone.
+    fn stable_entry(&self, sk: u64, first: SockInfo) -> Option<SockInfo> {
+        let mut last = first;
+        for _ in 0..4 {
+            let again = self.tracer.sock_info(sk)?;
+            if again.folded == last.folded {
+                return Some(again);
+            }
+            last = again;
+        }
+        last.folded.len = 0;
+        Some(last)
     }
 
     /// Every count of what was lost, into the session; a rise asks for a reconciliation.
