@@ -228,8 +228,9 @@ impl Unfolder {
         }
     }
 
-    /// Sockets remembered (for the agent's health and tests).
-    pub fn remembered(&self) -> usize {
+    /// Sockets remembered.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.given.len()
     }
 }
@@ -271,20 +272,22 @@ mod tests {
 
     use TcpState::*;
 
+    /// Steps folded since step `seq`, nothing else.
+    fn folded(born_ns: u64, seq: u32, from: Option<TcpState>, steps: Vec<(u64, TcpState)>) -> Folded {
+        Folded {
+            born_ns,
+            seq,
+            from,
+            steps,
+            accept_ns: None,
+            accept_fd: None,
+            fd_closed: None,
+        }
+    }
+
     #[test]
     fn a_record_without_folded_steps_is_itself() {
-        let mut ev = head(
-            1,
-            Folded {
-                born_ns: 1,
-                seq: 0,
-                from: None,
-                steps: vec![],
-                accept_ns: None,
-                accept_fd: None,
-                fd_closed: None,
-            },
-        );
+        let mut ev = head(1, folded(1, 0, None, vec![]));
         ev.folded = None;
         assert_eq!(Unfolder::default().record(ev.clone()), vec![ev]);
     }
@@ -292,18 +295,7 @@ mod tests {
     #[test]
     fn a_client_birth_and_end_unfold_into_every_change_with_the_close_in_its_place() {
         let mut u = Unfolder::default();
-        let mut birth = head(
-            1,
-            Folded {
-                born_ns: 10,
-                seq: 0,
-                from: Some(Close),
-                steps: vec![(10, SynSent), (20, Established)],
-                accept_ns: None,
-                accept_fd: None,
-                fd_closed: None,
-            },
-        );
+        let mut birth = head(1, folded(10, 0, Some(Close), vec![(10, SynSent), (20, Established)]));
         birth.origin = Some(BirthOrigin {
             stack: Some(3),
             ..Default::default()
@@ -323,13 +315,13 @@ mod tests {
         let mut end = head(
             1,
             Folded {
-                born_ns: 10,
-                seq: 2,
-                from: Some(Established),
-                steps: vec![(40, FinWait1), (50, FinWait2), (60, Close)],
-                accept_ns: None,
-                accept_fd: None,
                 fd_closed: Some((40, 7)),
+                ..folded(
+                    10,
+                    2,
+                    Some(Established),
+                    vec![(40, FinWait1), (50, FinWait2), (60, Close)],
+                )
             },
         );
         end.fd = None;
@@ -354,13 +346,14 @@ mod tests {
         let mut rec = head(
             2,
             Folded {
-                born_ns: 5,
-                seq: 1,
-                from: Some(Established),
-                steps: vec![(30, CloseWait), (45, LastAck), (50, Close)],
                 accept_ns: Some(20),
-                accept_fd: None,
                 fd_closed: Some((44, 9)),
+                ..folded(
+                    5,
+                    1,
+                    Some(Established),
+                    vec![(30, CloseWait), (45, LastAck), (50, Close)],
+                )
             },
         );
         rec.role = Role::Server;
@@ -400,13 +393,8 @@ mod tests {
         let mut rec = head(
             3,
             Folded {
-                born_ns: 5,
-                seq: 0,
-                from: Some(Listen),
-                steps: vec![(5, SynRecv), (6, Established), (9, Close)],
                 accept_ns: Some(7),
-                accept_fd: None,
-                fd_closed: None,
+                ..folded(5, 0, Some(Listen), vec![(5, SynRecv), (6, Established), (9, Close)])
             },
         );
         rec.role = Role::Server;
@@ -462,13 +450,13 @@ mod tests {
         let rec = head(
             4,
             Folded {
-                born_ns: 10,
-                seq: 2,
-                from: Some(Established),
-                steps: vec![(30, CloseWait), (45, LastAck), (50, Close)],
-                accept_ns: None,
-                accept_fd: None,
                 fd_closed: Some((44, 7)),
+                ..folded(
+                    10,
+                    2,
+                    Some(Established),
+                    vec![(30, CloseWait), (45, LastAck), (50, Close)],
+                )
             },
         );
         let got = u.record(rec);
@@ -505,18 +493,7 @@ mod tests {
         let mut u = Unfolder::default();
         let torn = info(raw(10, 2, Established, &[(20, Established)]));
         assert!(u.entry(6, &torn, 25, u64::MAX).is_empty());
-        let rec = head(
-            6,
-            Folded {
-                born_ns: 10,
-                seq: 2,
-                from: Some(Established),
-                steps: vec![(30, CloseWait)],
-                accept_ns: None,
-                accept_fd: None,
-                fd_closed: None,
-            },
-        );
+        let rec = head(6, folded(10, 2, Some(Established), vec![(30, CloseWait)]));
         assert_eq!(
             path(&u.record(rec)),
             vec![(Kind::State, Some(Established), Some(CloseWait), 30)]
