@@ -72,6 +72,10 @@ pub struct TraceArgs {
     /// Print a summary this often.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub interval: Duration,
+    /// How often to compare the model with the kernel's view (sock_diag and /proc) and count
+    /// what it corrects, besides after lost events.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub reconcile_every: Duration,
     /// Smallest group (same pid, same remote) of unreused connections reported as a group.
     #[arg(long, default_value_t = 3, value_parser = parse_positive_count)]
     pub group_min: usize,

@@ -254,6 +254,70 @@ fn holders_killed_beside_another_bpf_tool_leave_nothing_behind() {
     cl.stop();
 }
 
+/// Connections whose holder died with data the peer never read stay in FIN_WAIT1 for tens of
+/// seconds (the kernel keeps probing the peer's zero window), held by nobody. A
+/// reconciliation must still find these orphans in the kernel's view, or the model would count
+/// them as vanished and miss their real end; and once no traced process is left in their
+/// network namespace, the view does not look there at all and must say nothing of them. The
+/// peer is a server that never accepts, so never reads.
+#[test]
+fn orphans_still_ending_are_not_taken_for_vanished() {
+    let ns = NetNs::new();
+    let server = python(&ns, "stalled_server.py", &[], "stalled server");
+    let addr = ready_addr(&server);
+    let mut cl = Connlife::start(
+        &[],
+        &["--comm", "truthorphan", "--interval", "1s", "--reconcile-every", "1s"],
+    );
+    // A traced process (its one connection makes it known) keeps the netns in the view.
+    let mut keeper = python(&ns, "orphan_client.py", &["truthorphan", &addr, "1"], "keeper");
+    keeper.wait_line(|l| l == "ready 1");
+    let mut holder = python(&ns, "orphan_client.py", &["truthorphan", &addr, "20"], "holder");
+    holder.wait_line(|l| l == "ready 20");
+    holder.signal(libc::SIGKILL);
+    holder.wait_exit();
+    let fin_wait1 = || {
+        let out = Command::new("nsenter")
+            .args([
+                format!("--net=/proc/{}/ns/net", server.pid()),
+                "ss".into(),
+                "-tanH".into(),
+            ])
+            .output()
+            .expect("nsenter ss (iproute2)");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("FIN-WAIT-1"))
+            .count() as u64
+    };
+    // Nobody holds them now (the summary counts held connections), none has ended.
+    let s = wait_for_states(&mut cl, || BTreeMap::from([("ESTABLISHED".to_string(), 1)]));
+    assert_eq!(fin_wait1(), 20, "the kernel's orphans: {s}");
+    let mut last = s;
+    for (phase, orphans) in [("orphans in the view", 20), ("netns not looked into", 21)] {
+        if orphans == 21 {
+            keeper.signal(libc::SIGKILL);
+            keeper.wait_exit();
+        }
+        // Several reconciliations later (one a second), they are still followed to their
+        // end: nothing closed, nothing corrected.
+        for _ in 0..4 {
+            last = cl.wait_for(|v| v["type"] == "summary");
+        }
+        eprintln!("{phase}: {last}");
+        assert_eq!(
+            fin_wait1(),
+            orphans,
+            "{phase}: the orphans ended before the check: {last}"
+        );
+        let (opened, closed) = (last["opened"].as_u64(), last["closed"].as_u64());
+        assert_eq!((opened, closed), (Some(21), Some(0)), "{phase}: {last}");
+        let corrections = last["corrections"].as_object().unwrap();
+        assert!(corrections.values().all(|v| v == 0), "{phase}: {last}");
+    }
+    cl.stop();
+}
+
 /// A leak that is under way while connlife attaches: each socket is reported once.
 #[test]
 fn connections_opened_while_connlife_attaches_are_reported_once() {

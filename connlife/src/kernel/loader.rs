@@ -367,6 +367,9 @@ impl Tracer {
     }
 
     pub fn counters(&self) -> anyhow::Result<KernelCounters> {
+        // The programs' misses first, the rescues after: a miss is counted before the nested
+        // program rescues it, so read in this order a rescued miss never looks like a loss.
+        let misses = self.recursion_misses();
         let map: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map(maps::COUNTERS).context("map COUNTERS")?)?;
         let mut sums = [0u64; COUNTER_SLOTS as usize];
         for (i, sum) in sums.iter_mut().enumerate() {
@@ -378,9 +381,7 @@ impl Tracer {
             read_failed: sums[Counter::ReadFailed as usize],
             wanted_full: sums[Counter::WantedFull as usize],
             stale_entries: sums[Counter::StaleEntry as usize],
-            recursion_misses: self
-                .recursion_misses()
-                .map(|v| recursion_losses(&v, sums[Counter::Rescued as usize])),
+            recursion_misses: misses.map(|v| recursion_losses(&v, sums[Counter::Rescued as usize])),
             rescued: sums[Counter::Rescued as usize],
             stack_missed: sums[Counter::StackMissed as usize],
         })

@@ -75,10 +75,34 @@ pub struct ProcessFds {
     pub socket_inodes: Vec<(i32, u64)>,
 }
 
+/// Which sockets nobody holds a filtered snapshot keeps besides those of the wanted processes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Ownerless {
+    /// The not yet accepted children of the wanted listeners (the start-up snapshot: any
+    /// other socket without a holder is nobody's business of ours).
+    Backlog,
+    /// Also the orphans: sockets their holder closed that are still ending (FIN_WAIT1/2,
+    /// CLOSING, LAST_ACK). A reconciliation must see them, or a connection the model follows
+    /// to its end would be taken for one that vanished.
+    BacklogAndOrphans,
+}
+
 /// Take the snapshot. `pids`: Some(list) = only those processes (and only their sockets are
-/// returned: sockets owned by one of them, plus the not yet accepted children of LISTEN
-/// sockets they own); None = every process.
-pub fn take(pids: Option<&[u32]>) -> Result<Vec<SnapshotSocket>> {
+/// returned: sockets owned by one of them, plus the ownerless ones `ownerless` says); None =
+/// every process.
+pub fn take(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<Vec<SnapshotSocket>> {
+    Ok(take_view(pids, ownerless)?.sockets)
+}
+
+/// A snapshot and the network namespaces it looked into: a socket of any other netns (one
+/// no traced process is in any more, whose orphans may still be ending) was not looked for.
+pub struct View {
+    pub sockets: Vec<SnapshotSocket>,
+    pub netns: Vec<u32>,
+}
+
+/// [`take`], with the netns looked into.
+pub fn take_view(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<View> {
     let mut tgids: Vec<u32> = match pids {
         Some(list) => list.to_vec(),
         None => procfs::process::all_processes()
@@ -109,13 +133,19 @@ pub fn take(pids: Option<&[u32]>) -> Result<Vec<SnapshotSocket>> {
     let dumps = std::thread::scope(|s| {
         let jobs: Vec<_> = by_netns
             .iter()
-            .map(|(&ns, pids)| s.spawn(move || dump_netns(ns, pids, own_netns)))
+            .map(|(&ns, pids)| (ns, s.spawn(move || dump_netns(ns, pids, own_netns))))
             .collect();
         jobs.into_iter()
-            .map(|j| j.join().map_err(|_| anyhow!("sock_diag thread panicked"))?)
+            .map(|(ns, j)| Ok((ns, j.join().map_err(|_| anyhow!("sock_diag thread panicked"))??)))
             .collect::<Result<Vec<_>>>()
     })?;
-    Ok(join(dumps.into_iter().flatten().collect(), &procs, pids))
+    // Only the netns actually entered were looked into.
+    let netns = dumps.iter().filter(|(_, d)| d.is_some()).map(|&(ns, _)| ns).collect();
+    let sockets = dumps.into_iter().flat_map(|(_, d)| d.unwrap_or_default()).collect();
+    Ok(View {
+        sockets: join(sockets, &procs, pids, ownerless),
+        netns,
+    })
 }
 
 /// Just the /proc side for one process (also used periodically for fd pressure): open fd
@@ -132,7 +162,12 @@ pub fn read_process(tgid: u32) -> Result<Option<ProcessFds>> {
 
 /// Pure join, unit-tested without root: attach owners from the /proc side to the sock_diag
 /// records by inode, filter to the wanted pids.
-pub fn join(diag: Vec<SnapshotSocket>, procs: &[ProcessFds], wanted: Option<&[u32]>) -> Vec<SnapshotSocket> {
+pub fn join(
+    diag: Vec<SnapshotSocket>,
+    procs: &[ProcessFds],
+    wanted: Option<&[u32]>,
+    ownerless: Ownerless,
+) -> Vec<SnapshotSocket> {
     let mut owners: HashMap<u64, Vec<SocketOwner>> = HashMap::new();
     for p in procs.iter().filter(|p| wanted.is_none_or(|w| w.contains(&p.tgid))) {
         for &(fd, inode) in &p.socket_inodes {
@@ -162,11 +197,15 @@ pub fn join(diag: Vec<SnapshotSocket>, procs: &[ProcessFds], wanted: Option<&[u3
             SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), a.port()),
             SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), a.port()),
         };
+        // An orphan has no file either (inode 0); TIME_WAIT is past the end the model follows.
+        let orphans = ownerless == Ownerless::BacklogAndOrphans;
         out.retain(|s| {
             !s.owners.is_empty()
                 || (s.inode == 0
                     && s.state != TCP_TIME_WAIT
-                    && (listeners.contains(&(s.netns, s.local)) || listeners.contains(&(s.netns, any(&s.local)))))
+                    && (orphans
+                        || listeners.contains(&(s.netns, s.local))
+                        || listeners.contains(&(s.netns, any(&s.local)))))
         });
     }
     out
@@ -229,10 +268,11 @@ fn scan_process(tgid: u32) -> Result<Option<ProcessFds>> {
     }))
 }
 
-/// Runs on its own thread: enter `netns` (through any of `pids`) and dump it.
-fn dump_netns(netns: u32, pids: &[u32], own_netns: u32) -> Result<Vec<SnapshotSocket>> {
+/// Runs on its own thread: every TCP socket of `netns`, entered through one of `pids`; `None`
+/// when every one of them is gone (the netns was not looked into).
+fn dump_netns(netns: u32, pids: &[u32], own_netns: u32) -> Result<Option<Vec<SnapshotSocket>>> {
     if netns != own_netns && !enter_netns(netns, pids)? {
-        return Ok(Vec::new()); // every process of that netns is gone
+        return Ok(None);
     }
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
@@ -242,7 +282,7 @@ fn dump_netns(netns: u32, pids: &[u32], own_netns: u32) -> Result<Vec<SnapshotSo
             dump(family, ExtensionFlags::INFO).or_else(|e| dump(family, ExtensionFlags::empty()).map_err(|_| e))?;
         out.extend(dumped.into_iter().map(|s| SnapshotSocket { netns, ..s }));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn enter_netns(netns: u32, pids: &[u32]) -> Result<bool> {
@@ -406,7 +446,7 @@ mod tests {
     #[test]
     fn join_all_keeps_everything_and_attaches_owners() {
         let (diag, procs) = made_up();
-        let out = join(diag, &procs, None);
+        let out = join(diag, &procs, None, Ownerless::Backlog);
         assert_eq!(out.len(), 9);
         assert_eq!(
             (owners(&out[0]), out[0].owners[0].comm.as_str()),
@@ -415,13 +455,13 @@ mod tests {
         assert_eq!(owners(&out[2]), [(100, 4), (200, 9)]); // shared, sorted
         assert_eq!(owners(&out[3]), [(200, 6)]);
         assert!(out[4..].iter().all(|s| s.owners.is_empty()));
-        assert!(join(Vec::new(), &procs, None).is_empty());
+        assert!(join(Vec::new(), &procs, None, Ownerless::Backlog).is_empty());
     }
 
     #[test]
     fn join_filters_to_wanted_pids() {
         let (diag, procs) = made_up();
-        let out = join(diag.clone(), &procs, Some(&[100]));
+        let out = join(diag.clone(), &procs, Some(&[100]), Ownerless::Backlog);
         let got: Vec<_> = out.iter().map(|s| (s.inode, s.state, owners(s))).collect();
         let backlog = vec![(0, 1, vec![]), (0, 3, vec![])]; // the wanted listener's, no owner
         let owned = vec![
@@ -430,12 +470,26 @@ mod tests {
             (13, 1, vec![(100, 4)]),
         ];
         assert_eq!(got, [owned, backlog].concat()); // 13's other owner is not wanted
-        let client = join(diag.clone(), &procs, Some(&[200, 4242]));
+        let client = join(diag.clone(), &procs, Some(&[200, 4242]), Ownerless::Backlog);
         assert_eq!(client.iter().map(|s| s.inode).collect::<Vec<_>>(), [13, 14]);
-        assert!(join(diag.clone(), &procs, Some(&[])).is_empty());
+        assert!(join(diag.clone(), &procs, Some(&[]), Ownerless::Backlog).is_empty());
         let mut other_ns = diag;
         other_ns[4].netns = 8; // same addresses, other netns: not that listener's backlog
-        assert_eq!(join(other_ns, &procs, Some(&[100])).len(), 4);
+        assert_eq!(join(other_ns, &procs, Some(&[100]), Ownerless::Backlog).len(), 4);
+    }
+
+    /// A client connection its holder closed is still ending in the kernel (FIN_WAIT2, no
+    /// file): a reconciliation's view keeps it, the start-up view does not.
+    #[test]
+    fn join_keeps_orphans_only_when_asked() {
+        let (mut diag, procs) = made_up();
+        diag.push(sock(0, 5, "10.0.0.2:5001", "10.0.0.1:80")); // FIN_WAIT2, holder gone
+        let orphan = |out: &[SnapshotSocket]| out.iter().any(|s| s.state == 5);
+        assert!(!orphan(&join(diag.clone(), &procs, Some(&[200]), Ownerless::Backlog)));
+        let out = join(diag.clone(), &procs, Some(&[200]), Ownerless::BacklogAndOrphans);
+        assert!(orphan(&out));
+        // Never TIME_WAIT (state 6): the model's connection ended with its CLOSE.
+        assert!(out.iter().all(|s| s.state != 6), "{out:?}");
     }
 
     #[test]
@@ -503,7 +557,7 @@ mod tests {
         let server0 = accepted.iter().find(|a| a.peer_addr().unwrap() == peer0).unwrap();
         (&*server0).read_exact(&mut [0; 5]).unwrap();
 
-        let snap = take(Some(&[pid])).unwrap();
+        let snap = take(Some(&[pid]), Ownerless::Backlog).unwrap();
         let d = find(&snap, addr, "0.0.0.0:0".parse().unwrap());
         assert_eq!((d.state, owners(d)), (10, vec![(pid, l.as_raw_fd())]));
         assert_eq!((d.netns, d.bytes_sent), (netns_of_self(), None));
@@ -584,7 +638,10 @@ mod tests {
         // libtest prints "test <name> ... " before the test's own output, on the same line.
         let marker = |l: String| Some(l[l.find("READY").or(l.find("FAILED"))?..].to_string());
         let line = lines.by_ref().map_while(|l| l.ok()).find_map(marker);
-        let (snap, everything) = (take(Some(&[child.id()])), take(None));
+        let (snap, everything) = (
+            take(Some(&[child.id()]), Ownerless::Backlog),
+            take(None, Ownerless::Backlog),
+        );
         drop(child.stdin.take());
         lines.for_each(drop); // let the child's harness finish writing
         assert!(child.wait().unwrap().success());
@@ -613,7 +670,7 @@ mod tests {
         }
         let timed = |what: &str, pids: Option<&[u32]>| {
             let t = Instant::now();
-            let snap = take(pids).unwrap();
+            let snap = take(pids, Ownerless::Backlog).unwrap();
             println!("{what}: {} sockets in {:?}", snap.len(), t.elapsed());
             snap
         };

@@ -215,9 +215,10 @@ impl Session {
                 started_ns,
                 now_ns,
                 sockets,
+                netns,
             } => {
                 let sockets = self.without_ignored(sockets);
-                let changes = self.model.reconcile(&sockets, *started_ns, *now_ns);
+                let changes = self.model.reconcile(&sockets, netns.as_deref(), *started_ns, *now_ns);
                 self.on_changes(changes)
             }
             Input::Prune { now_ns, max_age_ns } => {

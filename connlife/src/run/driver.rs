@@ -17,7 +17,7 @@ use crate::{
         event::{comm_bytes, comm_matches, KernelEvent, Kind, Role, Use},
         go_probes::GoAttach,
         loader::{EventStream, Filter, Tracer},
-        snapshot,
+        snapshot::{self, Ownerless},
         symbolize::{SymbolizeRequest, Symbolized, SymbolizerThread},
         unfold::Unfolder,
     },
@@ -334,7 +334,9 @@ impl Driver<'_> {
             self.attach_go(pid);
         }
         let started = monotonic_ns();
-        let seen = self.kernel_view().context("snapshot of existing sockets (sock_diag)")?;
+        let (seen, _) = self
+            .kernel_view(Ownerless::Backlog)
+            .context("snapshot of existing sockets (sock_diag)")?;
         // Processes that already hold sockets get Go's uprobes before their next dial.
         let owners: HashSet<u32> = seen.iter().flat_map(|s| s.owners.iter().map(|o| o.tgid)).collect();
         for pid in owners {
@@ -655,8 +657,8 @@ impl Driver<'_> {
     fn reconcile(&mut self) {
         let started = monotonic_ns();
         self.last_reconcile_ns = started;
-        match self.kernel_view() {
-            Ok(seen) => {
+        match self.kernel_view(Ownerless::BacklogAndOrphans) {
+            Ok((seen, netns)) => {
                 self.reconcile_pending = false;
                 self.retry_wait_ns = RETRY_NS;
                 self.health.reconciles += 1;
@@ -668,6 +670,7 @@ impl Driver<'_> {
                     started_ns: started,
                     now_ns: monotonic_ns(),
                     sockets: seen,
+                    netns: Some(netns),
                 });
                 give_back_freed_memory();
             }
@@ -704,11 +707,11 @@ impl Driver<'_> {
 
     /// sock_diag in every traced netns joined with /proc fds, as the model wants it; each
     /// socket's owner is given to the kernel side too (by cookie), so its next event names it.
-    fn kernel_view(&mut self) -> anyhow::Result<Vec<SeenSocket>> {
+    fn kernel_view(&mut self, ownerless: Ownerless) -> anyhow::Result<(Vec<SeenSocket>, Vec<u32>)> {
         let traced = self.session.traced_pids();
         let pids = (!self.settings.filter.is_all()).then_some(traced.as_slice());
         let t0 = monotonic_ns();
-        let sockets = snapshot::take(pids)?;
+        let snapshot::View { sockets, netns } = snapshot::take_view(pids, ownerless)?;
         let t1 = monotonic_ns();
         let seen = seen_sockets(&sockets, monotonic_ns());
         let t2 = monotonic_ns();
@@ -748,7 +751,7 @@ impl Driver<'_> {
         }
         self.tracer.preseed(&batch)?;
         drop(sockets);
-        Ok(seen.into_iter().map(|(_, s)| s).collect())
+        Ok((seen.into_iter().map(|(_, s)| s).collect(), netns))
     }
 }
 

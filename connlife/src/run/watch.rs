@@ -1,7 +1,6 @@
 //! `connlife --pid PID` / `--comm NAME` (and with neither, every process): the driver with
 //! the watching hooks: fds of every traced process read each second, the run ends with the
 //! traced processes, human text or `--json` on stdout, `--record` for `connlife report`.
-use std::time::Duration;
 
 use crate::{
     cli::TraceArgs,
@@ -12,9 +11,6 @@ use crate::{
         sink::{record_target, Sink},
     },
 };
-
-/// Reconcile with the kernel's view this often (sooner after losses).
-const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 
 struct Watch {
     /// Named pids: the run ends when they (and their children) have.
@@ -58,7 +54,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         closed_records: true,
         interval: args.interval,
         duration: args.duration,
-        reconcile_every: RECONCILE_EVERY,
+        reconcile_every: args.reconcile_every,
         ignore_local: Vec::new(),
         postmortem_min_conns: None,
     };

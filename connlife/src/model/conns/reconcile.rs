@@ -42,8 +42,15 @@ impl Model {
 
     /// Compare the model with the kernel's view taken between `started_ns` and `now_ns` (the
     /// queued events up to `now_ns` already applied) and correct what drifted. Connections
-    /// touched since `started_ns` are left alone: the view may predate their change.
-    pub fn reconcile<S: Borrow<SeenSocket>>(&mut self, seen: &[S], started_ns: u64, now_ns: u64) -> Vec<Change> {
+    /// touched since `started_ns` are left alone: the view may predate their change; so are
+    /// those of a network namespace the view did not look into (`looked_into`; `None`: all).
+    pub fn reconcile<S: Borrow<SeenSocket>>(
+        &mut self,
+        seen: &[S],
+        looked_into: Option<&[u32]>,
+        started_ns: u64,
+        now_ns: u64,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut kernel: HashMap<TupleKey, &SeenSocket> = HashMap::default();
         for s in seen.iter().map(Borrow::borrow) {
@@ -57,7 +64,7 @@ impl Model {
             if kernel.contains_key(&key) {
                 matched.insert(key);
             }
-            if conn.touched_ns >= started_ns {
+            if conn.touched_ns >= started_ns || looked_into.is_some_and(|ns| !ns.contains(&conn.netns)) {
                 continue;
             }
             let in_flux =

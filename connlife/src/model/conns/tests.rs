@@ -229,9 +229,23 @@ fn reconcile_drops_connections_whose_end_was_lost() {
         }],
         usage: Use::default(),
     };
-    let ch = m.reconcile(&[still], 100, 100);
+    let ch = m.reconcile(&[still], None, 100, 100);
     assert_eq!(ch, vec![Change::Corrected(Correction::Vanished)]);
     assert!(m.by_sk(1).is_none() && m.by_sk(2).is_some());
+}
+
+/// A view that did not look into a connection's netns (no traced process is left in it, only
+/// orphans still ending) says nothing of it: it is left alone, not taken for vanished.
+#[test]
+fn reconcile_leaves_alone_the_netns_it_did_not_look_into() {
+    let mut m = Model::new(0, true);
+    client_path(&mut m, 1, "10.0.0.2:5000");
+    let netns = m.by_sk(1).unwrap().netns;
+    assert!(m.reconcile::<SeenSocket>(&[], Some(&[netns + 1]), 100, 100).is_empty());
+    assert!(m.by_sk(1).is_some());
+    let ch = m.reconcile::<SeenSocket>(&[], Some(&[netns]), 100, 100);
+    assert_eq!(ch, vec![Change::Corrected(Correction::Vanished)]);
+    assert!(m.by_sk(1).is_none());
 }
 
 #[test]
@@ -474,7 +488,7 @@ fn reconcile_corrects_state_holders_and_adds_what_was_missed() {
         seen("10.0.0.2:5002", "10.0.0.1:80", Established, &[(100, 8)]),
         seen("10.0.0.2:5003", "10.0.0.1:80", TimeWait, &[]),
     ];
-    let mut got: Vec<Change> = m.reconcile(&view, 100, 110);
+    let mut got: Vec<Change> = m.reconcile(&view, None, 100, 110);
     got.retain(|c| matches!(c, Change::Corrected(_)));
     got.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(
@@ -490,7 +504,7 @@ fn reconcile_corrects_state_holders_and_adds_what_was_missed() {
     assert_eq!(m.len(), 3);
     // The same view again: nothing left to correct.
     let again: Vec<_> = m
-        .reconcile(&view, 200, 210)
+        .reconcile(&view, None, 200, 210)
         .into_iter()
         .filter(|c| matches!(c, Change::Corrected(_)))
         .collect();
@@ -515,7 +529,7 @@ fn reconcile_leaves_alone_what_changed_while_the_view_was_taken() {
         "10.0.0.1:80",
     ));
     let view = [seen("10.0.0.2:5000", "10.0.0.1:80", Established, &[(100, 5)])];
-    let ch = m.reconcile(&view, 50, 70);
+    let ch = m.reconcile(&view, None, 50, 70);
     assert!(ch.is_empty(), "{ch:?}");
     assert_eq!(m.len(), 1);
 }

@@ -65,6 +65,10 @@ pub enum Input {
         started_ns: u64,
         now_ns: u64,
         sockets: Vec<SeenSocket>,
+        /// The network namespaces the view looked into; a connection of another one is left
+        /// alone. `None` (recordings before it was kept): every one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<Vec<u32>>,
     },
     /// Forget the fd history of processes not read for `max_age_ns` (the agent's bound).
     Prune {
