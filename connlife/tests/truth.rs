@@ -167,6 +167,21 @@ fn ss_states(pid: u32, owner: &str) -> BTreeMap<String, u64> {
     m
 }
 
+/// Sockets of `pid`'s netns that no process holds and that are still ending: orphans. Not
+/// LISTEN, nor TIME-WAIT and FIN-WAIT-2: the kernel keeps those of an orphan in a timewait
+/// socket after the real one went to CLOSE.
+fn ss_orphans(pid: u32) -> u64 {
+    let out = Command::new("nsenter")
+        .args([format!("--net=/proc/{pid}/ns/net"), "ss".into(), "-tanpH".into()])
+        .output()
+        .expect("nsenter ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("users:"))
+        .filter(|l| !["LISTEN", "TIME-WAIT", "FIN-WAIT-2"].iter().any(|s| l.starts_with(s)))
+        .count() as u64
+}
+
 fn by_state(summary: &Value) -> BTreeMap<String, u64> {
     summary["by_state"]
         .as_object()
@@ -228,21 +243,33 @@ fn holders_killed_beside_another_bpf_tool_leave_nothing_behind() {
         eprintln!("round {round}: 2000 connections held, holder killed");
     }
     // The last round's events may still be in flight when the kernel's view is already
-    // empty: wait until the model has read them all (or the deadline says it never will).
+    // empty: wait until the model has read them all, or until what it still follows is
+    // exactly what the kernel still has: orphans nobody holds that are still ending (a killed
+    // holder's FIN the peer has not answered yet), which end in their own time.
     let deadline = Instant::now() + PATIENCE;
-    let s = loop {
+    let (s, orphans) = loop {
         let s = wait_for_states(&mut cl, || ss_states(server.pid(), "((\"truthkill\""));
-        if s["closed"] == 16_000 || Instant::now() > deadline {
-            break s;
+        let orphans = ss_orphans(server.pid());
+        let following = 16_000 - s["closed"].as_u64().unwrap();
+        if following == 0 || (Instant::now() > deadline && following == orphans) {
+            break (s, orphans);
         }
+        assert!(
+            Instant::now() < deadline + PATIENCE,
+            "the model follows {following} connections, the kernel has {orphans} orphans:\n{s}"
+        );
     };
     let _ = tcpstates.kill();
     let _ = tcpstates.wait();
     eprintln!("final summary: {s}");
     assert!(by_state(&s).is_empty(), "{s}");
-    // Every connection opened (both sides, and the listener) was seen to close.
+    // Every connection opened (both sides, and the listener) was seen to close, but the
+    // orphans the kernel still has.
     assert_eq!(s["opened"], 16_001, "{s}");
-    assert_eq!(s["closed"], 16_000, "{s}");
+    assert_eq!(s["closed"].as_u64(), Some(16_000 - orphans), "{s}");
+    if orphans > 0 {
+        eprintln!("{orphans} orphans still ending in the kernel, followed by the model");
+    }
     // Skipped runs of the main state program are rescued by the nested one, so nothing is
     // lost (a softirq does not nest in a softirq: the nested program cannot be skipped).
     assert_eq!(s["lost_events"], 0, "{s}");
