@@ -20,7 +20,7 @@
 //! [`Change::Corrected`] so the session counts it.
 //!
 //! Size: an agent tracks up to 200,000 connections, so a connection is one boxed [`Conn`] of
-//! about 260 bytes (addresses packed, one holder and two states inline, process names interned)
+//! 240 bytes (addresses packed, one holder and two 8-byte states inline, process names interned)
 //! found by id, by socket or by tuple through indexes that hold ids only (conns/index.rs).
 //! `tests/model_memory.rs` measures it.
 use std::{
@@ -43,6 +43,7 @@ mod addr;
 mod events;
 mod holders;
 mod index;
+mod path;
 mod reconcile;
 #[cfg(test)]
 mod tests;
@@ -50,12 +51,11 @@ mod tests;
 use addr::PackedAddr;
 use holders::{Comms, Holders};
 use index::Index;
+pub use path::StatePath;
 
 pub type ConnId = u64;
 /// A connection's holders: one inline, more spill to the heap.
 pub type HolderList = SmallVec<[Owner; 1]>;
-/// A connection's states with the time each was entered: two inline, more spill to the heap.
-pub type StatePath = SmallVec<[(TcpState, u64); 2]>;
 
 /// A process holding a socket. Recorded only where it is the running task (connect, accept,
 /// close, first send/recv), from a fork of a holder, or from /proc; never from a softirq's
@@ -127,8 +127,10 @@ pub struct Conn {
     /// States passed through, with the time each was entered (bounded). Inline for the two
     /// states of an open connection (SYN_SENT or SYN_RECV, then ESTABLISHED).
     pub path: StatePath,
-    /// When the last holder closed its fd (close(), or process exit).
-    pub fd_closed_ns: Option<u64>,
+    /// When the last holder closed its fd (close(), or process exit): read it with
+    /// [`Conn::fd_closed_ns`] (8 bytes, not `Option<u64>`'s 16).
+    #[serde(rename = "fd_closed_ns")]
+    fd_closed: Option<NonZeroU64>,
     pub usage: Use,
     /// Exchanges counted since the connection opened (false: it predates connlife, or this
     /// kernel lacks the send/recv tracepoints).
@@ -233,6 +235,13 @@ impl Conn {
         self.holders.iter().any(|h| h.tgid == tgid)
     }
     /// Never held by any process: an accepted connection still in its listener's queue.
+    /// When the last holder closed its fd, if it has.
+    pub fn fd_closed_ns(&self) -> Option<u64> {
+        self.fd_closed.map(NonZeroU64::get)
+    }
+    fn set_fd_closed(&mut self, ts_ns: u64) {
+        self.fd_closed = NonZeroU64::new(ts_ns.max(1));
+    }
     pub fn never_held(&self) -> bool {
         self.holders.is_empty() && self.former.is_none()
     }
@@ -427,9 +436,9 @@ fn absorb_use(conn: &mut Conn, u: Use) {
     c.exchanges = c.exchanges.max(u.exchanges);
 }
 
-pub fn end_reason(path: &[(TcpState, u64)]) -> EndReason {
+pub fn end_reason(path: &StatePath) -> EndReason {
     use TcpState::*;
-    let states = || path.iter().map(|&(s, _)| s);
+    let states = || path.iter().map(|(s, _)| s);
     if states().any(|s| s == Listen) && !states().any(|s| s == Established) {
         return EndReason::Unlistened;
     }

@@ -164,7 +164,7 @@ fn count_transports(findings: &mut [Finding]) {
 }
 
 fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<Finding> {
-    if c.fd_closed_ns.is_some() || c.role == Role::Listener {
+    if c.fd_closed_ns().is_some() || c.role == Role::Listener {
         return None;
     }
     let idle = now.saturating_sub(c.last_activity_ns());
@@ -394,7 +394,7 @@ pub fn tcp_by_state(model: &Model, pid: Option<u32>) -> BTreeMap<String, u32> {
     let mut m = BTreeMap::new();
     // Every holder counts its copy (a pre-fork server's listener is held by each worker).
     for c in model.conns().filter(|c| pid.is_none_or(|p| c.held_by(p))) {
-        if c.fd_closed_ns.is_none() {
+        if c.fd_closed_ns().is_none() {
             *m.entry(c.state.name().to_string()).or_default() += 1;
         }
     }

@@ -479,7 +479,7 @@ impl Session {
     pub fn summary(&self, now_ns: u64) -> Summary {
         let mut by_state = BTreeMap::new();
         let mut listening = 0;
-        for c in self.model.conns().filter(|c| c.fd_closed_ns.is_none()) {
+        for c in self.model.conns().filter(|c| c.fd_closed_ns().is_none()) {
             if c.state == TcpState::Listen {
                 listening += 1;
             } else {
@@ -525,9 +525,9 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
         path: conn
             .path
             .iter()
-            .map(|&(s, t)| (s, detect::secs(t.saturating_sub(conn.opened_ns))))
+            .map(|(s, t)| (s, detect::secs(t.saturating_sub(conn.opened_ns))))
             .collect(),
-        fd_closed: conn.fd_closed_ns.is_some(),
+        fd_closed: conn.fd_closed_ns().is_some(),
         bytes_sent: use_counting.then_some(conn.usage.bytes_sent),
         bytes_received: use_counting.then_some(conn.usage.bytes_received),
         exchanges: (use_counting && conn.exchanges_known).then_some(conn.usage.exchanges),

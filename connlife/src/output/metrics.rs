@@ -95,7 +95,7 @@ pub fn view(session: &Session, labels_of: &dyn Fn(u32) -> ProcLabels, top_n: usi
             }
         }
     };
-    for c in session.model.conns().filter(|c| c.fd_closed_ns.is_none()) {
+    for c in session.model.conns().filter(|c| c.fd_closed_ns().is_none()) {
         *v.connections
             .entry((c.state.name().to_string(), bucket(label(c.tgid()))))
             .or_default() += 1;

@@ -97,7 +97,7 @@ impl Model {
             let at = conn
                 .path
                 .iter()
-                .position(|&(_, t)| t > ev.ts_ns)
+                .position(|(_, t)| t > ev.ts_ns)
                 .unwrap_or(conn.path.len());
             if conn.path.len() < MAX_PATH {
                 conn.path.insert(at, (new, ev.ts_ns));
@@ -184,8 +184,8 @@ impl Model {
                 age_exact: born_here && ev.kind == Kind::State,
                 state,
                 state_since_ns: ev.ts_ns,
-                path: smallvec::smallvec![(state, ev.ts_ns)],
-                fd_closed_ns: None,
+                path: StatePath::starting(state, ev.ts_ns),
+                fd_closed: None,
                 usage: ev.sock_use,
                 // The kernel starts counting at accept() too, before any data.
                 exchanges_known: self.use_counting && (born_here && ev.kind == Kind::State || ev.kind == Kind::Accept),
@@ -212,9 +212,9 @@ impl Model {
             .closed
             .iter_mut()
             .rev()
-            .find(|c| c.conn.sk() == Some(ev.sk) && c.conn.fd_closed_ns.is_none())
+            .find(|c| c.conn.sk() == Some(ev.sk) && c.conn.fd_closed.is_none())
         {
-            Some(c) => c.conn.fd_closed_ns = Some(ev.ts_ns),
+            Some(c) => c.conn.set_fd_closed(ev.ts_ns),
             None => self.unmatched += 1,
         }
     }
@@ -288,9 +288,9 @@ impl Model {
 
 /// The last holder let go of `conn`: its fd is closed, and `gone` is who closed it.
 fn let_go(conn: &mut Conn, gone: Option<Owner>, ts_ns: u64, changes: &mut Vec<Change>) {
-    if conn.holders.is_empty() && conn.fd_closed_ns.is_none() {
+    if conn.holders.is_empty() && conn.fd_closed.is_none() {
         conn.former = gone;
-        conn.fd_closed_ns = Some(ts_ns);
+        conn.set_fd_closed(ts_ns);
         changes.push(Change::FdClosed { id: conn.id, ts_ns });
     }
 }

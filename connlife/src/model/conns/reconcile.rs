@@ -94,8 +94,8 @@ impl Model {
                 comms: &mut self.comms,
             };
             if conn.state != TcpState::Listen && holders.set(conn, &s.owners) {
-                if conn.holders.is_empty() && conn.fd_closed_ns.is_none() && !conn.never_held() {
-                    conn.fd_closed_ns = Some(now_ns);
+                if conn.holders.is_empty() && conn.fd_closed.is_none() && !conn.never_held() {
+                    conn.set_fd_closed(now_ns);
                 }
                 conn.touched_ns = now_ns;
                 changes.push(Change::Corrected(Correction::Holders));
@@ -183,8 +183,8 @@ impl Model {
                 age_exact: false,
                 state: s.state,
                 state_since_ns: now_ns,
-                path: smallvec::smallvec![(s.state, now_ns)],
-                fd_closed_ns: None,
+                path: StatePath::starting(s.state, now_ns),
+                fd_closed: None,
                 usage: s.usage,
                 exchanges_known: false,
                 touched_ns: now_ns,

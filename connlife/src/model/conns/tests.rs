@@ -194,7 +194,7 @@ fn fd_close_after_peer_reset_is_recorded_on_closed_conn() {
     let mut ev = state(40, 1, Some(100), Close, Close, "10.0.0.2:5000", "10.0.0.1:80");
     ev.kind = Kind::FdClose;
     m.apply(&ev);
-    assert_eq!(m.closed[0].conn.fd_closed_ns, Some(40));
+    assert_eq!(m.closed[0].conn.fd_closed_ns(), Some(40));
 }
 
 #[test]
@@ -207,8 +207,8 @@ fn pid_reuse_keeps_connections_apart() {
     assert!(ch.iter().any(|c| matches!(c, Change::FdClosed { .. })));
     // A new process with the same pid opens a connection: new entry, old one keeps its close.
     client_path(&mut m, 2, "10.0.0.2:5002");
-    assert_eq!(m.by_sk(1).unwrap().fd_closed_ns, Some(30));
-    assert_eq!(m.by_sk(2).unwrap().fd_closed_ns, None);
+    assert_eq!(m.by_sk(1).unwrap().fd_closed_ns(), Some(30));
+    assert_eq!(m.by_sk(2).unwrap().fd_closed_ns(), None);
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn fork_per_connection_server_leaves_the_socket_on_the_child() {
     let ch = m.apply(&close_fd(21, 7, 100, 4));
     assert!(ch.is_empty(), "the child still holds it: {ch:?}");
     let c = m.by_sk(7).unwrap();
-    assert_eq!((c.tgid(), c.fd(), c.fd_closed_ns), (Some(101), Some(4), None));
+    assert_eq!((c.tgid(), c.fd(), c.fd_closed_ns()), (Some(101), Some(4), None));
     assert!(!c.held_by(100));
     // The peer closes: the finding would name the child.
     m.apply(&state(
@@ -429,7 +429,7 @@ fn fork_per_connection_server_leaves_the_socket_on_the_child() {
     let ch = m.apply(&proc_event(Kind::Exit, 40, 101));
     assert!(ch.iter().any(|c| matches!(c, Change::FdClosed { .. })));
     let c = m.by_sk(7).unwrap();
-    assert_eq!((c.tgid(), c.fd_closed_ns), (Some(101), Some(40)));
+    assert_eq!((c.tgid(), c.fd_closed_ns()), (Some(101), Some(40)));
     assert!(!m.holds_any(100) && !m.holds_any(101));
 }
 

@@ -39,7 +39,7 @@ impl LiveView {
         for c in session
             .model
             .conns()
-            .filter(|c| c.fd_closed_ns.is_none() && c.state != TcpState::Listen && c.role != Role::Listener)
+            .filter(|c| c.fd_closed_ns().is_none() && c.state != TcpState::Listen && c.role != Role::Listener)
         {
             let pid = c.tgid();
             if let Some(pid) = pid {
