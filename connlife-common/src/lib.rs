@@ -10,7 +10,9 @@ use core::mem::size_of;
 pub mod maps {
     /// Ring buffer of [`super::Event`].
     pub const EVENTS: &str = "EVENTS";
-    /// `u64 sock pointer -> SockInfo`, LRU: one entry per traced TCP socket, deleted at TCP_CLOSE.
+    /// `u64 sock pointer -> SockInfo`: one entry per traced TCP socket, deleted at TCP_CLOSE. A
+    /// plain hash, not an LRU: on 6.18 under CPU load the LRU evicted live entries while far from
+    /// full (their CLOSE then went unseen and uncounted); a full table is counted (`SocksFull`).
     pub const SOCKS: &str = "SOCKS";
     /// `u32 tgid -> u8`: processes to trace when `Config::filter_active` is set.
     pub const WANTED_TGIDS: &str = "WANTED_TGIDS";
@@ -46,8 +48,8 @@ pub mod maps {
 /// Name of the global holding [`Config`] in the eBPF object.
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 
-/// Sizes of the kernel maps. The LRU maps evict the oldest entry when full (counted by the
-/// kernel as an LRU eviction we cannot see; the agent notices through missing sockets).
+/// Sizes of the kernel maps. The LRU maps (not SOCKS) evict the oldest entry when full (an
+/// eviction we cannot see; the agent notices through missing sockets).
 pub const MAX_SOCKS: u32 = 262_144;
 pub const MAX_WANTED: u32 = 4096;
 pub const MAX_LISTEN_PORTS: u32 = 4096;

@@ -34,7 +34,7 @@ use connlife_common::*;
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
-static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(MAX_SOCKS, 0);
+static SOCKS: HashMap<u64, SockInfo> = HashMap::with_max_entries(MAX_SOCKS, 0);
 #[map]
 static WANTED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WANTED, 0);
 #[map]

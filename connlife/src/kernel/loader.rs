@@ -360,6 +360,24 @@ impl Tracer {
         outcome
     }
 
+    /// Remove the SOCKS entries `stale` says are stale (its argument: the socket's address and
+    /// when the kernel first saw it); how many went. For a full table only: one syscall per entry.
+    pub fn sweep_socks(&mut self, stale: impl Fn(u64, u64) -> bool) -> anyhow::Result<usize> {
+        let mut map: BpfHashMap<_, u64, SockInfo> =
+            BpfHashMap::try_from(self.ebpf.map_mut(maps::SOCKS).context("map SOCKS")?)?;
+        let old: Vec<u64> = map
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(sk, info)| stale(*sk, info.folded.born_ns))
+            .map(|(sk, _)| sk)
+            .collect();
+        let mut removed = 0;
+        for sk in old {
+            removed += usize::from(map.remove(&sk).is_ok());
+        }
+        Ok(removed)
+    }
+
     /// Current kernel view of one socket (use counters, owner); None once it is gone.
     pub fn sock_info(&self, sk: u64) -> Option<SockInfo> {
         let map: BpfHashMap<_, u64, SockInfo> = BpfHashMap::try_from(self.ebpf.map(maps::SOCKS)?).ok()?;

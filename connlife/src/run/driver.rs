@@ -91,6 +91,9 @@ pub struct Settings {
 const POLL_PER_TICK: usize = 20_000;
 /// Snapshot sockets given to the kernel per syscall.
 const PRESEED_BATCH: usize = 4096;
+/// A SOCKS entry the model has not heard of for this long is swept out of a full table.
+const SWEEP_AFTER_NS: u64 = 300 * NS;
+
 /// After losses, reconcile at most this often: a flood is not made worse by snapshots.
 const RECONCILE_AFTER_LOSS_NS: u64 = 30 * NS;
 /// A transient error (fds or memory short, a process gone mid-read) is retried after this
@@ -645,12 +648,27 @@ impl Driver<'_> {
         if lost.total() > self.last_lost.total() {
             self.reconcile_pending = true;
         }
+        if lost.map_full > self.last_lost.map_full {
+            self.sweep_socks(now);
+        }
 
         self.last_lost = lost.clone();
         self.feed(Input::Lost {
             now_ns: now,
             losses: lost,
         });
+    }
+
+    /// The socket table is full: remove the entries of sockets the model has not heard of for
+    /// [`SWEEP_AFTER_NS`] (their end was missed, or the model dropped them at `--max-conns`).
+    /// Younger unknown entries are births still folded in the kernel (a connect in SYN_SENT).
+    fn sweep_socks(&mut self, now: u64) {
+        let model = &self.session.model;
+        let stale = |sk: u64, born_ns: u64| model.by_sk(sk).is_none() && born_ns.saturating_add(SWEEP_AFTER_NS) < now;
+        match self.tracer.sweep_socks(stale) {
+            Ok(n) => log::info!("socket table full: {n} entries of sockets unknown for 5 minutes removed"),
+            Err(e) => self.error("map_sweep", &e),
+        }
     }
 
     /// Compare the model with the kernel's view and correct it (counted in the session).
