@@ -178,8 +178,10 @@ pub fn join(
     let mut out: Vec<SnapshotSocket> = diag
         .into_iter()
         .map(|mut s| {
-            if let Some(o) = owners.get(&s.inode).filter(|_| s.inode != 0) {
-                s.owners = o.clone();
+            // Taken, not cloned (a socket is dumped once): at 200,000 sockets a second copy
+            // of every owner was a good part of the snapshot's peak.
+            if let Some(o) = (s.inode != 0).then(|| owners.remove(&s.inode)).flatten() {
+                s.owners = o;
                 s.owners.sort_by_key(|o| (o.tgid, o.fd));
             }
             s
