@@ -235,7 +235,9 @@ fn is_root() -> bool {
 /// [`scan_process`] of each of `tgids`, in their order, on up to [`SCAN_THREADS`] threads: a
 /// process's fds are one readlink each, 200,000 of them take seconds on one core.
 fn scan_processes(tgids: &[u32]) -> Vec<Result<Option<ProcessFds>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(SCAN_THREADS);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(SCAN_THREADS);
     if threads == 1 || tgids.len() < 2 {
         return tgids.iter().map(|&t| scan_process(t)).collect();
     }
