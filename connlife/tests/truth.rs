@@ -147,12 +147,8 @@ fn connections_never_accepted_are_unaccepted_not_a_process_leak() {
 /// Sockets in the namespace of `pid` whose ss line holds `owner` (`(("comm"` or `pid=N,`),
 /// per state.
 fn ss_states(pid: u32, owner: &str) -> BTreeMap<String, u64> {
-    let out = Command::new("nsenter")
-        .args([format!("--net=/proc/{pid}/ns/net"), "ss".into(), "-tanpH".into()])
-        .output()
-        .expect("nsenter ss (iproute2)");
     let mut m = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in ss_lines(pid) {
         if !line.contains(owner) {
             continue;
         }
@@ -171,12 +167,8 @@ fn ss_states(pid: u32, owner: &str) -> BTreeMap<String, u64> {
 /// LISTEN, nor TIME-WAIT and FIN-WAIT-2: the kernel keeps those of an orphan in a timewait
 /// socket after the real one went to CLOSE.
 fn ss_orphans(pid: u32) -> u64 {
-    let out = Command::new("nsenter")
-        .args([format!("--net=/proc/{pid}/ns/net"), "ss".into(), "-tanpH".into()])
-        .output()
-        .expect("nsenter ss (iproute2)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    ss_lines(pid)
+        .iter()
         .filter(|l| !l.contains("users:"))
         .filter(|l| !["LISTEN", "TIME-WAIT", "FIN-WAIT-2"].iter().any(|s| l.starts_with(s)))
         .count() as u64
@@ -304,18 +296,8 @@ fn orphans_still_ending_are_not_taken_for_vanished() {
     holder.signal(libc::SIGKILL);
     holder.wait_exit();
     let fin_wait1 = || {
-        let out = Command::new("nsenter")
-            .args([
-                format!("--net=/proc/{}/ns/net", server.pid()),
-                "ss".into(),
-                "-tanH".into(),
-            ])
-            .output()
-            .expect("nsenter ss (iproute2)");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with("FIN-WAIT-1"))
-            .count() as u64
+        let lines = ss_lines(server.pid());
+        lines.iter().filter(|l| l.starts_with("FIN-WAIT-1")).count() as u64
     };
     // Nobody holds them now (the summary counts held connections), none has ended.
     let s = wait_for_states(&mut cl, || BTreeMap::from([("ESTABLISHED".to_string(), 1)]));

@@ -142,12 +142,8 @@ fn agent_short_of_fds_counts_failed_snapshots_and_keeps_going() {
 
 /// Sockets of connlife-workload processes in the namespace of `pid`, from ss (listeners too).
 fn ss_count(pid: u32) -> u64 {
-    let out = Command::new("nsenter")
-        .args([format!("--net=/proc/{pid}/ns/net"), "ss".into(), "-tanpH".into()])
-        .output()
-        .expect("nsenter ss");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    ss_lines(pid)
+        .iter()
         .filter(|l| l.contains("((\"connlife-worklo\"") && !l.starts_with("TIME-WAIT"))
         .count() as u64
 }

@@ -87,13 +87,6 @@ pub enum Ownerless {
     BacklogAndOrphans,
 }
 
-/// Take the snapshot. `pids`: Some(list) = only those processes (and only their sockets are
-/// returned: sockets owned by one of them, plus the ownerless ones `ownerless` says); None =
-/// every process.
-pub fn take(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<Vec<SnapshotSocket>> {
-    Ok(take_view(pids, ownerless)?.sockets)
-}
-
 /// A snapshot and the network namespaces it looked into: a socket of any other netns (one
 /// no traced process is in any more, whose orphans may still be ending) was not looked for.
 pub struct View {
@@ -101,8 +94,10 @@ pub struct View {
     pub netns: Vec<u32>,
 }
 
-/// [`take`], with the netns looked into.
-pub fn take_view(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<View> {
+/// Take the snapshot. `pids`: Some(list) = only those processes (and only their sockets are
+/// returned: sockets owned by one of them, plus the ownerless ones `ownerless` says); None =
+/// every process.
+pub fn take(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<View> {
     let mut tgids: Vec<u32> = match pids {
         Some(list) => list.to_vec(),
         None => procfs::process::all_processes()
@@ -595,7 +590,7 @@ mod tests {
         let server0 = accepted.iter().find(|a| a.peer_addr().unwrap() == peer0).unwrap();
         (&*server0).read_exact(&mut [0; 5]).unwrap();
 
-        let snap = take(Some(&[pid]), Ownerless::Backlog).unwrap();
+        let snap = take(Some(&[pid]), Ownerless::Backlog).unwrap().sockets;
         let d = find(&snap, addr, "0.0.0.0:0".parse().unwrap());
         assert_eq!((d.state, owners(d)), (10, vec![(pid, l.as_raw_fd())]));
         assert_eq!((d.netns, d.bytes_sent), (netns_of_self(), None));
@@ -677,8 +672,8 @@ mod tests {
         let marker = |l: String| Some(l[l.find("READY").or(l.find("FAILED"))?..].to_string());
         let line = lines.by_ref().map_while(|l| l.ok()).find_map(marker);
         let (snap, everything) = (
-            take(Some(&[child.id()]), Ownerless::Backlog),
-            take(None, Ownerless::Backlog),
+            take(Some(&[child.id()]), Ownerless::Backlog).map(|v| v.sockets),
+            take(None, Ownerless::Backlog).map(|v| v.sockets),
         );
         drop(child.stdin.take());
         lines.for_each(drop); // let the child's harness finish writing
@@ -708,7 +703,7 @@ mod tests {
         }
         let timed = |what: &str, pids: Option<&[u32]>| {
             let t = Instant::now();
-            let snap = take(pids, Ownerless::Backlog).unwrap();
+            let snap = take(pids, Ownerless::Backlog).unwrap().sockets;
             println!("{what}: {} sockets in {:?}", snap.len(), t.elapsed());
             snap
         };

@@ -729,7 +729,7 @@ impl Driver<'_> {
         let traced = self.session.traced_pids();
         let pids = (!self.settings.filter.is_all()).then_some(traced.as_slice());
         let t0 = monotonic_ns();
-        let snapshot::View { sockets, netns } = snapshot::take_view(pids, ownerless)?;
+        let snapshot::View { sockets, netns } = snapshot::take(pids, ownerless)?;
         let t1 = monotonic_ns();
         let seen = seen_sockets(&sockets, monotonic_ns());
         let t2 = monotonic_ns();

@@ -356,6 +356,18 @@ pub fn workload(ns: &NetNs, args: &[&str], name: &str) -> Proc {
 }
 
 /// `ready 127.0.0.1:PORT` -> the address.
+/// `ss -tanpH` in the network namespace of `pid`: one line per TCP socket, with its holders.
+pub fn ss_lines(pid: u32) -> Vec<String> {
+    let out = Command::new("nsenter")
+        .args([format!("--net=/proc/{pid}/ns/net"), "ss".into(), "-tanpH".into()])
+        .output()
+        .expect("nsenter ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn ready_addr(p: &Proc) -> String {
     let line = p.wait_line(|l| l.starts_with("ready ") || l.starts_with("listening "));
     line.split_whitespace().nth(1).expect("address").to_string()
