@@ -98,8 +98,10 @@ pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
     ("sys_exit_openat", Hook::TracePoint, "syscalls", "sys_exit_openat"),
     ("sched_process_exit", Hook::TracePoint, "sched", "sched_process_exit"),
     ("sched_process_exec", Hook::TracePoint, "sched", "sched_process_exec"),
-    ("sock_send_length", Hook::TracePoint, "sock", "sock_send_length"),
-    ("sock_recv_length", Hook::TracePoint, "sock", "sock_recv_length"),
+    // Raw: they fire for every send and receive on the host, and a raw tracepoint reads its
+    // arguments directly where a classic one first copies a record for every call.
+    ("sock_send_length", Hook::RawTracePoint, "sock", "sock_send_length"),
+    ("sock_recv_length", Hook::RawTracePoint, "sock", "sock_recv_length"),
 ];
 
 /// The uprobes that carry a Go net/http request's origin to the dial that serves it, as
@@ -561,12 +563,6 @@ pub struct Config {
     pub connect_fd: u32,
     /// `ret` of sys_exit_{accept,accept4,socket,openat} (userspace checks they agree).
     pub exit_ret: u32,
-    // sock/sock_{send,recv}_length
-    pub len_sk: u32,
-    pub len_family: u32,
-    pub len_protocol: u32,
-    pub len_ret: u32,
-    pub len_flags: u32,
     // sched/sched_process_exit
     pub exit_pid: u32,
     /// `group_dead` (6.16+); OFFSET_ABSENT: fall back to pid == tgid.
@@ -609,7 +605,7 @@ pub struct Config {
     /// the `atomic_long_t f_count` before.
     pub file_count_one: u64,
 }
-const _: () = assert!(size_of::<Config>() == 184);
+const _: () = assert!(size_of::<Config>() == 160);
 
 impl Config {
     /// Every offset zero: the eBPF object's initial value, overridden at load time.
@@ -622,11 +618,6 @@ impl Config {
         dup_newfd: 0,
         connect_fd: 0,
         exit_ret: 0,
-        len_sk: 0,
-        len_family: 0,
-        len_protocol: 0,
-        len_ret: 0,
-        len_flags: 0,
         exit_pid: 0,
         exit_group_dead: 0,
         task_pid: 0,

@@ -88,7 +88,6 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     let sk: u64 = ctx.arg(0);
     let old = ctx.arg::<i32>(1) as u8;
     let new = ctx.arg::<i32>(2) as u8;
-    let now = now_ns();
     // A new socket (connect, listen, or a listener's child): never inherits an entry left at
     // the same kernel address by a socket whose end we did not see.
     let birth =
@@ -107,6 +106,8 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
     };
     // SAFETY: a pointer into the map value, valid for this program run.
     let info = unsafe { &mut *info };
+    // The clock only once the socket is known to be ours.
+    let now = now_ns();
     if first_sight {
         info.folded.born_ns = now;
         info.folded.from_state = old;

@@ -1,47 +1,44 @@
 //! `sock/sock_send_length` and `sock/sock_recv_length` (6.3+): bytes, last activity and
 //! exchanges counted in the socket's SOCKS entry, not one record per send. They fire for every
-//! send and receive of every socket family on the host, so they return at the first check
-//! that fails; a record is sent only when a socket is first claimed by a traced process and
-//! when its exchange count reaches 1 or 2 (what the unreused detector needs at once).
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//! send and receive of every socket family on the host, so they are raw tracepoints (the
+//! arguments `TP_PROTO(struct sock *sk, int ret, int flags)` read directly, checked in BTF by
+//! userspace) and return at the first check that fails; a record is sent only when a socket is
+//! first claimed by a traced process and when its exchange count reaches 1 or 2 (what the
+//! unreused detector needs at once).
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use connlife_common::*;
 
 use crate::{
     helpers::{
-        adopt_preseeded, conf, current_tgid, emit, fill_owner, fill_tuple_and_state, insert_sock, new_event, new_info,
-        now_ns, reported_at, sock_netns, wanted_or_comm_match,
+        adopt_preseeded, conf, current_tgid, emit, fill_owner, fill_tuple_and_state, insert_sock, kread, new_event,
+        new_info, now_ns, reported_at, sock_netns, wanted_or_comm_match,
     },
     SOCKS,
 };
 
-#[inline(always)]
-fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
-    // SAFETY: bpf_probe_read of the tracepoint record at an offset checked by userspace.
-    unsafe { ctx.read_at::<T>(off as usize) }.ok()
-}
-
-#[tracepoint(category = "sock", name = "sock_send_length")]
-pub fn sock_send_length(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     let _ = on_transfer(&ctx, DIR_SEND);
     0
 }
 
-#[tracepoint(category = "sock", name = "sock_recv_length")]
-pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
     let _ = on_transfer(&ctx, DIR_RECV);
     0
 }
 
-fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
-    let ret: i32 = field(ctx, conf!(len_ret))?;
+fn on_transfer(ctx: &RawTracePointContext, dir: u32) -> Option<()> {
+    // Each argument sits in a u64 slot; an int is the slot's low half.
+    let ret = ctx.arg::<u64>(1) as i32;
     if ret <= 0 {
         return None;
     }
     // The hot path: a socket we follow is found by its address alone (SOCKS holds TCP sockets
     // only); any other socket's transfer by an untraced process leaves after that lookup and
     // the filter's, before reading anything else.
-    let sk: u64 = field(ctx, conf!(len_sk))?;
-    let peek = || dir == DIR_RECV && field::<i32>(ctx, conf!(len_flags)).is_none_or(|f| f & MSG_PEEK != 0);
+    let sk: u64 = ctx.arg(0);
+    let peek = || dir == DIR_RECV && ctx.arg::<u64>(2) as i32 & MSG_PEEK != 0;
     let info = match SOCKS.get_ptr_mut(&sk) {
         Some(info) => {
             if peek() {
@@ -57,8 +54,8 @@ fn on_transfer(ctx: &TracePointContext, dir: u32) -> Option<()> {
             if !wanted_or_comm_match(tgid) {
                 return None;
             }
-            let protocol: u16 = field(ctx, conf!(len_protocol))?;
-            let family: u16 = field(ctx, conf!(len_family))?;
+            let protocol: u16 = kread(sk, conf!(sk_protocol))?;
+            let family: u16 = kread(sk, conf!(skc_family))?;
             if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) || peek() {
                 return None;
             }

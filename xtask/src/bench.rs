@@ -387,10 +387,13 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     }
     println!("(issue 14: its ratios, same setup. per conn: the floor counts state changes ({STATES_PER_CONN} per conn");
     println!(" expected); connlife the records it read from its ring buffer. connlife-all and the agent also see the rest of the machine)");
-    let origins = [ConnlifePid, ConnlifePidNoOrigin];
-    if origins.iter().all(|c| samples.iter().any(|s| s.config == *c)) {
-        println!("\nin-kernel cost per program, origins on and off (issue 13), all rounds summed");
-        print_breakdown(&samples, &origins);
+    let broken_down: Vec<Config> = [ConnlifePid, ConnlifePidNoOrigin, ConnlifePidUnrelated, Agent]
+        .into_iter()
+        .filter(|c| samples.iter().any(|s| s.config == *c))
+        .collect();
+    if !broken_down.is_empty() {
+        println!("\nin-kernel cost per program (origins on and off: issue 13; an unrelated pid: what others pay), all rounds summed");
+        print_breakdown(&samples, &broken_down);
     }
     println!("\ngoals (issue 14)");
     for g in goals(&rows) {

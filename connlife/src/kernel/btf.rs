@@ -56,6 +56,8 @@ pub enum BtfError {
     UnknownKind(u32),
     #[error("no struct or union named `{0}` in BTF")]
     NoSuchType(String),
+    #[error("no typedef named `{0}` in BTF")]
+    NoSuchTypedef(String),
     #[error("`{ty}` has no member `{member}`")]
     NoSuchMember { ty: String, member: String },
     #[error("`{ty}.{member}` is a bitfield and has no byte offset")]
@@ -77,7 +79,8 @@ fn truncated(what: &'static str, need: usize, have: usize) -> BtfError {
 }
 
 /// One entry of the type section. `aux` is kind-specific: INT [encoding, 0];
-/// ARRAY [element type, element count]; STRUCT/UNION [first member index, count].
+/// ARRAY [element type, element count]; STRUCT/UNION [first member index, count]; FUNC_PROTO
+/// [first parameter index, count].
 #[derive(Default, Clone, Copy)]
 struct Ty {
     kind: u32,
@@ -90,13 +93,26 @@ struct Ty {
 /// A struct/union member as stored in BTF: [name offset, type id, offset].
 type Member = [u32; 3];
 
-/// Parsed BTF: all types (index = type id, 0 = void), struct/union members,
-/// the string section and a name -> id index of structs and unions.
+/// Parsed BTF: all types (index = type id, 0 = void), struct/union members, function
+/// prototypes' parameter types, the string section and name -> id indexes of structs and
+/// unions and of typedefs.
 pub struct Btf {
     types: Vec<Ty>,
     members: Vec<Member>,
+    params: Vec<u32>,
     strings: Vec<u8>,
     by_name: HashMap<String, u32>,
+    typedefs: HashMap<String, u32>,
+}
+
+/// A function parameter's type, as far as a raw tracepoint program reading it cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgType {
+    /// A pointer to the struct or union of that name ("" for anything else).
+    Pointer(String),
+    /// An integer (or enum) of that many bytes.
+    Int(u32),
+    Other,
 }
 
 /// A member found by [`Btf::find`]: (bit offset, member type id, is-bitfield).
@@ -143,6 +159,7 @@ impl Btf {
         let mut types = Vec::with_capacity(tsec.len() / 16);
         types.push(Ty::default());
         let mut members = Vec::with_capacity(tsec.len() / 24);
+        let mut params = Vec::new();
         let mut at = 0;
         while at < tsec.len() {
             let [name_off, info, size_type] = words(tsec, be, at, "type")?;
@@ -166,8 +183,15 @@ impl Btf {
                     [elem, _index, nelems] => [elem, nelems],
                 },
                 STRUCT | UNION => [members.len() as u32, vlen as u32],
+                FUNC_PROTO => [params.len() as u32, vlen as u32],
                 _ => [0, 0],
             };
+            if kind == FUNC_PROTO {
+                // Each parameter: [name offset, type id].
+                for p in (at..need).step_by(8) {
+                    params.push(words::<2>(tsec, be, p, "parameter")?[1]);
+                }
+            }
             if matches!(kind, STRUCT | UNION) {
                 for m in (at..need).step_by(12) {
                     members.push(words(tsec, be, m, "member")?);
@@ -185,7 +209,11 @@ impl Btf {
         }
 
         let mut by_name = HashMap::new();
+        let mut typedefs = HashMap::new();
         for (id, ty) in types.iter().enumerate() {
+            if ty.kind == TYPEDEF && ty.name_off != 0 {
+                typedefs.insert(cstr(strings, ty.name_off)?.to_owned(), id as u32);
+            }
             if !matches!(ty.kind, STRUCT | UNION) || ty.name_off == 0 {
                 continue;
             }
@@ -200,8 +228,47 @@ impl Btf {
         Ok(Btf {
             types,
             members,
+            params,
             strings,
             by_name,
+            typedefs,
+        })
+    }
+
+    /// The arguments a raw tracepoint program of `tracepoint` gets, in order: the parameters of
+    /// the kernel's `btf_trace_<tracepoint>` prototype after its leading `void *__data` (the
+    /// tracepoint's `TP_PROTO`, which its `format` file does not show).
+    pub fn raw_tracepoint_args(&self, tracepoint: &str) -> Result<Vec<ArgType>, BtfError> {
+        let name = format!("btf_trace_{tracepoint}");
+        let id = *self
+            .typedefs
+            .get(&name)
+            .ok_or_else(|| BtfError::NoSuchTypedef(name.clone()))?;
+        let ptr = self.ty(self.resolve(id)?)?;
+        let proto = match ptr.kind {
+            PTR => *self.ty(self.resolve(ptr.size_type)?)?,
+            _ => return Err(malformed(format!("`{name}` is not a function pointer"))),
+        };
+        if proto.kind != FUNC_PROTO {
+            return Err(malformed(format!("`{name}` is not a function pointer")));
+        }
+        let range = proto.aux[0] as usize..proto.aux[0] as usize + proto.aux[1] as usize;
+        let params = self.params.get(range).ok_or_else(|| malformed("bad parameter range"))?;
+        params.iter().skip(1).map(|&p| self.arg_type(p)).collect()
+    }
+
+    fn arg_type(&self, id: u32) -> Result<ArgType> {
+        let t = self.ty(self.resolve(id)?)?;
+        Ok(match t.kind {
+            INT | ENUM | ENUM64 => ArgType::Int(t.size_type),
+            PTR => {
+                let target = self.ty(self.resolve(t.size_type)?)?;
+                match target.kind {
+                    STRUCT | UNION => ArgType::Pointer(cstr(&self.strings, target.name_off)?.to_owned()),
+                    _ => ArgType::Pointer(String::new()),
+                }
+            }
+            _ => ArgType::Other,
         })
     }
 
@@ -408,6 +475,14 @@ mod tests {
         let m = [("a", bf3, 0), ("b", int, 36), ("c", char_, 40), ("f", proto, 64)];
         b.comp("legacy", st, 8, &m); // 27: no kind_flag; a, b are bitfields
         b.comp("outer", st, 0, &[]); // 28: empty duplicate after the real one
+                                     // A raw tracepoint's prototype: (void *__data, struct outer *, int, u32_t).
+        let void_p = b.ty("", PTR << 24, 0, &[]); // 29
+        let outer_p = b.ty("", PTR << 24, 24, &[]); // 30
+        let d = b.s("__data");
+        let tp = b.ty("", FUNC_PROTO << 24 | 4, 0, &[d, void_p, 0, outer_p, 0, int, 0, u32_t]); // 31
+        let tp_p = b.ty("", PTR << 24, tp, &[]); // 32
+        b.ty("btf_trace_demo", TYPEDEF << 24, tp_p, &[]); // 33
+        b.ty("btf_trace_bad", TYPEDEF << 24, int, &[]); // 34
         b
     }
 
@@ -450,6 +525,14 @@ mod tests {
             }
             let err = btf.member_size("legacy", &["f"]).unwrap_err().to_string();
             assert_eq!(err, "`legacy.f` has no size");
+            assert_eq!(
+                btf.raw_tracepoint_args("demo").unwrap(),
+                [ArgType::Pointer("outer".into()), ArgType::Int(4), ArgType::Int(4)]
+            );
+            let err = btf.raw_tracepoint_args("bad").unwrap_err().to_string();
+            assert_eq!(err, "malformed BTF: `btf_trace_bad` is not a function pointer");
+            let err = btf.raw_tracepoint_args("nope").unwrap_err().to_string();
+            assert_eq!(err, "no typedef named `btf_trace_nope` in BTF");
         }
     }
 
@@ -514,6 +597,13 @@ mod tests {
             assert!(stable.is_none_or(|o| o.parse().ok() == off.ok()), "{spec}");
         }
         assert_eq!(btf.member_size("sock_common", &["skc_v6_daddr"]).unwrap(), 16);
+        let sk = ArgType::Pointer("sock".into());
+        let args = btf.raw_tracepoint_args("inet_sock_set_state").unwrap();
+        assert_eq!(args, [sk.clone(), ArgType::Int(4), ArgType::Int(4)]);
+        // 6.3+: (struct sock *sk, int ret, int flags), what the usage programs read.
+        if let Ok(args) = btf.raw_tracepoint_args("sock_send_length") {
+            assert_eq!(args, [sk, ArgType::Int(4), ArgType::Int(4)]);
+        }
         // A kind_flag bitfield in current kernels (`u8 sk_gso_disabled : 1`), absent in old ones.
         let r = btf.member_offset("sock", &["sk_gso_disabled"]);
         assert!(matches!(

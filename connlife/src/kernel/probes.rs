@@ -8,7 +8,7 @@
 //! | sched_process_fork (raw tracepoint) | always | a forked child's sockets stay on the parent until reconciled |
 //! | sys_enter_close, sys_enter_connect, sys_exit_accept(4) | syscall tracepoints | cannot run |
 //! | sys_enter_dup2, sys_enter_dup3 | syscall tracepoints | a socket fd replaced by dup2 is not seen closed |
-//! | sock_send_length / sock_recv_length | 6.3 | bytes and last activity from sock_diag tcp_info; exchanges unknown |
+//! | sock_send_length / sock_recv_length (raw tracepoints, `TP_PROTO` checked in BTF) | 6.3 | bytes and last activity from sock_diag tcp_info; exchanges unknown |
 //! | sched_process_exit `group_dead` field | 6.16 | last thread = group leader (pid == tgid) |
 //! | sys_exit_socket, sys_exit_openat | syscall tracepoints | EMFILE moment not reported |
 use std::{fs, path::Path};
@@ -17,7 +17,13 @@ use anyhow::{anyhow, bail, Context as _};
 use connlife_common::{Config, OFFSET_ABSENT};
 use serde::Serialize;
 
-use crate::kernel::{btf::Btf, tracefs};
+use crate::kernel::{
+    btf::{ArgType, Btf},
+    tracefs,
+};
+
+/// The programs that count a socket's bytes and exchanges: both or neither.
+const USAGE_PROGRAMS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
 
 /// What this kernel offers, as discovered at start; printed by `connlife check`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -96,31 +102,26 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
     }
     cfg.exit_pid = off("sched_process_exit", "pid")?;
     cfg.exit_group_dead = off("sched_process_exit", "group_dead").unwrap_or(OFFSET_ABSENT);
-    let use_counting = formats.contains_key("sock_send_length") && formats.contains_key("sock_recv_length");
-    if use_counting {
-        cfg.len_sk = off("sock_send_length", "sk")?;
-        cfg.len_family = off("sock_send_length", "family")?;
-        cfg.len_protocol = off("sock_send_length", "protocol")?;
-        cfg.len_ret = off("sock_send_length", "ret")?;
-        cfg.len_flags = off("sock_send_length", "flags")?;
-        let recv = &formats["sock_recv_length"];
-        for (field, at) in [
-            ("sk", cfg.len_sk),
-            ("family", cfg.len_family),
-            ("protocol", cfg.len_protocol),
-            ("ret", cfg.len_ret),
-            ("flags", cfg.len_flags),
-        ] {
-            if recv.offset(field) != Some(at) {
-                bail!("sock_recv_length.{field} differs from sock_send_length; unsupported kernel");
-            }
-        }
-    }
-
     let btf_bytes = fs::read("/sys/kernel/btf/vmlinux")
         .context("reading /sys/kernel/btf/vmlinux (kernel BTF, CONFIG_DEBUG_INFO_BTF) failed: connlife needs it")?;
     let btf = Btf::parse(&btf_bytes).context("parsing kernel BTF")?;
     fill_struct_offsets(&mut cfg, &btf)?;
+    // The usage programs are raw tracepoints reading `TP_PROTO(struct sock *sk, int ret, int
+    // flags)` (6.3+) straight from their arguments; a kernel whose prototype differs keeps
+    // them off, like one without the tracepoints.
+    let usage_args = [ArgType::Pointer("sock".into()), ArgType::Int(4), ArgType::Int(4)];
+    let mut use_counting = true;
+    for program in USAGE_PROGRAMS {
+        let fits = formats.contains_key(program) && btf.raw_tracepoint_args(program).is_ok_and(|a| a == usage_args);
+        use_counting &= fits;
+    }
+    if !use_counting {
+        for (program, attachable) in tracepoints.iter_mut() {
+            if USAGE_PROGRAMS.contains(&program.as_str()) {
+                *attachable = false;
+            }
+        }
+    }
     cfg.sock_close_addr = kallsyms_address("sock_close")?;
 
     let features = Features {
