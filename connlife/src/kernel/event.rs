@@ -16,7 +16,7 @@ pub struct KernelEvent {
     /// Owner (socket events) or the process concerned; `None` = not known.
     pub tgid: Option<u32>,
     pub fd: Option<i32>,
-    pub comm: String,
+    pub comm: TaskName,
     pub netns: u32,
     pub role: Role,
     pub old_state: Option<TcpState>,
@@ -124,7 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         sk: raw.sk,
         tgid: (raw.tgid != 0).then_some(raw.tgid),
         fd: (raw.fd >= 0).then_some(raw.fd),
-        comm: comm_str(&raw.comm),
+        comm: TaskName::from_kernel(&raw.comm),
         netns: raw.netns,
         role: Role::try_from(raw.role).map_err(DecodeError::BadRole)?,
         old_state: state(raw.old_state)?,
@@ -149,10 +149,95 @@ fn v4(a: &[u8; 16]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
 }
 
-/// A kernel `comm` (NUL-padded) as text.
-pub fn comm_str(c: &[u8]) -> String {
-    let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-    String::from_utf8_lossy(&c[..end]).into_owned()
+/// A process name as the kernel keeps it (`comm`, at most 15 bytes), held inline: an event
+/// carries its process's name without a heap allocation of its own (one per event and per
+/// unfolded step was most of userspace's allocations). Text is the kernel's bytes as UTF-8,
+/// lossily, cut to 15 bytes at a character boundary.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TaskName {
+    len: u8,
+    bytes: [u8; 15],
+}
+
+impl TaskName {
+    /// A kernel `comm` (NUL-padded).
+    pub fn from_kernel(c: &[u8]) -> TaskName {
+        let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+        match std::str::from_utf8(&c[..end]) {
+            Ok(s) => TaskName::new(s),
+            Err(_) => TaskName::new(&String::from_utf8_lossy(&c[..end])),
+        }
+    }
+
+    pub fn new(s: &str) -> TaskName {
+        let mut n = s.len().min(15);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        let mut bytes = [0; 15];
+        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        TaskName { len: n as u8, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always valid: `new` copies whole characters of a str.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for TaskName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for TaskName {
+    fn from(s: &str) -> TaskName {
+        TaskName::new(s)
+    }
+}
+
+impl From<String> for TaskName {
+    fn from(s: String) -> TaskName {
+        TaskName::new(&s)
+    }
+}
+
+impl PartialEq<str> for TaskName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TaskName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for TaskName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TaskName, D::Error> {
+        String::deserialize(d).map(TaskName::from)
+    }
 }
 
 /// A process name as the kernel stores it: at most 15 bytes (TASK_COMM_LEN - 1), NUL-padded.

@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 
 use connlife_common::{SockInfo, FOLDED_STEPS};
+use smallvec::SmallVec;
 
-use super::event::{comm_str, BirthOrigin, KernelEvent, Kind, Role, TcpState};
+use super::event::{BirthOrigin, KernelEvent, Kind, Role, TaskName, TcpState};
 
 /// What a record or an entry holds folded, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +21,8 @@ pub struct Folded {
     pub seq: u32,
     /// The state before the first step (`None`: a socket first seen mid-life).
     pub from: Option<TcpState>,
-    pub steps: Vec<(u64, TcpState)>,
+    /// Inline: a record's steps are at most FOLDED_STEPS, and decoding one allocates nothing.
+    pub steps: SmallVec<[(u64, TcpState); FOLDED_STEPS]>,
     pub accept_ns: Option<u64>,
     /// The fd accept() returned.
     pub accept_fd: Option<i32>,
@@ -36,7 +38,7 @@ impl Folded {
             return Ok(None);
         }
         let state = |v: u8| TcpState::try_from(v);
-        let mut steps = Vec::with_capacity(len);
+        let mut steps = SmallVec::new();
         for i in 0..len {
             steps.push((raw.step_ns[i], state(raw.step_state[i])?));
         }
@@ -81,23 +83,22 @@ pub struct Unfolder {
 const GIVEN_MAX: usize = 65_536;
 
 impl Unfolder {
-    /// The events a ring-buffer record stands for: itself when it folds nothing, otherwise
-    /// its steps, accept and close in time order, without those a poll already gave.
-    pub fn record(&mut self, mut ev: KernelEvent) -> Vec<KernelEvent> {
-        let Some(folded) = ev.folded.take() else {
-            return vec![ev];
-        };
-        let mut out = Vec::with_capacity(folded.steps.len() + 2);
-        self.unfold(&ev, &folded, (0, u64::MAX), false, &mut out);
-        out
+    /// The events a ring-buffer record stands for, appended to `out`: itself when it folds
+    /// nothing, otherwise its steps, accept and close in time order, without those a poll
+    /// already gave.
+    pub fn record(&mut self, mut ev: KernelEvent, out: &mut Vec<KernelEvent>) {
+        match ev.folded.take() {
+            Some(folded) => self.unfold(&ev, &folded, (0, u64::MAX), false, out),
+            None => out.push(ev),
+        }
     }
 
     /// What a poll of a known socket's entry adds: the steps after `after_ns` (the last change
     /// the model has of it: an older step is one a record already gave) and up to `until_ns`
-    /// (later ones wait for the next poll or record).
-    pub fn entry(&mut self, sk: u64, info: &SockInfo, after_ns: u64, until_ns: u64) -> Vec<KernelEvent> {
+    /// (later ones wait for the next poll or record), appended to `out`.
+    pub fn entry(&mut self, sk: u64, info: &SockInfo, after_ns: u64, until_ns: u64, out: &mut Vec<KernelEvent>) {
         let Ok(Some(folded)) = Folded::from_raw(&info.folded) else {
-            return Vec::new();
+            return;
         };
         let head = KernelEvent {
             kind: Kind::State,
@@ -105,7 +106,7 @@ impl Unfolder {
             sk,
             tgid: (info.tgid != 0).then_some(info.tgid),
             fd: (info.fd >= 0).then_some(info.fd),
-            comm: comm_str(&info.comm),
+            comm: TaskName::from_kernel(&info.comm),
             netns: info.netns,
             role: Role::try_from(info.role).unwrap_or_default(),
             old_state: None,
@@ -119,9 +120,7 @@ impl Unfolder {
             origin: BirthOrigin::from_raw(&info.origin),
             folded: None,
         };
-        let mut out = Vec::new();
-        self.unfold(&head, &folded, (after_ns, until_ns), true, &mut out);
-        out
+        self.unfold(&head, &folded, (after_ns, until_ns), true, out);
     }
 
     /// `window`: (after, up to) the times of the steps to give.
@@ -139,7 +138,7 @@ impl Unfolder {
             Accept,
             Close(i32),
         }
-        let mut items: Vec<(u64, Item)> = Vec::with_capacity(f.steps.len() + 2);
+        let mut items: SmallVec<[(u64, Item); FOLDED_STEPS + 2]> = SmallVec::new();
         let mut prev = f.from;
         for (i, &(ts, state)) in f.steps.iter().enumerate() {
             let seq = f.seq.saturating_add(i as u32);
@@ -182,7 +181,7 @@ impl Unfolder {
                 ..head.clone()
             };
             if before_accept {
-                (ev.tgid, ev.fd, ev.comm) = (None, None, String::new());
+                (ev.tgid, ev.fd, ev.comm) = (None, None, TaskName::default());
             } else {
                 ev.fd = if after_close { None } else { owner_fd };
             }
@@ -243,6 +242,18 @@ mod tests {
 
     use super::*;
 
+    fn record(u: &mut Unfolder, ev: KernelEvent) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        u.record(ev, &mut out);
+        out
+    }
+
+    fn entry(u: &mut Unfolder, sk: u64, info: &SockInfo, after_ns: u64, until_ns: u64) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        u.entry(sk, info, after_ns, until_ns, &mut out);
+        out
+    }
+
     fn head(sk: u64, folded: Folded) -> KernelEvent {
         KernelEvent {
             kind: Kind::State,
@@ -278,7 +289,7 @@ mod tests {
             born_ns,
             seq,
             from,
-            steps,
+            steps: steps.into(),
             accept_ns: None,
             accept_fd: None,
             fd_closed: None,
@@ -289,7 +300,7 @@ mod tests {
     fn a_record_without_folded_steps_is_itself() {
         let mut ev = head(1, folded(1, 0, None, vec![]));
         ev.folded = None;
-        assert_eq!(Unfolder::default().record(ev.clone()), vec![ev]);
+        assert_eq!(record(&mut Unfolder::default(), ev.clone()), vec![ev]);
     }
 
     #[test]
@@ -300,7 +311,7 @@ mod tests {
             stack: Some(3),
             ..Default::default()
         });
-        let got = u.record(birth);
+        let got = record(&mut u, birth);
         assert_eq!(
             path(&got),
             vec![
@@ -325,7 +336,7 @@ mod tests {
             },
         );
         end.fd = None;
-        let got = u.record(end);
+        let got = record(&mut u, end);
         assert_eq!(
             path(&got),
             vec![
@@ -362,7 +373,7 @@ mod tests {
             stack: Some(8),
             ..Default::default()
         });
-        let got = u.record(rec);
+        let got = record(&mut u, rec);
         assert_eq!(
             path(&got),
             vec![
@@ -398,7 +409,7 @@ mod tests {
             },
         );
         rec.role = Role::Server;
-        let got = u.record(rec);
+        let got = record(&mut u, rec);
         assert_eq!(got[0].tgid, None);
         assert_eq!(got[1].tgid, None);
         assert_eq!(got[2].kind, Kind::Accept);
@@ -436,14 +447,26 @@ mod tests {
     #[test]
     fn a_poll_gives_each_step_once_and_the_record_only_the_rest() {
         let mut u = Unfolder::default();
-        let polled = u.entry(4, &info(raw(10, 2, Established, &[(30, CloseWait)])), 0, u64::MAX);
+        let polled = entry(
+            &mut u,
+            4,
+            &info(raw(10, 2, Established, &[(30, CloseWait)])),
+            0,
+            u64::MAX,
+        );
         assert_eq!(
             path(&polled),
             vec![(Kind::State, Some(Established), Some(CloseWait), 30)]
         );
         assert!(
-            u.entry(4, &info(raw(10, 2, Established, &[(30, CloseWait)])), 0, u64::MAX)
-                .is_empty(),
+            entry(
+                &mut u,
+                4,
+                &info(raw(10, 2, Established, &[(30, CloseWait)])),
+                0,
+                u64::MAX
+            )
+            .is_empty(),
             "polled twice, given once"
         );
 
@@ -459,7 +482,7 @@ mod tests {
                 )
             },
         );
-        let got = u.record(rec);
+        let got = record(&mut u, rec);
         assert_eq!(
             path(&got),
             vec![
@@ -475,14 +498,14 @@ mod tests {
     fn a_poll_stops_at_its_cutoff_and_a_new_socket_at_the_same_address_starts_over() {
         let mut u = Unfolder::default();
         let e = info(raw(10, 2, Established, &[(30, CloseWait), (40, LastAck)]));
-        assert_eq!(u.entry(5, &e, 0, 35).len(), 1);
+        assert_eq!(entry(&mut u, 5, &e, 0, 35).len(), 1);
         assert_eq!(
-            path(&u.entry(5, &e, 0, u64::MAX)),
+            path(&entry(&mut u, 5, &e, 0, u64::MAX)),
             vec![(Kind::State, Some(CloseWait), Some(LastAck), 40)]
         );
         // Another socket born at the same kernel address: nothing of the first applies.
         let again = info(raw(99, 2, Established, &[(100, CloseWait)]));
-        assert_eq!(u.entry(5, &again, 0, u64::MAX).len(), 1);
+        assert_eq!(entry(&mut u, 5, &again, 0, u64::MAX).len(), 1);
     }
 
     #[test]
@@ -492,10 +515,10 @@ mod tests {
         // not given, and not counted as given (the record that carries the real one gives it).
         let mut u = Unfolder::default();
         let torn = info(raw(10, 2, Established, &[(20, Established)]));
-        assert!(u.entry(6, &torn, 25, u64::MAX).is_empty());
+        assert!(entry(&mut u, 6, &torn, 25, u64::MAX).is_empty());
         let rec = head(6, folded(10, 2, Some(Established), vec![(30, CloseWait)]));
         assert_eq!(
-            path(&u.record(rec)),
+            path(&record(&mut u, rec)),
             vec![(Kind::State, Some(Established), Some(CloseWait), 30)]
         );
     }

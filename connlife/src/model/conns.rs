@@ -418,10 +418,11 @@ fn tuple_complete(key: &TupleKey, state: TcpState) -> bool {
     key.1.port() != 0 && (key.2.port() != 0 || state == TcpState::Listen)
 }
 
-fn event_owner(ev: &KernelEvent) -> Option<Owner> {
+/// The owner an event names, its process name interned (no copy of its own).
+fn event_owner(ev: &KernelEvent, comms: &mut Comms) -> Option<Owner> {
     ev.tgid.map(|tgid| Owner {
         tgid,
-        comm: ev.comm.as_str().into(),
+        comm: comms.intern(&ev.comm),
         fd: ev.fd,
     })
 }
@@ -501,15 +502,22 @@ impl Model {
     /// Apply one kernel event.
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<Change> {
         let mut changes = Vec::new();
+        self.apply_into(ev, &mut changes);
+        changes
+    }
+
+    /// [`Model::apply`] appending to `changes` (a buffer the caller keeps: no allocation per
+    /// event).
+    pub fn apply_into(&mut self, ev: &KernelEvent, changes: &mut Vec<Change>) {
         match ev.kind {
-            Kind::Exit => self.on_exit(ev, &mut changes),
-            Kind::Fork => self.on_fork(ev, &mut changes),
+            Kind::Exit => self.on_exit(ev, changes),
+            Kind::Fork => self.on_fork(ev, changes),
             // A new binary in the same process: its sockets stay (the driver places Go's
             // uprobes on the new binary).
             Kind::Exec => {}
             Kind::FdFail => changes.push(Change::FdExhausted {
                 tgid: ev.tgid.unwrap_or(0),
-                comm: ev.comm.clone(),
+                comm: ev.comm.to_string(),
                 errno: -ev.ret,
                 syscall: ev.syscall.map(|s| s.name()).unwrap_or("unknown"),
                 ts_ns: ev.ts_ns,
@@ -523,7 +531,7 @@ impl Model {
                     absorb_use(conn, ev.sock_use);
                     conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
                     if conn.never_held() {
-                        if let Some(o) = event_owner(ev) {
+                        if let Some(o) = event_owner(ev, &mut self.comms) {
                             Holders {
                                 held: &mut self.held,
                                 comms: &mut self.comms,
@@ -535,9 +543,9 @@ impl Model {
                     self.unmatched += 1;
                 }
             }
-            Kind::State => self.on_state(ev, &mut changes),
+            Kind::State => self.on_state(ev, changes),
             Kind::Accept | Kind::Claim => {
-                if let Some((id, _)) = self.find_or_open(ev, &mut changes) {
+                if let Some((id, _)) = self.find_or_open(ev, changes) {
                     let conn = self.conns.get_mut(&id).expect("found");
                     conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
                     if ev.kind == Kind::Accept {
@@ -547,7 +555,7 @@ impl Model {
                             conn.origin = Some((pid, origin)).into();
                         }
                     }
-                    if let Some(o) = event_owner(ev) {
+                    if let Some(o) = event_owner(ev, &mut self.comms) {
                         if ev.kind == Kind::Accept || conn.never_held() {
                             Holders {
                                 held: &mut self.held,
@@ -558,9 +566,8 @@ impl Model {
                     }
                 }
             }
-            Kind::FdClose => self.on_fd_close(ev, &mut changes),
+            Kind::FdClose => self.on_fd_close(ev, changes),
         }
-        changes
     }
 
     /// Refresh use counters read from the kernel map (polling, for idle time).

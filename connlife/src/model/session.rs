@@ -58,6 +58,8 @@ pub struct Session {
     lost: Lost,
     /// Traced pids that have exited, in order.
     pub exited: Vec<u32>,
+    /// The model's changes for one event (kept between events: no allocation per event).
+    changes: Vec<Change>,
 }
 
 const TIMELINE_MAX: usize = 4096;
@@ -90,6 +92,7 @@ impl Session {
             events: 0,
             lost: Lost::default(),
             exited: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -315,11 +318,14 @@ impl Session {
         if ev.local.is_some_and(|l| self.ignored(ev.netns, l)) {
             return Vec::new();
         }
-        let changes = self.model.apply(ev);
-        self.on_changes(changes)
+        let mut changes = std::mem::take(&mut self.changes);
+        self.model.apply_into(ev, &mut changes);
+        let out = self.on_changes(changes.drain(..));
+        self.changes = changes;
+        out
     }
 
-    fn on_changes(&mut self, changes: Vec<Change>) -> Vec<Output> {
+    fn on_changes(&mut self, changes: impl IntoIterator<Item = Change>) -> Vec<Output> {
         let mut out = Vec::new();
         for change in changes {
             match change {

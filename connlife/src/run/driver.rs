@@ -119,6 +119,8 @@ struct Driver<'a> {
     retry_wait_ns: u64,
     last_lost: Lost,
     batch: Vec<Result<KernelEvent, crate::kernel::event::DecodeError>>,
+    /// The events one record or polled entry unfolds into (kept between uses, like `batch`).
+    unfolded: Vec<KernelEvent>,
     /// Processes that just failed with EMFILE/ENFILE: their fds are read at once (the moment
     /// is the post-mortem's centre, and the process may be gone by the next interval).
     exhausted_now: Vec<u32>,
@@ -176,6 +178,7 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
         retry_wait_ns: RETRY_NS,
         last_lost: Lost::default(),
         batch: Vec::new(),
+        unfolded: Vec::new(),
         exhausted_now: Vec::new(),
         last_exhausted_reading_ns: 0,
         unfolder: Unfolder::default(),
@@ -272,6 +275,9 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
     d.sink.flush();
     Ok(())
 }
+
+/// Records whose room the batch buffer keeps after a burst (about 1 MiB).
+const BATCH_KEPT: usize = 4096;
 
 impl Driver<'_> {
     /// The periodic summary, shaped by the mode, with the records read so far.
@@ -384,14 +390,19 @@ impl Driver<'_> {
     }
 
     fn feed_batch(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
+        // The batch's and the unfolding's buffers are kept from one batch to the next (a
+        // fresh one each time was a large allocation and free per batch), within a bound.
+        let mut batch = std::mem::take(&mut self.batch);
         self.records += batch.len() as u64;
-        for item in batch {
+        for item in batch.drain(..) {
             match item {
                 Ok(event) if event.folded.is_some() => {
-                    for event in self.unfolder.record(event) {
+                    let mut unfolded = std::mem::take(&mut self.unfolded);
+                    self.unfolder.record(event, &mut unfolded);
+                    for event in unfolded.drain(..) {
                         self.feed_unfolded(event);
                     }
+                    self.unfolded = unfolded;
                 }
                 Ok(event) => {
                     if event.kind == Kind::FdClose {
@@ -410,6 +421,8 @@ impl Driver<'_> {
                 }
             }
         }
+        batch.shrink_to(BATCH_KEPT);
+        self.batch = batch;
         let now = monotonic_ns();
         if !self.exhausted_now.is_empty() && now.saturating_sub(self.last_exhausted_reading_ns) >= NS {
             self.last_exhausted_reading_ns = now;
@@ -601,9 +614,12 @@ impl Driver<'_> {
             let Some(info) = self.stable_entry(sk, info) else {
                 continue;
             };
-            for event in self.unfolder.entry(sk, &info, after, until_ns) {
+            let mut unfolded = std::mem::take(&mut self.unfolded);
+            self.unfolder.entry(sk, &info, after, until_ns, &mut unfolded);
+            for event in unfolded.drain(..) {
                 self.feed_unfolded(event);
             }
+            self.unfolded = unfolded;
         }
         if !usage.is_empty() {
             self.feed(Input::UseRefresh { now_ns: now, usage });

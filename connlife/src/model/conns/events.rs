@@ -75,14 +75,14 @@ impl Model {
         let conn = self.conns.get_mut(&id).expect("indexed");
         conn.touched_ns = conn.touched_ns.max(ev.ts_ns);
         if conn.never_held() {
-            if let Some(o) = event_owner(ev) {
+            if let Some(o) = event_owner(ev, &mut self.comms) {
                 Holders {
                     held: &mut self.held,
                     comms: &mut self.comms,
                 }
                 .add(conn, o);
             }
-        } else if let Some(o) = event_owner(ev).filter(|o| o.fd.is_some()) {
+        } else if let Some(o) = event_owner(ev, &mut self.comms).filter(|o| o.fd.is_some()) {
             // The kernel learned the fd later (connect's fd, accept): fill, never replace.
             if let Some(h) = conn.holders.iter_mut().find(|h| h.tgid == o.tgid && h.fd.is_none()) {
                 h.fd = o.fd;
@@ -194,7 +194,7 @@ impl Model {
             },
             changes,
         );
-        if let Some(o) = event_owner(ev) {
+        if let Some(o) = event_owner(ev, &mut self.comms) {
             let conn = self.conns.get_mut(&id).expect("inserted");
             Holders {
                 held: &mut self.held,
@@ -250,7 +250,7 @@ impl Model {
         changes.push(Change::Forked {
             parent,
             child,
-            comm: ev.comm.clone(),
+            comm: ev.comm.to_string(),
             ts_ns: ev.ts_ns,
         });
     }
@@ -278,7 +278,7 @@ impl Model {
         }
         changes.push(Change::ProcessExit {
             tgid,
-            comm: ev.comm.clone(),
+            comm: ev.comm.to_string(),
             status: ev.ret,
             ts_ns: ev.ts_ns,
             held,

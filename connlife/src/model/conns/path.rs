@@ -9,6 +9,9 @@ use crate::kernel::event::TcpState;
 
 const TIME_BITS: u32 = 60;
 const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+/// Steps a path has room for once it leaves its inline two: a client's whole life is 5
+/// (SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE), a server's 5 or 6.
+const ENDING_STEPS: usize = 4;
 
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct StatePath(SmallVec<[u64; 2]>);
@@ -36,6 +39,11 @@ impl StatePath {
         self.0.is_empty()
     }
     pub fn push(&mut self, step: (TcpState, u64)) {
+        // Past the two inline steps, room for a whole ending at once (FIN_WAIT1, FIN_WAIT2,
+        // CLOSE...): one allocation for a connection's path, not one per doubling.
+        if self.0.len() == 2 {
+            self.0.reserve_exact(ENDING_STEPS);
+        }
         self.0.push(pack(step));
     }
     pub fn insert(&mut self, at: usize, step: (TcpState, u64)) {

@@ -14,7 +14,7 @@ fn state(ts: u64, sk: u64, tgid: Option<u32>, old: TcpState, new: TcpState, l: &
         sk,
         tgid,
         fd: tgid.map(|_| 5),
-        comm: tgid.map(|_| "app".to_string()).unwrap_or_default(),
+        comm: tgid.map(|_| "app".to_string()).unwrap_or_default().into(),
         netns: 1,
         role: Role::Client,
         old_state: Some(old),
