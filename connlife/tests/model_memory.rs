@@ -140,7 +140,7 @@ fn snapshot_found() -> Model {
                 } else {
                     Role::Server
                 },
-                owners: vec![Owner {
+                owners: smallvec::smallvec![Owner {
                     tgid: 1000 + i / PER_PROCESS,
                     comm: "connlife-worklo".into(),
                     fd: Some(3 + (i % PER_PROCESS) as i32),

@@ -372,7 +372,8 @@ pub struct SeenSocket {
     pub state: TcpState,
     pub role: Role,
     /// Every traced process holding it, with its fd (empty: in an accept queue, or orphaned).
-    pub owners: Vec<Owner>,
+    /// Inline for one: no allocation of its own per socket of a view.
+    pub owners: HolderList,
     pub usage: Use,
 }
 

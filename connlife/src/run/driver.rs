@@ -276,6 +276,9 @@ pub async fn run(settings: Settings, mode: &mut dyn Mode, sink: Sink) -> anyhow:
     Ok(())
 }
 
+/// Sockets of the start-up view applied to the model at a time.
+const SNAPSHOT_CHUNK: usize = 16_384;
+
 /// Records whose room the batch buffer keeps after a burst (about 1 MiB).
 const BATCH_KEPT: usize = 4096;
 
@@ -355,11 +358,25 @@ impl Driver<'_> {
         // counting twice, a connection born meanwhile.
         self.drain();
         let viewed = monotonic_ns();
-        self.feed(Input::Snapshot {
-            started_ns: started,
-            now_ns: monotonic_ns(),
-            sockets: seen,
-        });
+        // In chunks, the view's memory given back as the model grows, so that the start-up
+        // peak is not the whole view and the whole model at once (each socket is matched
+        // and added on its own: chunks add up to the whole).
+        let mut rest = seen;
+        rest.reverse();
+        let now_ns = monotonic_ns();
+        loop {
+            let mut sockets = rest.split_off(rest.len().saturating_sub(SNAPSHOT_CHUNK));
+            sockets.reverse();
+            rest.shrink_to_fit();
+            self.feed(Input::Snapshot {
+                started_ns: started,
+                now_ns,
+                sockets,
+            });
+            if rest.is_empty() {
+                break;
+            }
+        }
         give_back_freed_memory();
         self.last_reconcile_ns = started;
         let modelled = monotonic_ns();
@@ -747,7 +764,7 @@ impl Driver<'_> {
         let t0 = monotonic_ns();
         let snapshot::View { sockets, netns } = snapshot::take(pids, ownerless)?;
         let t1 = monotonic_ns();
-        let seen = seen_sockets(&sockets, monotonic_ns());
+        let seen = seen_sockets(sockets, monotonic_ns());
         let t2 = monotonic_ns();
         let _timing = TimedOnDrop(move |t3: u64| {
             log::info!(
@@ -784,7 +801,6 @@ impl Driver<'_> {
             }
         }
         self.tracer.preseed(&batch)?;
-        drop(sockets);
         Ok((seen.into_iter().map(|(_, s)| s).collect(), netns))
     }
 }

@@ -16,25 +16,39 @@ use crate::{
 };
 
 /// Sockets from a snapshot, as the model wants them, each with its socket cookie (how the
-/// kernel side recognises it).
-pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u64, SeenSocket)> {
+/// kernel side recognises it), in the snapshot's order. The snapshot is consumed a chunk at a
+/// time and its memory handed back as it goes: both whole at once were the start-up's peak.
+pub fn seen_sockets(mut sockets: Vec<snapshot::SnapshotSocket>, now_ns: u64) -> Vec<(u64, SeenSocket)> {
+    const CHUNK: usize = 16_384;
     let listening: HashSet<(u32, u16)> = sockets
         .iter()
         .filter(|s| s.state == TcpState::Listen as u8)
         .map(|s| (s.netns, s.local.port()))
         .collect();
     // One name per process, shared by all its sockets (the model keeps them as they are).
-    let mut comms: HashMap<&str, Comm> = HashMap::new();
-    sockets
-        .iter()
-        .filter_map(|s| {
-            let state = TcpState::try_from(s.state).ok()?;
+    let mut comms: HashMap<String, Comm> = HashMap::new();
+    let mut seen = Vec::with_capacity(sockets.len());
+    // Reversed, so that each chunk split off the end is the next one in order.
+    sockets.reverse();
+    while !sockets.is_empty() {
+        let chunk = sockets.split_off(sockets.len().saturating_sub(CHUNK));
+        sockets.shrink_to_fit();
+        for s in chunk.into_iter().rev() {
+            let Ok(state) = TcpState::try_from(s.state) else {
+                continue;
+            };
             let owners = s
                 .owners
                 .iter()
                 .map(|o| Owner {
                     tgid: o.tgid,
-                    comm: comms.entry(&o.comm).or_insert_with(|| o.comm.as_str().into()).clone(),
+                    comm: match comms.get(o.comm.as_str()) {
+                        Some(c) => c.clone(),
+                        None => comms
+                            .entry(o.comm.clone())
+                            .or_insert_with(|| o.comm.as_str().into())
+                            .clone(),
+                    },
                     fd: Some(o.fd),
                 })
                 .collect();
@@ -46,7 +60,7 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
                 Role::Client
             };
             let ago = |ms: Option<u32>| ms.map(|ms| now_ns.saturating_sub(ms as u64 * 1_000_000)).unwrap_or(0);
-            let seen = SeenSocket {
+            let socket = SeenSocket {
                 netns: s.netns,
                 local: s.local,
                 remote: s.remote,
@@ -61,9 +75,10 @@ pub fn seen_sockets(sockets: &[snapshot::SnapshotSocket], now_ns: u64) -> Vec<(u
                     ..Default::default()
                 },
             };
-            Some((s.cookie, seen))
-        })
-        .collect()
+            seen.push((s.cookie, socket));
+        }
+    }
+    seen
 }
 
 /// Read /proc for each pid (those gone are skipped) with its TCP connections by state; how

@@ -140,7 +140,7 @@ fn snapshot_socket_adopted_by_first_event_and_not_counted_twice() {
         remote: addr("10.0.0.1:80"),
         state: Established,
         role: Role::Client,
-        owners: vec![Owner {
+        owners: smallvec::smallvec![Owner {
             tgid: 300,
             comm: "leaky".into(),
             fd: Some(9),
@@ -222,7 +222,7 @@ fn reconcile_drops_connections_whose_end_was_lost() {
         remote: addr("10.0.0.1:80"),
         state: Established,
         role: Role::Client,
-        owners: vec![Owner {
+        owners: smallvec::smallvec![Owner {
             tgid: 100,
             comm: "app".into(),
             fd: Some(5),
@@ -271,7 +271,7 @@ fn accepted_child_with_listener_tuple_does_not_take_over_the_listener() {
         remote: addr("0.0.0.0:0"),
         state: Listen,
         role: Role::Listener,
-        owners: vec![Owner {
+        owners: smallvec::smallvec![Owner {
             tgid: 7,
             comm: "srv".into(),
             fd: Some(3),
@@ -640,7 +640,7 @@ fn tuple_index_names_the_newest_connection_at_a_tuple_and_forgets_only_its_own()
             remote: addr("10.0.0.1:80"),
             state: Established,
             role: Role::Client,
-            owners: Vec::new(),
+            owners: HolderList::new(),
             usage: Use::default(),
         })
         .collect();
