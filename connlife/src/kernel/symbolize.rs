@@ -19,10 +19,11 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc::{self, Receiver, SyncSender, TrySendError},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
         Arc,
     },
     thread,
+    time::Duration,
 };
 
 use blazesym::{
@@ -43,6 +44,9 @@ pub const QUEUE_CAPACITY: usize = 1024;
 const CACHE_CAPACITY: usize = 4096;
 /// Pids already logged as gone (one line per pid); forgotten when full.
 const LOGGED_PIDS_CAPACITY: usize = 4096;
+/// After this long without a request, the symbolizer lets go of the binaries it parsed (a
+/// program's DWARF is megabytes; an agent on a quiet host should not keep it).
+const IDLE: Duration = Duration::from_secs(10);
 
 /// A captured user stack to symbolize: instruction addresses in `pid`, innermost first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,17 +106,29 @@ impl SymbolizerThread {
     }
 }
 
-/// The thread's loop: one Symbolizer and one cache for its whole life.
+/// The thread's loop: a cache of symbolized stacks for its whole life, and a Symbolizer (with
+/// the binaries it has parsed) from a request until the queue has been idle for [`IDLE`].
 fn run(queue: Receiver<SymbolizeRequest>, results: tokio::sync::mpsc::UnboundedSender<Symbolized>) {
-    let symbolizer = Symbolizer::new();
+    let mut symbolizer: Option<Symbolizer> = None;
     let mut cache: HashMap<(u32, Vec<u64>), Vec<Frame>> = HashMap::new();
     let mut logged_gone: HashSet<u32> = HashSet::new();
-    while let Ok(SymbolizeRequest { pid, stack_id, addrs }) = queue.recv() {
+    loop {
+        let SymbolizeRequest { pid, stack_id, addrs } = match queue.recv_timeout(IDLE) {
+            Ok(req) => req,
+            Err(RecvTimeoutError::Timeout) => {
+                if symbolizer.take().is_some() {
+                    crate::give_back_freed_memory();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let key = (pid, addrs);
         let frames = match cache.get(&key) {
             Some(frames) => frames.clone(),
             None => {
-                let frames = match try_symbolize_process(&symbolizer, pid, &key.1) {
+                let symbolizer = symbolizer.get_or_insert_with(Symbolizer::new);
+                let frames = match try_symbolize_process(symbolizer, pid, &key.1) {
                     Ok(frames) => frames,
                     Err(e) => {
                         if logged_gone.len() >= LOGGED_PIDS_CAPACITY {

@@ -20,7 +20,7 @@
 //! [`Change::Corrected`] so the session counts it.
 //!
 //! Size: an agent tracks up to 200,000 connections, so a connection is one boxed [`Conn`] of
-//! 240 bytes (addresses packed, one holder and two 8-byte states inline, process names interned)
+//! 224 bytes (addresses packed, one holder and two 8-byte states inline, process names interned)
 //! found by id, by socket or by tuple through indexes that hold ids only (conns/index.rs).
 //! `tests/model_memory.rs` measures it.
 use std::{
@@ -117,8 +117,9 @@ pub struct Conn {
     /// Processes that have it open now, oldest first (bounded). Inline for the common single
     /// holder: no allocation per connection.
     pub holders: HolderList,
-    /// The last holder that let go, when none is left (closed records, post-mortems).
-    pub former: Option<Owner>,
+    /// The last holder that let go, when none is left (closed records, post-mortems); boxed:
+    /// most live connections have none, and 8 bytes for those instead of 24.
+    pub former: Option<Box<Owner>>,
     /// When it opened, or when connlife first saw it if `age_exact` is false (a lower bound).
     pub opened_ns: u64,
     pub age_exact: bool,
@@ -220,7 +221,7 @@ impl Conn {
     /// The holder findings name first: the newest one (a forked child that serves the
     /// connection, or the process that accepted it), else the last that let go.
     pub fn owner(&self) -> Option<&Owner> {
-        self.holders.last().or(self.former.as_ref())
+        self.holders.last().or(self.former.as_deref())
     }
     pub fn tgid(&self) -> Option<u32> {
         self.owner().map(|o| o.tgid)

@@ -377,7 +377,7 @@ impl Driver<'_> {
                 break;
             }
         }
-        give_back_freed_memory();
+        crate::give_back_freed_memory();
         self.last_reconcile_ns = started;
         let modelled = monotonic_ns();
         let (fds, failed) = fd_samples(&self.session, &self.session.traced_pids(), start);
@@ -723,7 +723,7 @@ impl Driver<'_> {
                     sockets: seen,
                     netns: Some(netns),
                 });
-                give_back_freed_memory();
+                crate::give_back_freed_memory();
             }
             Err(e) => self.error("snapshot", &e),
         }
@@ -822,16 +822,5 @@ fn return_large_blocks_when_freed() {
     #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
-    }
-}
-
-/// A view of the kernel (sock_diag results, /proc fd maps, the sockets as the model wants
-/// them) is freed once applied, but glibc keeps freed heap for reuse: at 200,000 sockets that
-/// is more than the model itself. Hand it back to the system so the steady RSS is the model's.
-fn give_back_freed_memory() {
-    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -97,6 +97,7 @@ pub fn memory(release: &Path, dir: &Path, sockets: &[usize]) -> Result<()> {
     };
     let established = |summary: &str| json_u64(summary, "/by_state/ESTABLISHED").unwrap_or(0);
     let mut evicted = 0;
+    let mut rings = Vec::new();
     for &k in sockets {
         let conns = k / 2;
         // Started on the quiet host: RSS before, then the sockets it sees opened.
@@ -115,8 +116,10 @@ pub fn memory(release: &Path, dir: &Path, sockets: &[usize]) -> Result<()> {
             }
             n as usize >= k || since.elapsed() > Duration::from_secs(20)
         })?;
-        thread::sleep(Duration::from_secs(2));
+        // Settled: the symbolizer lets go of the binaries it parsed after 10 s without a request.
+        thread::sleep(Duration::from_secs(12));
         let after = status_bytes(live.0.id(), "VmRSS:");
+        let ring = map_rss(live.0.id(), "anon_inode:bpf-map");
         let n = tracked(&summary);
         evicted = evicted.max(json_u64(&summary, "/evicted").unwrap_or(0));
         interrupt(&mut live).context("stopping the agent")?;
@@ -146,6 +149,7 @@ pub fn memory(release: &Path, dir: &Path, sockets: &[usize]) -> Result<()> {
             per(steady, at_start),
         );
         println!("{}", line.trim_end());
+        rings.push((k, ring, (after as f64 - before as f64 - ring as f64) / n.max(1) as f64));
         drop(pairs); // holders and sinks killed (then reaped)
         thread::sleep(Duration::from_millis(500));
     }
@@ -157,6 +161,12 @@ pub fn memory(release: &Path, dir: &Path, sockets: &[usize]) -> Result<()> {
         " B/socket = (RSS after - RSS before) / tracked. snapshot: an agent started on the held sockets, 1st summary"
     );
     println!(" = its start to its first summary (which follows the snapshot), B/socket = (VmRSS steady - RSS before) / tracked)");
+    for (k, ring, per) in rings {
+        println!(
+            "events at {k}: {} of the RSS after is the ring buffer's mapping (4 MiB of kernel memory whose data pages are\n mapped twice, counted in RSS once read; there whatever the socket count): {per:.0} B/socket without it",
+            mib(ring)
+        );
+    }
     if evicted > 0 {
         println!("the agent evicted {evicted} connections at its --max-conns (default 200000)");
     }
@@ -201,6 +211,30 @@ fn status_bytes(pid: u32, key: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok());
     1024 * field.unwrap_or(0u64)
+}
+
+/// Resident bytes of `pid`'s mappings of `name` (/proc/PID/smaps).
+fn map_rss(pid: u32, name: &str) -> u64 {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut inside, mut total) = (false, 0);
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Rss:") {
+            if inside {
+                total += 1024
+                    * kb.split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && f.len() > 8)
+        {
+            inside = line.trim_end().ends_with(name);
+        }
+    }
+    total
 }
 
 fn mib(bytes: u64) -> String {

@@ -289,7 +289,7 @@ impl Model {
 /// The last holder let go of `conn`: its fd is closed, and `gone` is who closed it.
 fn let_go(conn: &mut Conn, gone: Option<Owner>, ts_ns: u64, changes: &mut Vec<Change>) {
     if conn.holders.is_empty() && conn.fd_closed.is_none() {
-        conn.former = gone;
+        conn.former = gone.map(Box::new);
         conn.set_fd_closed(ts_ns);
         changes.push(Change::FdClosed { id: conn.id, ts_ns });
     }

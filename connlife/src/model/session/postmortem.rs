@@ -37,7 +37,7 @@ impl Session {
                 .find_map(|c| {
                     c.holders
                         .iter()
-                        .chain(&c.former)
+                        .chain(c.former.as_deref())
                         .find(|h| h.tgid == pid && !h.comm.is_empty())
                 })
                 .map(|h| h.comm.to_string())
