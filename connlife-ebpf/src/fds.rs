@@ -190,31 +190,36 @@ fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
     }
     let fd: u64 = field(ctx, fd_offset)?;
     let (sk, file) = fd_to_tcp_sock(fd as u32)?;
+    let info = SOCKS.get_ptr_mut(&sk);
+    if let Some(info) = info {
+        // SAFETY: a pointer into the map value, valid for this program run.
+        let info = unsafe { &mut *info };
+        // The owner lets go of the last reference: the socket's own close follows in this
+        // task (FIN_WAIT1, LAST_ACK or CLOSE), so the close waits in the entry for the
+        // record or poll that carries that (no record built). A close that leaves the socket
+        // open (a dup, a forked child, a thread mid-call on it) is sent now: the model must
+        // know at once which holder let go.
+        if conf!(fold) != 0
+            && info.reported != 0
+            && info.tgid == tgid
+            && info.fd == fd as i32
+            && info.folded.fd_closed_ns == 0
+            && last_reference(file)
+        {
+            info.folded.fd_closed_ns = now_ns();
+            info.folded.closed_fd = fd as i32;
+            info.fd = -1;
+            return Some(());
+        }
+    }
     let mut ev = new_event(EventKind::FdClose, tgid);
     ev.sk = sk;
     ev.fd = fd as i32;
     ev.comm = current_comm();
-    match SOCKS.get_ptr_mut(&sk) {
+    match info {
         Some(info) => {
-            // SAFETY: a pointer into the map value, valid for this program run.
+            // SAFETY: as above.
             let info = unsafe { &mut *info };
-            // The owner lets go of the last reference: the socket's own close follows in this
-            // task (FIN_WAIT1, LAST_ACK or CLOSE), so the close waits in the entry for the
-            // record or poll that carries that. A close that leaves the socket open (a dup, a
-            // forked child, a thread mid-call on it) is sent now: the model must know at once
-            // which holder let go.
-            if conf!(fold) != 0
-                && info.reported != 0
-                && info.tgid == tgid
-                && info.fd == fd as i32
-                && info.folded.fd_closed_ns == 0
-                && last_reference(file)
-            {
-                info.folded.fd_closed_ns = ev.ts_ns;
-                info.folded.closed_fd = fd as i32;
-                info.fd = -1;
-                return Some(());
-            }
             if info.tgid == 0 {
                 info.tgid = tgid;
                 info.comm = ev.comm;
