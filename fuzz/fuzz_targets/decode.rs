@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(event) = decode(data) else { return };
-    for mut event in Unfolder::default().record(event) {
+    let mut unfolded = Vec::new();
+    Unfolder::default().record(event, &mut unfolded);
+    for mut event in unfolded {
         assert!(event.folded.is_none(), "an unfolded event folds nothing");
         event.sock_use.last_dir = 0;
         let json = serde_json::to_vec(&event).expect("a decoded event serializes");
