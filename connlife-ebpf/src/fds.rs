@@ -112,7 +112,7 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
     } else {
         insert_sock(sk, &new_info(tgid, fd, Role::Server, sock_netns(sk)));
     }
-    let mut ev = new_event(EventKind::Accept, tgid);
+    let mut ev = new_event(EventKind::Accept, tgid, now_ns());
     ev.sk = sk;
     fill_tuple_and_state(&mut ev, sk);
     if let Some(info) = SOCKS.get_ptr_mut(&sk) {
@@ -138,7 +138,7 @@ fn on_fd_fail(tgid: u32, ret: i64, syscall: Syscall) -> Option<()> {
     if (errno != EMFILE && errno != ENFILE) || !wanted_or_comm_match(tgid) {
         return None;
     }
-    let mut ev = new_event(EventKind::FdFail, tgid);
+    let mut ev = new_event(EventKind::FdFail, tgid, now_ns());
     ev.ret = ret as i32;
     ev.aux = syscall as u32;
     ev.comm = current_comm();
@@ -212,7 +212,7 @@ fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
             return Some(());
         }
     }
-    let mut ev = new_event(EventKind::FdClose, tgid);
+    let mut ev = new_event(EventKind::FdClose, tgid, now_ns());
     ev.sk = sk;
     ev.fd = fd as i32;
     ev.comm = current_comm();

@@ -132,13 +132,14 @@ pub fn emit(ev: &Event) {
     }
 }
 
-/// A record of `kind` by `tgid`, stamped now, every other field zero.
+/// A record of `kind` by `tgid` at `ts_ns` (the caller's clock read: a program reads the
+/// clock once), every other field zero.
 #[inline(always)]
-pub fn new_event(kind: EventKind, tgid: u32) -> Event {
+pub fn new_event(kind: EventKind, tgid: u32, ts_ns: u64) -> Event {
     Event {
         kind: kind as u32,
         tgid,
-        ts_ns: now_ns(),
+        ts_ns,
         ..Event::ZEROED
     }
 }
@@ -167,6 +168,23 @@ pub fn new_info(tgid: u32, fd: i32, role: Role, netns: u32) -> SockInfo {
         sock_use: SockUse::ZEROED,
         origin: Origin::NONE,
         folded: Folded::EMPTY,
+    }
+}
+
+/// A socket's first entry in SOCKS at its birth. An entry already at that address is stale (a
+/// socket whose end we did not see, whose memory the new one reuses): counted and replaced.
+/// One map operation in the common case, instead of a lookup before the insert.
+#[inline(always)]
+pub fn insert_birth(sk: u64, info: &SockInfo) {
+    const BPF_NOEXIST: u64 = 1;
+    const EEXIST: i64 = 17;
+    match SOCKS.insert(&sk, info, BPF_NOEXIST) {
+        Ok(()) => {}
+        Err(e) if e as i64 == -EEXIST => {
+            count(Counter::StaleEntry);
+            insert_sock(sk, info);
+        }
+        Err(_) => count(Counter::SocksFull),
     }
 }
 

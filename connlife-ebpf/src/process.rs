@@ -20,7 +20,7 @@ use aya_ebpf::{
 use connlife_common::*;
 
 use crate::{
-    helpers::{conf, current_comm, emit, is_wanted, kread, new_event, remember_wanted, wanted_or_comm_match},
+    helpers::{conf, current_comm, emit, is_wanted, kread, new_event, now_ns, remember_wanted, wanted_or_comm_match},
     WANTED_TGIDS,
 };
 
@@ -44,7 +44,7 @@ fn on_fork(ctx: &RawTracePointContext) -> Option<()> {
     if conf!(filter_active) != 0 {
         remember_wanted(child_tgid as u32);
     }
-    let mut ev = new_event(EventKind::Fork, parent_tgid);
+    let mut ev = new_event(EventKind::Fork, parent_tgid, now_ns());
     ev.aux = child_tgid as u32;
     ev.comm = current_comm();
     emit(&ev);
@@ -70,7 +70,7 @@ fn on_exit(ctx: &TracePointContext) -> Option<()> {
     if !last || !is_wanted(tgid) {
         return None;
     }
-    let mut ev = new_event(EventKind::Exit, tgid);
+    let mut ev = new_event(EventKind::Exit, tgid, now_ns());
     // SAFETY: the running task's address, only read through bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };
     ev.ret = kread(task, conf!(task_exit_code)).unwrap_or(0);
@@ -86,7 +86,7 @@ fn on_exit(ctx: &TracePointContext) -> Option<()> {
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if conf!(origin) != 0 && wanted_or_comm_match(tgid) {
-        let mut ev = new_event(EventKind::Exec, tgid);
+        let mut ev = new_event(EventKind::Exec, tgid, now_ns());
         ev.comm = current_comm();
         emit(&ev);
     }

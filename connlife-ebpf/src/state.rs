@@ -23,7 +23,8 @@ use connlife_common::*;
 use crate::{
     helpers::{
         adopt_preseeded, conf, count, current_tgid, current_tid, emit, fill_owner, fill_tuple_from_sock, fold_step,
-        folded_sent, insert_sock, kread, new_event, new_info, now_ns, sock_netns, user_stack, wanted_or_comm_match,
+        folded_sent, insert_birth, insert_sock, kread, new_event, new_info, now_ns, sock_netns, user_stack,
+        wanted_or_comm_match,
     },
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
 };
@@ -127,8 +128,7 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
         || (first_sight && !folded_birth)
         || (new == TCP_ESTABLISHED && info.reported == 0);
     if send {
-        let mut ev = new_event(EventKind::State, 0);
-        ev.ts_ns = now;
+        let mut ev = new_event(EventKind::State, 0, now);
         fill_owner(&mut ev, info);
         ev.sk = sk;
         ev.old_state = old;
@@ -164,14 +164,12 @@ fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Optio
     if protocol != IPPROTO_TCP {
         return None;
     }
-    let stale = birth && SOCKS.get_ptr(&sk).is_some();
-    if stale {
-        count(Counter::StaleEntry);
-    }
-    // A birth we do not trace: the stale entry (if any) goes, nothing else is kept.
+    // A birth we do not trace: an entry left at this address by a socket whose end we did not
+    // see (stale) goes, counted, and nothing else is kept. A traced birth replaces it
+    // (`insert_birth`).
     let untraced = || {
-        if stale {
-            let _ = SOCKS.remove(&sk);
+        if birth && SOCKS.remove(&sk).is_ok() {
+            count(Counter::StaleEntry);
         }
         None
     };
@@ -195,7 +193,7 @@ fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Optio
                     info.origin.transport = call.transport;
                 }
             }
-            insert_sock(sk, &info);
+            insert_birth(sk, &info);
         }
         // listen(): process context too.
         TCP_LISTEN if birth => {
@@ -207,7 +205,7 @@ fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Optio
                 let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
                 let _ = LISTEN_PORTS.insert(&sport, &1, 0);
             }
-            insert_sock(sk, &new_info(tgid, -1, Role::Listener, sock_netns(sk)));
+            insert_birth(sk, &new_info(tgid, -1, Role::Listener, sock_netns(sk)));
         }
         // A child of a listener, in softirq: the owner is named later by accept().
         TCP_SYN_RECV if birth => {
@@ -218,7 +216,7 @@ fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Optio
                     return untraced();
                 }
             }
-            insert_sock(sk, &new_info(0, -1, Role::Server, sock_netns(sk)));
+            insert_birth(sk, &new_info(0, -1, Role::Server, sock_netns(sk)));
         }
         // No filter: a socket that existed before we attached is traced from here.
         _ => {

@@ -70,7 +70,7 @@ fn on_transfer(ctx: &RawTracePointContext, dir: u32) -> Option<()> {
             };
             // SAFETY: a pointer into the map value, valid for this program run.
             let info = unsafe { &mut *info };
-            let mut ev = new_event(EventKind::Claim, tgid);
+            let mut ev = new_event(EventKind::Claim, tgid, now_ns());
             fill_owner(&mut ev, info);
             ev.sk = sk;
             fill_tuple_and_state(&mut ev, sk);
@@ -98,7 +98,7 @@ fn on_transfer(ctx: &RawTracePointContext, dir: u32) -> Option<()> {
         // Folding: userspace reads the count from the entry when it polls the connections
         // a detector could flag, and the socket's last record carries it.
         if info.sock_use.exchanges <= 2 && conf!(fold) == 0 {
-            let mut ev = new_event(EventKind::Use, info.tgid);
+            let mut ev = new_event(EventKind::Use, info.tgid, now);
             fill_owner(&mut ev, info);
             ev.sk = sk;
             emit(&ev);
