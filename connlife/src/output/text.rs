@@ -769,7 +769,10 @@ mod tests {
         write_human(&mut buf, &out, &plain()).unwrap();
         let s = String::from_utf8(buf).unwrap();
         assert!(s.contains("5 events lost"), "{s}");
-        assert!(s.ends_with(", ends never seen (a new socket where the map still had the old one) 4\n"), "{s}");
+        assert!(
+            s.ends_with(", ends never seen (a new socket where the map still had the old one) 4\n"),
+            "{s}"
+        );
         let mut buf = Vec::new();
         write_json(&mut buf, &out).unwrap();
         assert!(String::from_utf8(buf).unwrap().contains("\"missed_ends\":4"));
