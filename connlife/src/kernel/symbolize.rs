@@ -72,21 +72,34 @@ pub struct Symbolized {
 pub struct SymbolizerThread {
     requests: SyncSender<SymbolizeRequest>,
     dropped: Arc<AtomicU64>,
+    /// Times the thread let go of the binaries it had parsed (idle for [`IDLE`]).
+    released: Arc<AtomicU64>,
 }
 
 impl SymbolizerThread {
     /// Starts the thread; it ends when this is dropped or `results`' receiver is.
     pub fn spawn(results: tokio::sync::mpsc::UnboundedSender<Symbolized>) -> Self {
+        Self::spawn_with_idle(results, IDLE)
+    }
+
+    /// [`Self::spawn`] with another idle time before the parsed binaries are let go.
+    fn spawn_with_idle(results: tokio::sync::mpsc::UnboundedSender<Symbolized>, idle: Duration) -> Self {
         let (requests, queue) = mpsc::sync_channel(QUEUE_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
+        let released = Arc::new(AtomicU64::new(0));
+        let released_by_thread = Arc::clone(&released);
         let spawned = thread::Builder::new()
             .name("connlife-symbolize".into())
-            .spawn(move || run(queue, results));
+            .spawn(move || run(queue, results, idle, &released_by_thread));
         if let Err(e) = spawned {
             // Every request will then count as dropped: visible, and the tracer keeps running.
             warn!("symbolizer thread not started, stacks will not be symbolized: {e}");
         }
-        SymbolizerThread { requests, dropped }
+        SymbolizerThread {
+            requests,
+            dropped,
+            released,
+        }
     }
 
     /// Queues a stack for symbolization; never blocks. A full queue (or a thread that is gone)
@@ -104,20 +117,31 @@ impl SymbolizerThread {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Times the thread let go of the binaries it had parsed, after an idle time.
+    pub fn released(&self) -> u64 {
+        self.released.load(Ordering::Relaxed)
+    }
 }
 
 /// The thread's loop: a cache of symbolized stacks for its whole life, and a Symbolizer (with
-/// the binaries it has parsed) from a request until the queue has been idle for [`IDLE`].
-fn run(queue: Receiver<SymbolizeRequest>, results: tokio::sync::mpsc::UnboundedSender<Symbolized>) {
+/// the binaries it has parsed) from a request until the queue has been idle for `idle`.
+fn run(
+    queue: Receiver<SymbolizeRequest>,
+    results: tokio::sync::mpsc::UnboundedSender<Symbolized>,
+    idle: Duration,
+    released: &AtomicU64,
+) {
     let mut symbolizer: Option<Symbolizer> = None;
     let mut cache: HashMap<(u32, Vec<u64>), Vec<Frame>> = HashMap::new();
     let mut logged_gone: HashSet<u32> = HashSet::new();
     loop {
-        let SymbolizeRequest { pid, stack_id, addrs } = match queue.recv_timeout(IDLE) {
+        let SymbolizeRequest { pid, stack_id, addrs } = match queue.recv_timeout(idle) {
             Ok(req) => req,
             Err(RecvTimeoutError::Timeout) => {
                 if symbolizer.take().is_some() {
                     crate::give_back_freed_memory();
+                    released.fetch_add(1, Ordering::Relaxed);
                 }
                 continue;
             }
@@ -582,12 +606,50 @@ func main() {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Idle, the thread lets go of what it parsed (once), and a later request still resolves:
+    /// the symbolizer is made again.
+    #[test]
+    fn an_idle_thread_lets_go_of_its_parsed_binaries_and_still_answers() {
+        if !tool("gcc") {
+            return;
+        }
+        let dir = temp_dir("idle");
+        let bin = build_c(&dir);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let symbolizer = SymbolizerThread::spawn_with_idle(tx, Duration::from_millis(200));
+        let leaky_dial = |s: &Symbolized| call_site(&s.frames).and_then(|f| f.function.clone());
+        for round in 0..2u32 {
+            // A new process each round: the cache of stacks cannot answer, the symbolizer must.
+            let (child, addrs) = run_and_read_addrs(&bin);
+            let pid = child.0.id();
+            symbolizer.request(SymbolizeRequest {
+                pid,
+                stack_id: round,
+                addrs,
+            });
+            let got = rx.blocking_recv().unwrap();
+            assert_eq!(leaky_dial(&got).as_deref(), Some("leaky_dial"), "round {round}");
+            // Released once per idle spell, whatever the timing: none is left to release after.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while symbolizer.released() <= u64::from(round) && std::time::Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(
+                symbolizer.released(),
+                u64::from(round) + 1,
+                "released after idle, round {round}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn a_full_queue_drops_and_counts() {
         let (requests, _queue) = mpsc::sync_channel(1);
         let symbolizer = SymbolizerThread {
             requests,
             dropped: Arc::new(AtomicU64::new(0)),
+            released: Arc::new(AtomicU64::new(0)),
         };
         for stack_id in 0..3 {
             symbolizer.request(SymbolizeRequest {
