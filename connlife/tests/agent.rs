@@ -208,7 +208,14 @@ fn prometheus_scrapes_the_agent_and_the_close_wait_alert_fires() {
     });
     assert_eq!(alert["labels"]["kind"], "close_wait_stuck", "{alert}");
     let lost = prom_value(prom_port, "sum(connlife_lost_events_total)").expect("lost events exported");
-    assert_eq!(lost, 0.0, "no events lost at this rate");
+    let by_cause = || {
+        http_get(
+            prom_port,
+            &format!("/api/v1/query?query={}", encode("connlife_lost_events_total > 0")),
+        )
+        .map_or_else(String::new, |(_, body)| body)
+    };
+    assert_eq!(lost, 0.0, "no events lost at this rate: {}", by_cause());
     // The JSON log lines name the findings' owner with its cgroup (and container, if any).
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", client.pid())).unwrap();
     let expected = match cgroup.lines().find_map(|l| l.strip_prefix("0::")) {

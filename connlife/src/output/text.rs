@@ -188,17 +188,13 @@ pub fn write_human(w: &mut impl Write, out: &Output, st: &Style) -> io::Result<(
         ),
         Output::Lost(l) => writeln!(
             w,
-            "{} {} events lost: ring buffer full {}, skipped by the kernel (another BPF program on the CPU) {}, socket map full {}, records that failed to decode {}{}",
+            "{} {} events lost: ring buffer full {}, skipped by the kernel (another BPF program on the CPU) {}, socket map full {}, records that failed to decode {}",
             st.paint("1;31", "LOST"),
             l.total(),
             l.ring_full,
             l.recursion_misses,
             l.map_full,
-            l.decode_errors,
-            match l.missed_ends {
-                0 => String::new(),
-                n => format!(", ends never seen (a new socket where the map still had the old one) {n}"),
-            }
+            l.decode_errors
         ),
         Output::Postmortem(p) => write_postmortem(w, p, st),
     }
@@ -754,28 +750,6 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             "{\"type\":\"lost\",\"ring_full\":2,\"recursion_misses\":1,\"map_full\":0,\"decode_errors\":0,\"rescued\":0}\n"
         );
-    }
-
-    /// An end never seen (a new socket where the kernel's map still had the old one) is a loss
-    /// like the others: in the total, named in the line, in JSON only when there was one.
-    #[test]
-    fn missed_ends_are_a_loss_shown_by_name() {
-        let out = Output::Lost(crate::model::session::Lost {
-            ring_full: 1,
-            missed_ends: 4,
-            ..Default::default()
-        });
-        let mut buf = Vec::new();
-        write_human(&mut buf, &out, &plain()).unwrap();
-        let s = String::from_utf8(buf).unwrap();
-        assert!(s.contains("5 events lost"), "{s}");
-        assert!(
-            s.ends_with(", ends never seen (a new socket where the map still had the old one) 4\n"),
-            "{s}"
-        );
-        let mut buf = Vec::new();
-        write_json(&mut buf, &out).unwrap();
-        assert!(String::from_utf8(buf).unwrap().contains("\"missed_ends\":4"));
     }
 
     #[test]

@@ -674,7 +674,6 @@ impl Driver<'_> {
             recursion_misses: counters.recursion_misses.unwrap_or(0),
             map_full: counters.socks_full,
             decode_errors: self.decode_errors,
-            missed_ends: counters.stale_entries,
             rescued: counters.rescued,
             stacks_missed: counters.stack_missed,
             stacks_unsymbolized: self.origins.symbolizer.as_ref().map_or(0, |s| s.dropped()),

@@ -212,11 +212,6 @@ pub struct Lost {
     pub map_full: u64,
     /// Records that failed to decode.
     pub decode_errors: u64,
-    /// A socket was born at an address where the kernel's SOCKS map still had an entry: the
-    /// end of the socket that was there before was never seen (its records were lost some
-    /// other way, or never made).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub missed_ends: u64,
     /// Not lost: state changes the kernel skipped the main state program for (nested on its
     /// CPU) that the second state program handled. Shown so the rescue is visible.
     #[serde(default)]
@@ -243,16 +238,15 @@ impl Lost {
         ]
     }
     pub fn total(&self) -> u64 {
-        self.ring_full + self.recursion_misses + self.map_full + self.decode_errors + self.missed_ends
+        self.ring_full + self.recursion_misses + self.map_full + self.decode_errors
     }
     /// (cause, count) with the label values of `connlife_lost_events_total{cause}`.
-    pub fn by_cause(&self) -> [(&'static str, u64); 5] {
+    pub fn by_cause(&self) -> [(&'static str, u64); 4] {
         [
             ("ring_full", self.ring_full),
             ("recursion_miss", self.recursion_misses),
             ("map_full", self.map_full),
             ("decode_error", self.decode_errors),
-            ("missed_end", self.missed_ends),
         ]
     }
 }
