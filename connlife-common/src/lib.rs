@@ -26,8 +26,8 @@ pub mod maps {
     pub const PRESEED: &str = "PRESEED";
     /// `u32 tid -> ConnectCall` between sys_enter_connect and the SYN_SENT transition.
     pub const CONNECT_FDS: &str = "CONNECT_FDS";
-    /// `BPF_MAP_TYPE_STACK_TRACE`: user stacks taken at a connection's birth (connect, accept)
-    /// and at Go's `(*Transport).roundTrip`; [`super::Origin`] holds their ids.
+    /// `u32 id -> UserStack`: user stacks walked at a connection's birth (connect, accept) and
+    /// at Go's `(*Transport).roundTrip`; [`super::Origin`] holds their ids.
     pub const STACKS: &str = "STACKS";
     /// `u64 goroutine (g) -> GoRequest`, LRU: set at `net/http.(*Transport).roundTrip` on the
     /// goroutine that makes the request.
@@ -55,12 +55,14 @@ pub const MAX_WANTED: u32 = 4096;
 pub const MAX_LISTEN_PORTS: u32 = 4096;
 pub const MAX_PRESEED: u32 = 131_072;
 pub const MAX_CONNECT_FDS: u32 = 8192;
-/// Buckets of [`maps::STACKS`]: a stack whose hash lands on a bucket holding another stack is
-/// not stored (no BPF_F_REUSE_STACKID: an id userspace may still read is never overwritten)
-/// and counted as [`Counter::StackMissed`]. Userspace frees ids it is done with.
+/// Entries of [`maps::STACKS`]. A stack whose id (31 bits of its hash) is taken by another
+/// stack is not stored (an id userspace may still read is never overwritten) and counted as
+/// [`Counter::StackMissed`], as is one that finds the map full. Userspace frees ids it is done
+/// with.
 pub const MAX_STACKS: u32 = 16_384;
-/// Frames kept per stack (the kernel's PERF_MAX_STACK_DEPTH).
-pub const STACK_FRAMES: usize = 127;
+/// Frames kept per stack: the instruction pointer, then up to 125 return addresses (the
+/// kernel's own walk keeps 127).
+pub const STACK_FRAMES: usize = 126;
 /// Entries of each Go request-tracking map ([`maps::GO_REQUESTS`] and the others).
 pub const MAX_GO_TRACKED: u32 = 16_384;
 pub const RING_BYTES: u32 = 4 << 20;
@@ -281,8 +283,8 @@ pub enum Counter {
     /// State changes the main state program was skipped for (nested on its CPU) and the
     /// second program handled: not lost.
     Rescued = 5,
-    /// A user stack could not be stored in STACKS (bucket taken by another stack, or the
-    /// stack unreadable): that birth carries no stack.
+    /// A user stack could not be stored in STACKS (its id taken by another stack, the map
+    /// full, or the task's user registers not found): that birth carries no stack.
     StackMissed = 6,
 }
 pub const COUNTER_SLOTS: u32 = 7;
@@ -425,6 +427,28 @@ impl Origin {
         request_stack: -1,
         transport: 0,
     };
+}
+
+/// A user stack as the programs walk it by its frame pointers (value of [`maps::STACKS`]).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct UserStack {
+    /// 64-bit hash of the frames: the stack's identity. Its id is 31 bits of it, so a lookup
+    /// that finds another hash under the id is a different stack.
+    pub hash: u64,
+    /// Frames used, at least 1 (the instruction pointer).
+    pub len: u32,
+    pub _pad: u32,
+    /// Innermost first; only the first `len` are this stack's.
+    pub frames: [u64; STACK_FRAMES],
+}
+const _: () = assert!(size_of::<UserStack>() == 1024);
+
+impl UserStack {
+    /// The id of a stack whose frames hash to `hash`: non-negative as an i32 (-1 is "none").
+    pub const fn id_of(hash: u64) -> u32 {
+        ((hash ^ (hash >> 32)) as u32) & 0x7fff_ffff
+    }
 }
 
 /// Value of [`maps::CONNECT_FDS`]: what sys_enter_connect learned, for the SYN_SENT birth.
@@ -604,8 +628,21 @@ pub struct Config {
     /// The value of that count when one reference is left: 0 for `file_ref_t` (6.13+), 1 for
     /// the `atomic_long_t f_count` before.
     pub file_count_one: u64,
+    /// `task_struct.stack`: the task's kernel stack, whose top holds the user registers saved
+    /// at syscall entry (where a program in a syscall finds them for the user stack walk).
+    pub task_stack: u32,
+    /// `sizeof(struct pt_regs)` and its fields (x86-64 names); OFFSET_ABSENT: this kernel's
+    /// registers are not known, no user stack is walked ([`Origin`] stacks stay -1).
+    pub regs_size: u32,
+    pub regs_ip: u32,
+    pub regs_sp: u32,
+    pub regs_bp: u32,
+    /// The code and stack segments: what proves a guess of where the registers sit.
+    pub regs_cs: u32,
+    pub regs_ss: u32,
+    pub _pad_regs: u32,
 }
-const _: () = assert!(size_of::<Config>() == 160);
+const _: () = assert!(size_of::<Config>() == 192);
 
 impl Config {
     /// Every offset zero: the eBPF object's initial value, overridden at load time.
@@ -648,6 +685,14 @@ impl Config {
         fold: 0,
         file_count: 0,
         file_count_one: 0,
+        task_stack: 0,
+        regs_size: 0,
+        regs_ip: 0,
+        regs_sp: 0,
+        regs_bp: 0,
+        regs_cs: 0,
+        regs_ss: 0,
+        _pad_regs: 0,
     };
 }
 pub const OFFSET_ABSENT: u32 = u32::MAX;
@@ -680,4 +725,5 @@ mod user {
     unsafe impl aya::Pod for super::ConnectCall {}
     unsafe impl aya::Pod for super::GoRequest {}
     unsafe impl aya::Pod for super::GoPendingConnect {}
+    unsafe impl aya::Pod for super::UserStack {}
 }

@@ -17,8 +17,9 @@ use crate::{
     helpers::{
         conf, current_comm, current_tgid, current_tid, emit, fd_to_tcp_sock, fill_owner, fill_tuple_and_state,
         fill_tuple_from_sock, insert_sock, last_reference, new_event, new_info, now_ns, reported_at, sock_netns,
-        user_stack, wanted_or_comm_match,
+        wanted_or_comm_match,
     },
+    stack::syscall_user_stack,
     CONNECT_FDS, GO_PENDING, SOCKS,
 };
 
@@ -105,7 +106,7 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
             info.folded.accept_ns = now_ns();
             info.folded.accept_fd = fd;
             if conf!(origin) != 0 {
-                info.origin.stack = user_stack(ctx);
+                info.origin.stack = syscall_user_stack();
             }
             return Some(());
         }
@@ -126,7 +127,7 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
         ev.role = Role::Server as u8;
     }
     if conf!(origin) != 0 {
-        ev.origin.stack = user_stack(ctx);
+        ev.origin.stack = syscall_user_stack();
     }
     emit(&ev);
     Some(())

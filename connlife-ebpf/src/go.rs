@@ -19,7 +19,8 @@ use aya_ebpf::{helpers::bpf_probe_read_user, macros::uprobe, programs::ProbeCont
 use connlife_common::*;
 
 use crate::{
-    helpers::{conf, current_tgid, current_tid, user_stack, wanted_or_comm_match},
+    helpers::{conf, current_tgid, current_tid, wanted_or_comm_match},
+    stack::walk_user_stack,
     GO_DIALS, GO_PENDING, GO_REQUESTS, GO_WANTS,
 };
 
@@ -54,9 +55,11 @@ fn go_regs(ctx: &ProbeContext) -> Option<GoRegs> {
 #[uprobe]
 pub fn go_transport_round_trip(ctx: ProbeContext) -> u32 {
     if let Some(r) = go_regs(&ctx) {
+        // SAFETY: as in go_regs.
+        let regs = unsafe { &*ctx.regs };
         let request = GoRequest {
             transport: r.arg0,
-            request_stack: user_stack(&ctx),
+            request_stack: walk_user_stack(regs.rip, regs.rsp, regs.rbp),
             _pad: 0,
         };
         let _ = GO_REQUESTS.insert(&r.g, &request, 0);

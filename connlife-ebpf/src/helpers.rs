@@ -1,16 +1,12 @@
 //! What the hook families share: reading the run-time [`Config`], kernel reads that count
-//! their failures, the process filter, the fd-table walk from an fd to its socket, the user
-//! stack of a birth, and emitting a record into the ring buffer.
-use aya_ebpf::{
-    bindings::BPF_F_USER_STACK,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
-    programs::tracing::StackIdContext,
+//! their failures, the process filter, the fd-table walk from an fd to its socket, and emitting
+//! a record into the ring buffer.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
 };
 use connlife_common::*;
 
-use crate::{COUNTERS, EVENTS, PRESEED, SOCKS, STACKS, WANTED_COMMS, WANTED_TGIDS};
+use crate::{COUNTERS, EVENTS, PRESEED, SOCKS, WANTED_COMMS, WANTED_TGIDS};
 
 /// One field of [`crate::CONFIG`]. A volatile read, so the compiler does not fold the zeroed
 /// initial value: the real one is written by the loader into the object's read-only data.
@@ -39,20 +35,6 @@ pub fn kread<T>(base: u64, off: u32) -> Option<T> {
         Err(_) => {
             count(Counter::ReadFailed);
             None
-        }
-    }
-}
-
-/// Id in STACKS of the running task's user stack, or -1 (counted as `StackMissed`): its
-/// bucket holds another stack (no BPF_F_REUSE_STACKID, so an id userspace may still read is
-/// never overwritten) or the stack could not be read.
-#[inline(always)]
-pub fn user_stack<C: StackIdContext>(ctx: &C) -> i32 {
-    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            count(Counter::StackMissed);
-            -1
         }
     }
 }

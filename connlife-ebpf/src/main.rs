@@ -11,6 +11,7 @@
 //!   sockets) and `sched/sched_process_exit` (the post-mortem).
 //! - [`go`]: uprobes on Go's net/http and net that carry a request's origin (the caller's
 //!   stack, the Transport) from the request goroutine to the dial goroutine's connect().
+//! - [`stack`]: a connection's user stack (its origin), walked by its frame pointers.
 //! - [`helpers`]: what they share: the filter, kernel reads, the fd-table walk, emitting.
 //!
 //! Every field offset comes from [`Config`], filled by userspace from tracefs and BTF. The
@@ -22,12 +23,13 @@ mod fds;
 mod go;
 mod helpers;
 mod process;
+mod stack;
 mod state;
 mod usage;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use connlife_common::*;
 
@@ -46,7 +48,7 @@ static PRESEED: LruHashMap<u64, Seed> = LruHashMap::with_max_entries(MAX_PRESEED
 #[map]
 static CONNECT_FDS: LruHashMap<u32, ConnectCall> = LruHashMap::with_max_entries(MAX_CONNECT_FDS, 0);
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+static STACKS: HashMap<u32, UserStack> = HashMap::with_max_entries(MAX_STACKS, 0);
 #[map]
 static GO_REQUESTS: LruHashMap<u64, GoRequest> = LruHashMap::with_max_entries(MAX_GO_TRACKED, 0);
 #[map]

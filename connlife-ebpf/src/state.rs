@@ -23,9 +23,9 @@ use connlife_common::*;
 use crate::{
     helpers::{
         adopt_preseeded, conf, count, current_tgid, current_tid, emit, fill_owner, fill_tuple_from_sock, fold_step,
-        folded_sent, insert_birth, insert_sock, kread, new_event, new_info, now_ns, sock_netns, user_stack,
-        wanted_or_comm_match,
+        folded_sent, insert_birth, insert_sock, kread, new_event, new_info, now_ns, sock_netns, wanted_or_comm_match,
     },
+    stack::syscall_user_stack,
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
 };
 
@@ -103,7 +103,7 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
         Some(info) => info,
         // Not a birth and not followed: only a socket the start-up snapshot found is ours.
         None if !birth && conf!(filter_active) != 0 => adopt_preseeded(sk)?,
-        None => new_entry(ctx, sk, new, birth)?,
+        None => new_entry(sk, new, birth)?,
     };
     // SAFETY: a pointer into the map value, valid for this program run.
     let info = unsafe { &mut *info };
@@ -159,7 +159,7 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
 /// The entry of a socket seen for the first time (a birth, or any change with no filter),
 /// when it is one to trace; `None` for the others (their stale entry, if any, goes).
 #[inline(always)]
-fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
+fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
     let protocol: u16 = kread(sk, conf!(sk_protocol))?;
     if protocol != IPPROTO_TCP {
         return None;
@@ -187,7 +187,7 @@ fn new_entry(ctx: &RawTracePointContext, sk: u64, new: u8, birth: bool) -> Optio
             let mut info = new_info(tgid, call.map_or(-1, |c| c.fd), Role::Client, sock_netns(sk));
             if conf!(origin) != 0 {
                 // Still in the owner's connect() (or TFO sendto()): its user stack.
-                info.origin.stack = user_stack(ctx);
+                info.origin.stack = syscall_user_stack();
                 if let Some(call) = call {
                     info.origin.request_stack = call.request_stack;
                     info.origin.transport = call.transport;

@@ -241,3 +241,32 @@ fn socket_fd_replaced_by_dup2_counts_as_closed_by_the_owner() {
     }
     cl.stop();
 }
+
+/// Origins on this kernel: connlife finds the task's user registers at the top of its kernel
+/// stack (whose size and padding vary by kernel) and walks the frame pointers of the workload
+/// (built with them), so a leaked connection names the function that connected, down to
+/// `main` (the whole chain, not just the first frames).
+#[test]
+fn origins_walk_the_user_stack_at_connect() {
+    let ns = NetNs::new();
+    let keepalive = workload(&ns, &["server", "keepalive"], "keepalive-server");
+    let closing = workload(&ns, &["server", "close"], "closing-server");
+    let (ka, ca) = (ready_addr(&keepalive), ready_addr(&closing));
+    let mut client = workload(&ns, &["demo-client", &ka, &ca], "demo-client");
+    let mut cl = Connlife::start(
+        &[client.pid()],
+        &["--idle-after", "2s", "--close-wait-after", "2s", "--interval", "1s"],
+    );
+    client.go();
+    // close_wait_stuck: established_unreused needs the send/recv tracepoints (6.3+).
+    let f = cl.wait_for(|v| v["type"] == "finding" && v["kind"] == "close_wait_stuck");
+    assert_eq!(f["origin"]["source"], "connect", "{f}");
+    let site = f["origin"]["site"].as_str().unwrap_or_default();
+    assert!(site.starts_with("demo_client ("), "{f}");
+    let functions: Vec<&str> = f["origin"]["frames"]
+        .as_array()
+        .map(|frames| frames.iter().filter_map(|fr| fr["function"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(functions.contains(&"main"), "the walk reaches main: {functions:?}");
+    cl.stop();
+}

@@ -277,6 +277,15 @@ impl Btf {
         self.by_name.contains_key(name)
     }
 
+    /// Size in bytes of the struct or union named `name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        let id = *self
+            .by_name
+            .get(name)
+            .ok_or_else(|| BtfError::NoSuchType(name.into()))?;
+        self.size_of(id, 0)
+    }
+
     /// Byte offset of `path` (member names, each following the previous member's
     /// type through typedef/const/volatile) inside the struct named `struct_name`.
     /// Members of anonymous nested structs/unions are found transparently at each

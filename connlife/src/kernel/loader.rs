@@ -9,12 +9,13 @@ use std::{os::fd::AsFd, os::fd::AsRawFd, path::Path};
 
 use anyhow::{bail, Context as _};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use connlife_common::{
-    maps, Counter, Hook, Seed, SockInfo, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STATE_PROGRAM, STATE_PROGRAM_NESTED,
+    maps, Counter, Hook, Seed, SockInfo, UserStack, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STACK_FRAMES,
+    STATE_PROGRAM, STATE_PROGRAM_NESTED,
 };
 
 pub use crate::kernel::go_probes::GoAttach;
@@ -332,16 +333,21 @@ impl Tracer {
     /// The frames (instruction addresses, innermost first) of a STACKS id from a
     /// [`crate::kernel::event::BirthOrigin`]; None when the id is unknown (freed, or never).
     pub fn stack(&self, id: u32) -> Option<Vec<u64>> {
-        let map = StackTraceMap::try_from(self.ebpf.map(maps::STACKS)?).ok()?;
+        let map = BpfHashMap::<_, u32, UserStack>::try_from(self.ebpf.map(maps::STACKS)?).ok()?;
         let stack = map.get(&id, 0).ok()?;
-        Some(stack.frames().iter().map(|f| f.ip).collect())
+        let len = (stack.len as usize).clamp(1, STACK_FRAMES);
+        Some(stack.frames[..len].to_vec())
     }
 
     /// Free a STACKS id once no connection needs its frames. Identical stacks share an id, so
     /// only free it when every event that named it is done with. Without this the map fills
     /// and later births count as `stack_missed`.
     pub fn forget_stack(&mut self, id: u32) {
-        if let Some(Ok(mut map)) = self.ebpf.map_mut(maps::STACKS).map(StackTraceMap::try_from) {
+        let map = self
+            .ebpf
+            .map_mut(maps::STACKS)
+            .map(BpfHashMap::<_, u32, UserStack>::try_from);
+        if let Some(Ok(mut map)) = map {
             let _ = map.remove(&id);
         }
     }

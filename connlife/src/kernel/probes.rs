@@ -174,7 +174,30 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
         (_, Ok(at)) => (at, 1),
         _ => (OFFSET_ABSENT, 0),
     };
+    fill_user_regs(cfg, btf);
     Ok(())
+}
+
+/// Where a program in a syscall finds the task's user registers, for the user stack walk of
+/// origins: `task_struct.stack` and x86-64's `struct pt_regs`. Absent (another architecture, a
+/// kernel without them in BTF): `regs_size` is OFFSET_ABSENT and births carry no stack.
+fn fill_user_regs(cfg: &mut Config, btf: &Btf) {
+    let m = |ty: &str, name: &str| btf.member_offset(ty, &[name]).ok();
+    let found = (|| {
+        let regs = |name| m("pt_regs", name);
+        Some((
+            m("task_struct", "stack")?,
+            btf.struct_size("pt_regs").ok()?,
+            [regs("ip")?, regs("sp")?, regs("bp")?, regs("cs")?, regs("ss")?],
+        ))
+    })();
+    match found {
+        Some((task_stack, size, [ip, sp, bp, cs, ss])) if cfg!(target_arch = "x86_64") => {
+            (cfg.task_stack, cfg.regs_size) = (task_stack, size);
+            (cfg.regs_ip, cfg.regs_sp, cfg.regs_bp, cfg.regs_cs, cfg.regs_ss) = (ip, sp, bp, cs, ss);
+        }
+        _ => cfg.regs_size = OFFSET_ABSENT,
+    }
 }
 
 /// Address of a kernel text symbol from /proc/kallsyms (root sees real addresses).
