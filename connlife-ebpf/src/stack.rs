@@ -12,7 +12,8 @@
 //! where exactly depends on the kernel's stack size and padding, so the candidates are tried
 //! and the one whose code and stack segments are the user's is kept (per CPU) for the next.
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_user},
+    cty::c_void,
+    helpers::{bpf_get_current_task, bpf_probe_read_user, generated},
     macros::map,
     maps::PerCpuArray,
 };
@@ -95,29 +96,80 @@ fn users_registers(regs: u64) -> bool {
     kread::<u16>(regs, conf!(regs_cs)) == Some(USER_CS) && kread::<u16>(regs, conf!(regs_ss)) == Some(USER_DS)
 }
 
+/// Bytes of the user stack copied at a time: frames are read from this copy, so a typical
+/// chain costs one or two copies instead of one read per frame.
+const WINDOW_WORDS: usize = 256;
+const PAGE: u64 = 4096;
+
+/// Per-CPU copy of a stretch of the user stack (within one page, so a copy never reaches into
+/// an unmapped page beyond the stack's top).
+#[repr(C)]
+pub struct StackWindow {
+    words: [u64; WINDOW_WORDS],
+}
+
+#[map]
+static STACK_WINDOW: PerCpuArray<StackWindow> = PerCpuArray::with_max_entries(1, 0);
+
 /// Walk the user stack from `ip`, `sp` and the frame pointer `bp`, and store it in STACKS
 /// under its id: the id, or -1 (counted as `StackMissed`).
 #[inline(always)]
 pub fn walk_user_stack(ip: u64, sp: u64, bp: u64) -> i32 {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
+    let (Some(stack), Some(window)) = (STACK_SCRATCH.get_ptr_mut(0), STACK_WINDOW.get_ptr_mut(0)) else {
         return -1;
     };
-    // SAFETY: this CPU's slot, one program at a time.
-    let stack = unsafe { &mut *stack };
+    // SAFETY: this CPU's slots, one program at a time.
+    let (stack, window) = unsafe { (&mut *stack, &mut *window) };
     stack.frames[0] = ip;
     let mut hash = (FNV_OFFSET ^ ip).wrapping_mul(FNV_PRIME);
     let (mut len, mut fp, mut floor) = (1u32, bp, sp);
+    // The stretch of the stack in `window`: [start, start + 8 * words).
+    let (mut start, mut words) = (0u64, 0u64);
     for i in 1..STACK_FRAMES {
         // A frame pointer points into the stack above everything seen so far, aligned.
         if fp < floor || fp - floor > MAX_FRAME_SPAN || fp & 7 != 0 {
             break;
         }
-        // SAFETY: bpf_probe_read_user copies with fault handling.
-        let Ok([next, ret]) = (unsafe { bpf_probe_read_user(fp as *const [u64; 2]) }) else {
+        if fp < start || fp + 16 > start + 8 * words {
+            // Copy from this frame to the end of its page, at most the window.
+            let to_page_end = (PAGE - (fp & (PAGE - 1))) / 8;
+            let n = if to_page_end < WINDOW_WORDS as u64 {
+                to_page_end
+            } else {
+                WINDOW_WORDS as u64
+            };
+            if !(2..=WINDOW_WORDS as u64).contains(&n) {
+                // The frame's record straddles a page: read it alone.
+                // SAFETY: bpf_probe_read_user copies with fault handling.
+                let Ok(record) = (unsafe { bpf_probe_read_user(fp as *const [u64; 2]) }) else {
+                    break;
+                };
+                window.words[0] = record[0];
+                window.words[1] = record[1];
+                (start, words) = (fp, 2);
+            } else {
+                // SAFETY: n words fit in the window; bpf_probe_read_user copies with fault
+                // handling (and zeroes the destination on a fault).
+                let failed = unsafe {
+                    generated::bpf_probe_read_user(
+                        window.words.as_mut_ptr() as *mut c_void,
+                        (n * 8) as u32,
+                        fp as *const c_void,
+                    )
+                } != 0;
+                if failed {
+                    break;
+                }
+                (start, words) = (fp, n);
+            }
+        }
+        let at = ((fp - start) / 8) as usize;
+        if at + 1 >= WINDOW_WORDS {
             break;
-        };
+        }
+        let (next, ret) = (window.words[at], window.words[at + 1]);
         if ret == 0 {
             break;
         }
@@ -132,21 +184,25 @@ pub fn walk_user_stack(ip: u64, sp: u64, bp: u64) -> i32 {
     store(stack)
 }
 
-/// Put `stack` in STACKS under its id, unless that id holds another stack.
+/// Put `stack` in STACKS under its id, unless that id holds another stack. Looked up first:
+/// the same stack again is the common case, and a lookup costs less than a refused insert.
 #[inline(always)]
 fn store(stack: &UserStack) -> i32 {
     const BPF_NOEXIST: u64 = 1;
     let id = UserStack::id_of(stack.hash);
-    if STACKS.insert(&id, stack, BPF_NOEXIST).is_ok() {
+    // SAFETY: a copy of two fields of the map value.
+    let known = unsafe { STACKS.get(&id) }.map(|k| (k.hash, k.len));
+    let stored = match known {
+        Some(k) => k == (stack.hash, stack.len),
+        None => {
+            STACKS.insert(&id, stack, BPF_NOEXIST).is_ok()
+                // SAFETY: as above (another CPU stored a stack under this id meanwhile).
+                || unsafe { STACKS.get(&id) }.is_some_and(|k| (k.hash, k.len) == (stack.hash, stack.len))
+        }
+    };
+    if stored {
         return id as i32;
     }
-    // Already there (the same stack again, the common case) or the map is full.
-    // SAFETY: a copy of one field of the map value.
-    match unsafe { STACKS.get(&id) } {
-        Some(known) if known.hash == stack.hash && known.len == stack.len => id as i32,
-        _ => {
-            count(Counter::StackMissed);
-            -1
-        }
-    }
+    count(Counter::StackMissed);
+    -1
 }
