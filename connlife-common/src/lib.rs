@@ -66,8 +66,8 @@ pub const STACK_FRAMES: usize = 126;
 /// Entries of each Go request-tracking map ([`maps::GO_REQUESTS`] and the others).
 pub const MAX_GO_TRACKED: u32 = 16_384;
 pub const RING_BYTES: u32 = 4 << 20;
-/// The kernel wakes the reader when this much is pending; below it the reader polls every
-/// [`RING_POLL_MS`] (so an event waits at most that long).
+/// The kernel wakes the reader each time the data pending crosses a multiple of this; below
+/// it the reader polls every [`RING_POLL_MS`] (so an event waits at most that long).
 pub const WAKEUP_BYTES: u32 = 64 << 10;
 pub const RING_POLL_MS: u64 = 20;
 

@@ -468,7 +468,7 @@ impl EventStream {
     /// At most [`BATCH`] records per call, so timers, signals and the metrics endpoint get
     /// their turn during a flood; readiness is cleared only once the ring is empty.
     pub async fn next_batch(&mut self, out: &mut Vec<Result<KernelEvent, DecodeError>>) -> anyhow::Result<()> {
-        // A wakeup (forced by the kernel past WAKEUP_BYTES) or the poll period, whichever first.
+        // A wakeup (forced by the kernel at each WAKEUP_BYTES pending) or the poll period, whichever first.
         let ready = tokio::select! {
             g = self.ring.readable_mut() => Some(g.context("waiting on the ring buffer")?),
             _ = tokio::time::sleep(std::time::Duration::from_millis(connlife_common::RING_POLL_MS)) => None,
