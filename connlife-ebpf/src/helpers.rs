@@ -103,21 +103,41 @@ pub fn remember_wanted(tgid: u32) {
 /// (until the reader, which may wait for a CPU on a busy host, has drained) made each of them
 /// raise an irq_work, a self-IPI, which perf showed as the costliest part of a record.
 #[inline(always)]
-pub fn emit(ev: &Event) {
+fn wake_flags() -> u64 {
     const BPF_RB_AVAIL_DATA: u64 = 0;
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     /// A record's room in the ring: its 8-byte header and the event, 8-byte aligned.
     const RECORD: u64 = (EVENT_SIZE as u64 + 8 + 7) & !7;
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA);
-    let flags = if pending % WAKEUP_BYTES as u64 >= WAKEUP_BYTES as u64 - RECORD {
+    if pending % WAKEUP_BYTES as u64 >= WAKEUP_BYTES as u64 - RECORD {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
-    };
-    if EVENTS.output::<Event>(ev, flags).is_err() {
+    }
+}
+
+/// Send `ev` (copied into the ring).
+#[inline(always)]
+pub fn emit(ev: &Event) {
+    if EVENTS.output::<Event>(ev, wake_flags()).is_err() {
         count(Counter::RingbufFull);
     }
+}
+
+/// Send a record of `kind` by `tgid` at `ts_ns` built in place in the ring: zeroed as
+/// [`new_event`] makes it, then filled by `fill`. The hot path's way (no copy of the record on
+/// the program's stack and again into the ring); `fill` must not take long, the reader cannot
+/// pass a record not yet submitted.
+#[inline(always)]
+pub fn emit_with(kind: EventKind, tgid: u32, ts_ns: u64, fill: impl FnOnce(&mut Event)) {
+    let flags = wake_flags();
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count(Counter::RingbufFull);
+        return;
+    };
+    fill(entry.write(new_event(kind, tgid, ts_ns)));
+    entry.submit(flags);
 }
 
 /// A record of `kind` by `tgid` at `ts_ns` (the caller's clock read: a program reads the

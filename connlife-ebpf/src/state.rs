@@ -22,8 +22,8 @@ use connlife_common::*;
 
 use crate::{
     helpers::{
-        adopt_preseeded, conf, count, current_tgid, current_tid, emit, fill_owner, fill_tuple_from_sock, fold_step,
-        folded_sent, insert_birth, insert_sock, kread, new_event, new_info, now_ns, sock_netns, wanted_or_comm_match,
+        adopt_preseeded, conf, count, current_tgid, current_tid, emit_with, fill_owner, fill_tuple_from_sock,
+        fold_step, folded_sent, insert_birth, insert_sock, kread, new_info, now_ns, sock_netns, wanted_or_comm_match,
     },
     stack::syscall_user_stack,
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
@@ -128,20 +128,21 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
         || (first_sight && !folded_birth)
         || (new == TCP_ESTABLISHED && info.reported == 0);
     if send {
-        let mut ev = new_event(EventKind::State, 0, now);
-        fill_owner(&mut ev, info);
-        ev.sk = sk;
-        ev.old_state = old;
-        ev.new_state = new;
-        ev.origin = info.origin;
-        ev.folded = info.folded;
         // The tuple (five kernel reads) only where userspace learns or completes it: the
         // first record of a socket, and ESTABLISHED, where a connect's local port and an
         // accepted socket's remote are final. Later records are matched by the address alone.
-        if info.reported == 0 || new == TCP_ESTABLISHED {
-            fill_tuple_from_sock(&mut ev, sk);
-        }
-        emit(&ev);
+        let tuple = info.reported == 0 || new == TCP_ESTABLISHED;
+        emit_with(EventKind::State, 0, now, |ev| {
+            fill_owner(ev, info);
+            ev.sk = sk;
+            ev.old_state = old;
+            ev.new_state = new;
+            ev.origin = info.origin;
+            ev.folded = info.folded;
+            if tuple {
+                fill_tuple_from_sock(ev, sk);
+            }
+        });
         folded_sent(info, new);
     }
 
