@@ -169,7 +169,9 @@ fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
     // see (stale) goes, counted, and nothing else is kept. A traced birth replaces it
     // (`insert_birth`).
     let untraced = || {
-        if birth && SOCKS.remove(&sk).is_ok() {
+        // Looked up first: a lookup takes no lock, a delete does, and a stale entry is rare.
+        // SAFETY: presence check only.
+        if birth && unsafe { SOCKS.get(&sk) }.is_some() && SOCKS.remove(&sk).is_ok() {
             count(Counter::StaleEntry);
         }
         None
