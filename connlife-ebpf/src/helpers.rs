@@ -262,18 +262,51 @@ pub fn sock_netns(sk: u64) -> u32 {
         .unwrap_or(0)
 }
 
-/// Family, tuple and netns read from the socket itself.
+/// Words of a socket read at once for its tuple: `sock_common`'s head, where the kernel keeps
+/// the IPv4 addresses, the ports, the family and the state side by side.
+const SOCK_HEAD_WORDS: usize = 3;
+
+/// The `size`-byte field at `off` of a block of words read from `base`: taken from the block
+/// when it lies inside one of its words (the offsets are the loader's constants, so the
+/// verifier sees which), else read on its own. Words, not bytes: the program loads them whole.
+#[inline(always)]
+pub fn block_field<const N: usize>(block: &[u64; N], base: u64, off: u32, size: u32) -> Option<u64> {
+    let (word, shift) = ((off / 8) as usize, (off % 8) * 8);
+    if word < N && off % 8 + size <= 8 {
+        let v = block[word] >> shift;
+        return Some(if size >= 8 { v } else { v & ((1u64 << (size * 8)) - 1) });
+    }
+    match size {
+        1 => kread::<u8>(base, off).map(u64::from),
+        2 => kread::<u16>(base, off).map(u64::from),
+        4 => kread::<u32>(base, off).map(u64::from),
+        _ => kread::<u64>(base, off),
+    }
+}
+
+/// Family, tuple and netns read from the socket itself: one read for the head of
+/// `sock_common` (and one for both IPv6 addresses) instead of one per field.
 #[inline(always)]
 pub fn fill_tuple_from_sock(ev: &mut Event, sk: u64) {
-    let family: u16 = kread(sk, conf!(skc_family)).unwrap_or(0);
+    let head: [u64; SOCK_HEAD_WORDS] = kread(sk, 0).unwrap_or([0; SOCK_HEAD_WORDS]);
+    fill_tuple_from_head(ev, sk, &head);
+}
+
+#[inline(always)]
+fn fill_tuple_from_head(ev: &mut Event, sk: u64, head: &[u64; SOCK_HEAD_WORDS]) {
+    let field = |off, size| block_field(head, sk, off, size).unwrap_or(0);
+    let family = field(conf!(skc_family), 2) as u16;
     ev.family = family as u8;
-    ev.sport = kread(sk, conf!(skc_num)).unwrap_or(0);
-    ev.dport = u16::from_be(kread(sk, conf!(skc_dport)).unwrap_or(0));
+    ev.sport = field(conf!(skc_num), 2) as u16;
+    ev.dport = u16::from_be(field(conf!(skc_dport), 2) as u16);
     if family == AF_INET {
-        let s: [u8; 4] = kread(sk, conf!(skc_rcv_saddr)).unwrap_or([0; 4]);
-        let d: [u8; 4] = kread(sk, conf!(skc_daddr)).unwrap_or([0; 4]);
+        let s = (field(conf!(skc_rcv_saddr), 4) as u32).to_ne_bytes();
+        let d = (field(conf!(skc_daddr), 4) as u32).to_ne_bytes();
         ev.saddr[..4].copy_from_slice(&s);
         ev.daddr[..4].copy_from_slice(&d);
+    } else if conf!(skc_v6_rcv_saddr) == conf!(skc_v6_daddr) + 16 {
+        let [d, s]: [[u8; 16]; 2] = kread(sk, conf!(skc_v6_daddr)).unwrap_or([[0; 16]; 2]);
+        (ev.daddr, ev.saddr) = (d, s);
     } else {
         ev.saddr = kread(sk, conf!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
         ev.daddr = kread(sk, conf!(skc_v6_daddr)).unwrap_or([0; 16]);
@@ -283,11 +316,12 @@ pub fn fill_tuple_from_sock(ev: &mut Event, sk: u64) {
     }
 }
 
-/// [`fill_tuple_from_sock`] plus the socket's current state.
+/// [`fill_tuple_from_sock`] plus the socket's current state (from the same read).
 #[inline(always)]
 pub fn fill_tuple_and_state(ev: &mut Event, sk: u64) {
-    fill_tuple_from_sock(ev, sk);
-    ev.new_state = kread(sk, conf!(skc_state)).unwrap_or(0);
+    let head: [u64; SOCK_HEAD_WORDS] = kread(sk, 0).unwrap_or([0; SOCK_HEAD_WORDS]);
+    fill_tuple_from_head(ev, sk, &head);
+    ev.new_state = block_field(&head, sk, conf!(skc_state), 1).unwrap_or(0) as u8;
 }
 
 /// The TCP socket behind `fd` of the running task: task->files->fdt->fd[fd]->private_data->sk,
@@ -299,11 +333,19 @@ pub fn fd_to_tcp_sock(fd: u32) -> Option<(u64, u64)> {
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = kread(task, conf!(task_files))?;
     let fdt: u64 = kread(files, conf!(files_fdt))?;
-    let max_fds: u32 = kread(fdt, conf!(fdt_max_fds))?;
+    // max_fds and the fd array side by side (as on every kernel so far): one read.
+    let (max_fds, fd_array) = if conf!(fdt_fd) == conf!(fdt_max_fds) + 8 {
+        let [max, array]: [u64; 2] = kread(fdt, conf!(fdt_max_fds))?;
+        (max as u32, array)
+    } else {
+        (
+            kread::<u32>(fdt, conf!(fdt_max_fds))?,
+            kread::<u64>(fdt, conf!(fdt_fd))?,
+        )
+    };
     if fd >= max_fds {
         return None;
     }
-    let fd_array: u64 = kread(fdt, conf!(fdt_fd))?;
     let file: u64 = kread(fd_array, fd.wrapping_mul(8))?;
     if file == 0 {
         return None;
@@ -314,8 +356,10 @@ pub fn fd_to_tcp_sock(fd: u32) -> Option<(u64, u64)> {
         return None;
     }
     let socket: u64 = kread(file, conf!(file_private_data))?;
-    let sock_type: u16 = kread(socket, conf!(socket_type))?;
-    let sk: u64 = kread(socket, conf!(socket_sk))?;
+    // struct socket's type and sk in one read of its head.
+    let head: [u64; 4] = kread(socket, 0)?;
+    let sock_type = block_field(&head, socket, conf!(socket_type), 2)? as u16;
+    let sk = block_field(&head, socket, conf!(socket_sk), 8)?;
     if sock_type != SOCK_STREAM || sk == 0 {
         return None;
     }

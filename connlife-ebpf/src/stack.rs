@@ -1,19 +1,19 @@
 //! A connection's user stack (its origin), walked here by its frame pointers rather than by
 //! the kernel's `bpf_get_stackid`. The kernel's walk goes on until a read fails, and the chain
 //! of a program built with frame pointers ends in a null pointer: every walk ended in a page
-//! fault caught by the exception table, about 0.6 us on this machine kind, half the cost of a
-//! stack. This walk stops where a frame pointer cannot be one (null, below the stack pointer
-//! or the previous frame, misaligned, absurdly far), so a well-formed chain costs no fault,
-//! and a register that is no frame pointer at all (a program built without them) is not
-//! followed into garbage. The frames are the same as the kernel's: the instruction pointer,
-//! then each frame's return address.
+//! fault caught by the exception table. This walk stops where a frame pointer cannot be one
+//! (null, below the stack pointer or the previous frame, misaligned, absurdly far), so a
+//! register that is no frame pointer at all (a program built without them) is not followed
+//! into garbage, and a stack is kept under 31 bits of its 64-bit hash, where the kernel's map
+//! has 16,384 buckets in which two stacks collide (a birth without origin). It costs what the
+//! kernel's did (one read per frame where the kernel had a fault per stack). The frames are the
+//! same as the kernel's: the instruction pointer, then each frame's return address.
 //!
 //! In a syscall the user registers sit at the top of the task's kernel stack (`task_pt_regs`);
 //! where exactly depends on the kernel's stack size and padding, so the candidates are tried
 //! and the one whose code and stack segments are the user's is kept (per CPU) for the next.
 use aya_ebpf::{
-    cty::c_void,
-    helpers::{bpf_get_current_task, bpf_probe_read_user, generated},
+    helpers::{bpf_get_current_task, bpf_probe_read_user},
     macros::map,
     maps::PerCpuArray,
 };
@@ -96,80 +96,29 @@ fn users_registers(regs: u64) -> bool {
     kread::<u16>(regs, conf!(regs_cs)) == Some(USER_CS) && kread::<u16>(regs, conf!(regs_ss)) == Some(USER_DS)
 }
 
-/// Bytes of the user stack copied at a time: frames are read from this copy, so a typical
-/// chain costs one or two copies instead of one read per frame.
-const WINDOW_WORDS: usize = 256;
-const PAGE: u64 = 4096;
-
-/// Per-CPU copy of a stretch of the user stack (within one page, so a copy never reaches into
-/// an unmapped page beyond the stack's top).
-#[repr(C)]
-pub struct StackWindow {
-    words: [u64; WINDOW_WORDS],
-}
-
-#[map]
-static STACK_WINDOW: PerCpuArray<StackWindow> = PerCpuArray::with_max_entries(1, 0);
-
 /// Walk the user stack from `ip`, `sp` and the frame pointer `bp`, and store it in STACKS
 /// under its id: the id, or -1 (counted as `StackMissed`).
 #[inline(always)]
 pub fn walk_user_stack(ip: u64, sp: u64, bp: u64) -> i32 {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let (Some(stack), Some(window)) = (STACK_SCRATCH.get_ptr_mut(0), STACK_WINDOW.get_ptr_mut(0)) else {
+    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
         return -1;
     };
-    // SAFETY: this CPU's slots, one program at a time.
-    let (stack, window) = unsafe { (&mut *stack, &mut *window) };
+    // SAFETY: this CPU's slot, one program at a time.
+    let stack = unsafe { &mut *stack };
     stack.frames[0] = ip;
     let mut hash = (FNV_OFFSET ^ ip).wrapping_mul(FNV_PRIME);
     let (mut len, mut fp, mut floor) = (1u32, bp, sp);
-    // The stretch of the stack in `window`: [start, start + 8 * words).
-    let (mut start, mut words) = (0u64, 0u64);
     for i in 1..STACK_FRAMES {
         // A frame pointer points into the stack above everything seen so far, aligned.
         if fp < floor || fp - floor > MAX_FRAME_SPAN || fp & 7 != 0 {
             break;
         }
-        if fp < start || fp + 16 > start + 8 * words {
-            // Copy from this frame to the end of its page, at most the window.
-            let to_page_end = (PAGE - (fp & (PAGE - 1))) / 8;
-            let n = if to_page_end < WINDOW_WORDS as u64 {
-                to_page_end
-            } else {
-                WINDOW_WORDS as u64
-            };
-            if !(2..=WINDOW_WORDS as u64).contains(&n) {
-                // The frame's record straddles a page: read it alone.
-                // SAFETY: bpf_probe_read_user copies with fault handling.
-                let Ok(record) = (unsafe { bpf_probe_read_user(fp as *const [u64; 2]) }) else {
-                    break;
-                };
-                window.words[0] = record[0];
-                window.words[1] = record[1];
-                (start, words) = (fp, 2);
-            } else {
-                // SAFETY: n words fit in the window; bpf_probe_read_user copies with fault
-                // handling (and zeroes the destination on a fault).
-                let failed = unsafe {
-                    generated::bpf_probe_read_user(
-                        window.words.as_mut_ptr() as *mut c_void,
-                        (n * 8) as u32,
-                        fp as *const c_void,
-                    )
-                } != 0;
-                if failed {
-                    break;
-                }
-                (start, words) = (fp, n);
-            }
-        }
-        let at = ((fp - start) / 8) as usize;
-        if at + 1 >= WINDOW_WORDS {
+        // SAFETY: bpf_probe_read_user copies with fault handling.
+        let Ok([next, ret]) = (unsafe { bpf_probe_read_user(fp as *const [u64; 2]) }) else {
             break;
-        }
-        let (next, ret) = (window.words[at], window.words[at + 1]);
+        };
         if ret == 0 {
             break;
         }
