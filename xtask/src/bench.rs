@@ -3,7 +3,11 @@
 //! The churn runs in a child process (`<target>/release/xtask bench --child churn`): N client
 //! threads (4 by default: issue 14's setup, which saturates both cores of the CI machine) connect
 //! to a loopback server pool in the same process, send 32 bytes, read 32 back and close (client
-//! first), for a fixed time. Every configuration (nothing attached, connlife's in-kernel `floor`
+//! first), for a fixed time. Each round's churn has a network namespace of its own and spreads
+//! its connections over DESTINATIONS loopback addresses: with one namespace and one server
+//! address, TIME_WAIT sockets piled up on that one tuple and connect()'s search for a reusable
+//! port took 30% of the churn's CPU, which set its rate (about 14,400 connections/s in most
+//! rounds of every configuration, tracer or not) instead of what the tracer costs. Every configuration (nothing attached, connlife's in-kernel `floor`
 //! counter, connlife on all processes, on the churn's pid with and without origins, on an
 //! unrelated sleeping pid, the agent, libbpf-tools tcpstates and tcplife) runs once per round,
 //! each round in a rotated order so that drift spreads over all of them. The churn child starts
@@ -133,19 +137,25 @@ fn say(line: &str) -> Result<()> {
 
 /// `ready ADDR`, waits for a line, churns for `secs`, prints `done CONNS FAILED SECONDS`, then
 /// lives on until its stdin closes.
+/// Loopback addresses the churn's clients connect to in turn (127.0.0.1-250), each with TIME_WAIT
+/// sockets of its own.
+const DESTINATIONS: u8 = 250;
+
+/// Run in a network namespace of its own (`churn_command`): the server listens on every local
+/// address of it, which are loopback ones only.
 fn churn_child(clients: usize, secs: u64) -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding the churn server")?;
-    let addr = listener.local_addr()?;
+    let listener = TcpListener::bind("0.0.0.0:0").context("binding the churn server")?;
+    let port = listener.local_addr()?.port();
     for _ in 0..clients {
         let l = listener.try_clone()?;
         thread::spawn(move || serve(l));
     }
-    say(&format!("ready {addr}"))?;
+    say(&format!("ready port {port}"))?;
     std::io::stdin().read_line(&mut String::new())?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let workers: Vec<_> = (0..clients)
-        .map(|_| thread::spawn(move || client(addr, deadline)))
+        .map(|i| thread::spawn(move || client(port, i, deadline)))
         .collect();
     let (mut conns, mut failed) = (0, 0);
     for w in workers {
@@ -155,6 +165,17 @@ fn churn_child(clients: usize, secs: u64) -> Result<()> {
     say(&format!("done {conns} {failed} {:.6}", started.elapsed().as_secs_f64()))?;
     std::io::stdin().read_to_end(&mut Vec::new())?;
     Ok(())
+}
+
+/// The churn child in a network namespace of its own, its loopback up (a fresh namespace per
+/// round: no TIME_WAIT sockets left by the one before). `unshare` and `sh` exec, so the pid is
+/// the churn's own.
+fn churn_command(xtask: &Path, secs: u64, clients: usize) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(xtask)
+        .args(format!("bench --child churn --seconds-per-round {secs} --clients {clients}").split(' '));
+    cmd
 }
 
 /// Answers 32 bytes with 32 bytes, then waits for the client to close first.
@@ -167,12 +188,16 @@ fn serve(l: TcpListener) {
     }
 }
 
-/// Connections completed and failed until `deadline`.
-fn client(addr: SocketAddr, deadline: Instant) -> (u64, u64) {
+/// Connections completed and failed until `deadline`, to the DESTINATIONS in turn (client
+/// `index` starts at its own).
+fn client(port: u16, index: usize, deadline: Instant) -> (u64, u64) {
     let (mut ok, mut failed) = (0, 0);
     let mut buf = [b'x'; 32];
+    let mut next = index;
     while Instant::now() < deadline {
-        let r = TcpStream::connect(addr).and_then(|mut s| {
+        let to = SocketAddr::from(([127, 0, 0, 1 + (next % DESTINATIONS as usize) as u8], port));
+        next += 1;
+        let r = TcpStream::connect(to).and_then(|mut s| {
             s.write_all(&buf)?;
             s.read_exact(&mut buf)
         });
@@ -334,8 +359,7 @@ struct Row {
 fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     let connlife = release.join("connlife");
     let (secs, clients) = (args.seconds_per_round, args.clients);
-    let mut churn_cmd = Command::new(release.join("xtask"));
-    churn_cmd.args(format!("bench --child churn --seconds-per-round {secs} --clients {clients}").split(' '));
+    let mut churn_cmd = churn_command(&release.join("xtask"), secs, clients);
     println!(
         "churn                  {}  (paused until the tracer is ready)",
         shown(&churn_cmd)
