@@ -249,14 +249,11 @@ fn socket_fd_replaced_by_dup2_counts_as_closed_by_the_owner() {
 #[test]
 fn origins_walk_the_user_stack_at_connect() {
     let ns = NetNs::new();
-    let keepalive = workload(&ns, &["server", "keepalive"], "keepalive-server");
-    let closing = workload(&ns, &["server", "close"], "closing-server");
-    let (ka, ca) = (ready_addr(&keepalive), ready_addr(&closing));
-    let mut client = workload(&ns, &["demo-client", &ka, &ca], "demo-client");
-    let mut cl = Connlife::start(
-        &[client.pid()],
-        &["--idle-after", "2s", "--close-wait-after", "2s", "--interval", "1s"],
-    );
+    let TracedDemoClient {
+        servers: _servers,
+        mut client,
+        connlife: mut cl,
+    } = traced_demo_client(&ns);
     client.go();
     // close_wait_stuck: established_unreused needs the send/recv tracepoints (6.3+).
     let f = cl.wait_for(|v| v["type"] == "finding" && v["kind"] == "close_wait_stuck");

@@ -543,14 +543,11 @@ fn http_metrics(port: u16) -> Option<String> {
 #[test]
 fn rust_client_with_frame_pointers_names_its_function() {
     let ns = NetNs::new();
-    let keepalive = workload(&ns, &["server", "keepalive"], "keepalive-server");
-    let closing = workload(&ns, &["server", "close"], "closing-server");
-    let (ka, ca) = (ready_addr(&keepalive), ready_addr(&closing));
-    let mut client = workload(&ns, &["demo-client", &ka, &ca], "demo-client");
-    let mut cl = Connlife::start(
-        &[client.pid()],
-        &["--idle-after", "2s", "--close-wait-after", "2s", "--interval", "1s"],
-    );
+    let TracedDemoClient {
+        servers: _servers,
+        mut client,
+        connlife: mut cl,
+    } = traced_demo_client(&ns);
     client.go();
     let expected = format!(
         "demo_client (connlife-workload.rs:{})",

@@ -182,22 +182,25 @@ fn fill_struct_offsets(cfg: &mut Config, btf: &Btf) -> anyhow::Result<()> {
 /// origins: `task_struct.stack` and x86-64's `struct pt_regs`. Absent (another architecture, a
 /// kernel without them in BTF): `regs_size` is OFFSET_ABSENT and births carry no stack.
 fn fill_user_regs(cfg: &mut Config, btf: &Btf) {
-    let m = |ty: &str, name: &str| btf.member_offset(ty, &[name]).ok();
-    let found = (|| {
-        let regs = |name| m("pt_regs", name);
-        Some((
-            m("task_struct", "stack")?,
-            btf.struct_size("pt_regs").ok()?,
-            [regs("ip")?, regs("sp")?, regs("bp")?, regs("cs")?, regs("ss")?],
-        ))
-    })();
-    match found {
-        Some((task_stack, size, [ip, sp, bp, cs, ss])) if cfg!(target_arch = "x86_64") => {
-            (cfg.task_stack, cfg.regs_size) = (task_stack, size);
-            (cfg.regs_ip, cfg.regs_sp, cfg.regs_bp, cfg.regs_cs, cfg.regs_ss) = (ip, sp, bp, cs, ss);
-        }
-        _ => cfg.regs_size = OFFSET_ABSENT,
+    cfg.regs_size = OFFSET_ABSENT;
+    if !cfg!(target_arch = "x86_64") {
+        return;
     }
+    let m = |ty: &str, name: &str| btf.member_offset(ty, &[name]).ok();
+    let regs = |name| m("pt_regs", name);
+    let (Some(task_stack), Ok(size), Some(ip), Some(sp), Some(bp), Some(cs), Some(ss)) = (
+        m("task_struct", "stack"),
+        btf.struct_size("pt_regs"),
+        regs("ip"),
+        regs("sp"),
+        regs("bp"),
+        regs("cs"),
+        regs("ss"),
+    ) else {
+        return;
+    };
+    (cfg.task_stack, cfg.regs_size) = (task_stack, size);
+    (cfg.regs_ip, cfg.regs_sp, cfg.regs_bp, cfg.regs_cs, cfg.regs_ss) = (ip, sp, bp, cs, ss);
 }
 
 /// Address of a kernel text symbol from /proc/kallsyms (root sees real addresses).

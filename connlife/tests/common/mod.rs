@@ -355,6 +355,32 @@ pub fn workload(ns: &NetNs, args: &[&str], name: &str) -> Proc {
     Proc::spawn(cmd, name)
 }
 
+/// The demo's leaky client (`connlife-workload demo-client`: keep-alive connections left idle
+/// and response bodies never read to EOF) against a keep-alive and a closing server in `ns`,
+/// traced by connlife with 2 s thresholds and 1 s summaries. The client waits for `go()`.
+pub struct TracedDemoClient {
+    /// The keep-alive and the closing server, alive as long as this.
+    pub servers: [Proc; 2],
+    pub client: Proc,
+    pub connlife: Connlife,
+}
+
+pub fn traced_demo_client(ns: &NetNs) -> TracedDemoClient {
+    let keepalive = workload(ns, &["server", "keepalive"], "keepalive-server");
+    let closing = workload(ns, &["server", "close"], "closing-server");
+    let (ka, ca) = (ready_addr(&keepalive), ready_addr(&closing));
+    let client = workload(ns, &["demo-client", &ka, &ca], "demo-client");
+    let connlife = Connlife::start(
+        &[client.pid()],
+        &["--idle-after", "2s", "--close-wait-after", "2s", "--interval", "1s"],
+    );
+    TracedDemoClient {
+        servers: [keepalive, closing],
+        client,
+        connlife,
+    }
+}
+
 /// `ready 127.0.0.1:PORT` -> the address.
 /// `ss -tanpH` in the network namespace of `pid`: one line per TCP socket, with its holders.
 pub fn ss_lines(pid: u32) -> Vec<String> {
