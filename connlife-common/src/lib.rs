@@ -134,6 +134,11 @@ pub const STATE_PROGRAM_NESTED: &str = "inet_sock_set_state_nested";
 /// The benchmark's floor program (in the separate `connlife-floor` object): counts
 /// `sock/inet_sock_set_state` and nothing else.
 pub const FLOOR_PROGRAM: &str = "floor_count";
+/// The hook floor (`connlife floor --hooks`): the state hook's program (it counts), the one on
+/// every other raw tracepoint and the one on every classic tracepoint (both empty).
+pub const FLOOR_HOOKS_STATE: &str = "floor_hooks_state";
+pub const FLOOR_HOOKS_RAW: &str = "floor_hooks_raw";
+pub const FLOOR_HOOKS_CLASSIC: &str = "floor_hooks_classic";
 
 /// Decodes a `#[repr]` enum from its wire value: `TryFrom<$repr>` returning the bad value.
 macro_rules! wire_enum {

@@ -46,7 +46,11 @@ pub enum Command {
     /// Benchmark floor: attach one program that only counts sock/inet_sock_set_state; on
     /// Ctrl-C print {"type":"floor","count":N}.
     #[command(hide = true)]
-    Floor,
+    Floor {
+        /// An empty program on every hook connlife attaches (the state one counting) instead.
+        #[arg(long)]
+        hooks: bool,
+    },
     /// Show which tracepoints and kernel fields this kernel offers, and what connlife can do here.
     Check {
         #[arg(long)]

@@ -36,9 +36,11 @@ fn main() -> ExitCode {
         Some(Command::Report { file, json, html }) => report::report(&file, json, html.as_deref()),
         Some(Command::Check { json }) => check(json),
         Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(agent::run(args))),
-        Some(Command::Floor) => runtime().and_then(|rt| rt.block_on(loader::run_floor())).map(|count| {
-            out!("{{\"type\":\"floor\",\"count\":{count}}}");
-        }),
+        Some(Command::Floor { hooks }) => runtime()
+            .and_then(|rt| rt.block_on(loader::run_floor(hooks)))
+            .map(|count| {
+                out!("{{\"type\":\"floor\",\"count\":{count}}}");
+            }),
         None => runtime().and_then(|rt| rt.block_on(watch::run(cli.trace))),
     };
     match result {

@@ -267,3 +267,30 @@ fn origins_walk_the_user_stack_at_connect() {
     assert!(functions.contains(&"main"), "the walk reaches main: {functions:?}");
     cl.stop();
 }
+
+/// The benchmark's hook floor (`connlife floor --hooks`, what `cargo xtask bench` compares
+/// connlife with) attaches on this kernel and its state program counts every state change:
+/// 10 per connection closed by its client (5 per end), host noise only adds.
+#[test]
+fn hook_floor_attaches_every_hook_and_counts_state_changes() {
+    let ns = NetNs::new();
+    let server = workload(&ns, &["server", "keepalive"], "server");
+    let addr = ready_addr(&server);
+    let mut client = workload(&ns, &["client", "short", &addr, "5", "0", "--wait-stdin"], "client");
+    let mut cmd = std::process::Command::new(CONNLIFE);
+    cmd.args(["floor", "--hooks"]);
+    let mut floor = Proc::spawn(cmd, "floor");
+    floor.wait_err_line(|l| l == "ready");
+    client.go();
+    client.wait_line(|l| l == "done 5");
+    assert!(client.wait_exit().success());
+    // The server's ends reach CLOSE once it has read the client's FIN; give it that moment.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    floor.signal(libc::SIGINT);
+    let line = floor.wait_line(|l| l.contains(r#""type":"floor""#));
+    let count = serde_json::from_str::<Value>(&line).expect("floor JSON")["count"]
+        .as_u64()
+        .expect("count");
+    assert!(count >= 50, "5 connections, 10 state changes each: counted {count}");
+    assert!(floor.wait_exit().success());
+}

@@ -231,6 +231,9 @@ fn sink_child() -> Result<()> {
 enum Config {
     Baseline,
     Floor,
+    /// `connlife floor --hooks`: an empty program on every hook connlife attaches, attached
+    /// as connlife attaches it: the least a tracer with connlife's hooks pays.
+    FloorHooks,
     ConnlifeAll,
     ConnlifePid,
     /// `connlife --pid <churn> --no-origin`: issue 13's origins off, next to connlife-pid.
@@ -259,6 +262,7 @@ impl Config {
         let (bin, args): (&Path, Vec<&str>) = match self {
             Baseline => return None,
             Floor => (connlife, vec!["floor"]),
+            FloorHooks => (connlife, vec!["floor", "--hooks"]),
             ConnlifeAll => (connlife, vec!["--json", "--interval", "1s"]),
             ConnlifePid => (connlife, [&pid[..], &[churn_pid]].concat()),
             ConnlifePidNoOrigin => (connlife, [&pid[..], &[churn_pid, "--no-origin"]].concat()),
@@ -271,6 +275,11 @@ impl Config {
         let mut cmd = Command::new(bin);
         cmd.args(args);
         Some(cmd)
+    }
+
+    /// A floor: counts the state changes it saw instead of records.
+    fn is_floor(self) -> bool {
+        matches!(self, Floor | FloorHooks)
     }
 
     /// connlife itself, which reports the records it read from its ring buffer (`records` in
@@ -307,6 +316,8 @@ impl Config {
             Some(format!("not available: {} not found", bin.display()))
         } else if self == Floor && help(&["floor", "--help"]).is_empty() {
             Some("not available: connlife has no `floor` subcommand".to_string())
+        } else if self == FloorHooks && !help(&["floor", "--help"]).contains("--hooks") {
+            Some("not available: connlife has no `floor --hooks`".to_string())
         } else if self == ConnlifePidNoOrigin && !help(&["--help"]).contains("--no-origin") {
             Some("skipped: `connlife --help` has no --no-origin (issue 13's flag is not in this build)".to_string())
         } else {
@@ -411,12 +422,18 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     }
     println!("(issue 14: its ratios, same setup. per conn: the floor counts state changes ({STATES_PER_CONN} per conn");
     println!(" expected); connlife the records it read from its ring buffer. connlife-all and the agent also see the rest of the machine)");
-    let broken_down: Vec<Config> = [ConnlifePid, ConnlifePidNoOrigin, ConnlifePidUnrelated, Agent]
-        .into_iter()
-        .filter(|c| samples.iter().any(|s| s.config == *c))
-        .collect();
+    let broken_down: Vec<Config> = [
+        FloorHooks,
+        ConnlifePid,
+        ConnlifePidNoOrigin,
+        ConnlifePidUnrelated,
+        Agent,
+    ]
+    .into_iter()
+    .filter(|c| samples.iter().any(|s| s.config == *c))
+    .collect();
     if !broken_down.is_empty() {
-        println!("\nin-kernel cost per program (origins on and off: issue 13; an unrelated pid: what others pay), all rounds summed");
+        println!("\nin-kernel cost per program (the hook floor: empty programs; origins on and off: issue 13; an unrelated pid: what others pay), all rounds summed");
         print_breakdown(&samples, &broken_down);
     }
     println!("\ngoals (issue 14)");
@@ -441,7 +458,7 @@ fn sample_line(s: &Sample) -> String {
         line += &format!("  ({} failed)", s.failed);
     }
     if let Some((recv, lost)) = s.events {
-        let what = if s.config == Floor { "states" } else { "records" };
+        let what = if s.config.is_floor() { "states" } else { "records" };
         line += &format!("  {what} {recv} ({:.2}/conn)", recv as f64 / conns.max(1) as f64);
         lost.into_iter().for_each(|l| line += &format!("  lost {l}"));
     }
@@ -641,7 +658,7 @@ fn churn_round(
         let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
         let pid = p.0.id();
         let attached = p.wait_for("attaching", 60, || match c {
-            Floor => read(&err_path).lines().any(|l| l.trim() == "ready"),
+            Floor | FloorHooks => read(&err_path).lines().any(|l| l.trim() == "ready"),
             _ if c.is_connlife() => read(&out_path).contains(SUMMARY),
             _ => has_bpf_link(pid),
         });
@@ -669,7 +686,7 @@ fn churn_round(
         let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(SUMMARY)).collect();
         let get = |l: Option<&&str>, key| l.and_then(|l| json_u64(l, key));
         events = match c {
-            Floor => {
+            Floor | FloorHooks => {
                 let line = text.lines().find(|l| l.contains(r#""type":"floor""#));
                 Some((
                     line.and_then(|l| json_u64(l, "/count")).context("no floor count")?,

@@ -432,21 +432,55 @@ pub fn parse_fdinfo(info: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// `connlife floor`: attach only the counting program (the benchmark's floor), wait for
-/// SIGINT/SIGTERM, return how many times the state tracepoint fired.
-pub async fn run_floor() -> anyhow::Result<u64> {
-    use connlife_common::FLOOR_PROGRAM;
+/// `connlife floor`: attach only the counting program (the benchmark's floor), or with
+/// `hooks` an empty program on every hook connlife attaches on this kernel, the way it
+/// attaches it (the state one counting); wait for SIGINT/SIGTERM, return how many times the
+/// state tracepoint fired.
+pub async fn run_floor(hooks: bool) -> anyhow::Result<u64> {
+    use connlife_common::{FLOOR_HOOKS_CLASSIC, FLOOR_HOOKS_RAW, FLOOR_HOOKS_STATE, FLOOR_PROGRAM};
     use tokio::signal::unix::{signal, SignalKind};
     let root = preflight()?;
-    let (config, _) = probes::discover(&root)?;
+    let (_, features) = probes::discover(&root)?;
     raise_memlock();
-    let _ = config;
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor object")?;
-    let prog: &mut TracePoint = ebpf.program_mut(FLOOR_PROGRAM).context("floor program")?.try_into()?;
-    prog.load()?;
-    prog.attach("sock", "inet_sock_set_state")?;
+    if !hooks {
+        let prog: &mut TracePoint = ebpf.program_mut(FLOOR_PROGRAM).context("floor program")?.try_into()?;
+        prog.load()?;
+        prog.attach("sock", "inet_sock_set_state")?;
+    } else {
+        for name in [FLOOR_HOOKS_STATE, FLOOR_HOOKS_RAW] {
+            let prog: &mut RawTracePoint = ebpf.program_mut(name).context("floor program")?.try_into()?;
+            prog.load()?;
+        }
+        let prog: &mut TracePoint = ebpf
+            .program_mut(FLOOR_HOOKS_CLASSIC)
+            .context("floor program")?
+            .try_into()?;
+        prog.load()?;
+        for &(program, hook, category, name) in PROGRAMS.iter().filter(|(p, ..)| features.has(p)) {
+            let context = || format!("attaching the floor to {category}/{name}");
+            match hook {
+                Hook::RawTracePoint => {
+                    let floor = if program == STATE_PROGRAM {
+                        FLOOR_HOOKS_STATE
+                    } else {
+                        FLOOR_HOOKS_RAW
+                    };
+                    let prog: &mut RawTracePoint = ebpf.program_mut(floor).context("floor program")?.try_into()?;
+                    prog.attach(name).with_context(context)?;
+                }
+                Hook::TracePoint => {
+                    let prog: &mut TracePoint = ebpf
+                        .program_mut(FLOOR_HOOKS_CLASSIC)
+                        .context("floor program")?
+                        .try_into()?;
+                    prog.attach(category, name).with_context(context)?;
+                }
+            }
+        }
+    }
     crate::say!("ready");
     let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
