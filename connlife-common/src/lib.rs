@@ -16,6 +16,11 @@ pub mod maps {
     pub const SOCKS: &str = "SOCKS";
     /// `u32 tgid -> u8`: processes to trace when `Config::filter_active` is set.
     pub const WANTED_TGIDS: &str = "WANTED_TGIDS";
+    /// `u32 tgid % MAYBE_WANTED_SLOTS -> u8`, an array: 0 when no wanted tgid falls in that
+    /// slot, so that an untraced process leaves the filter at one array load (inlined by the
+    /// verifier) instead of a hash lookup; 1 sends it on to WANTED_TGIDS, which decides. Set
+    /// wherever WANTED_TGIDS gains a tgid, never cleared (a stale 1 costs a lookup, not truth).
+    pub const MAYBE_WANTED: &str = "MAYBE_WANTED";
     /// `[u8; 16] comm -> u8`: process names to trace (a match adds the tgid to WANTED_TGIDS).
     pub const WANTED_COMMS: &str = "WANTED_COMMS";
     /// `u16 port -> u8`: listening ports of wanted processes, so their accepted children are
@@ -52,6 +57,8 @@ pub const CONFIG_GLOBAL: &str = "CONFIG";
 /// eviction we cannot see; the agent notices through missing sockets).
 pub const MAX_SOCKS: u32 = 262_144;
 pub const MAX_WANTED: u32 = 4096;
+/// Slots of [`maps::MAYBE_WANTED`] (a power of two: the slot is `tgid & (SLOTS - 1)`).
+pub const MAYBE_WANTED_SLOTS: u32 = 4096;
 pub const MAX_LISTEN_PORTS: u32 = 4096;
 pub const MAX_PRESEED: u32 = 131_072;
 pub const MAX_CONNECT_FDS: u32 = 8192;
@@ -585,14 +592,7 @@ pub struct Config {
     /// otherwise feed back into its own event stream).
     pub self_tgid: u32,
 
-    // syscalls
-    pub close_fd: u32,
-    /// `newfd` of sys_enter_dup2 and sys_enter_dup3 (userspace checks they agree).
-    pub dup_newfd: u32,
-    pub connect_fd: u32,
-    /// `ret` of sys_exit_{accept,accept4,socket,openat} (userspace checks they agree).
-    pub exit_ret: u32,
-    // sched/sched_process_exit
+    // sched/sched_process_exit (the syscalls' fields are at SYSCALL_ARG0_AT and the like)
     pub exit_pid: u32,
     /// `group_dead` (6.16+); OFFSET_ABSENT: fall back to pid == tgid.
     pub exit_group_dead: u32,
@@ -647,7 +647,7 @@ pub struct Config {
     pub regs_ss: u32,
     pub _pad_regs: u32,
 }
-const _: () = assert!(size_of::<Config>() == 192);
+const _: () = assert!(size_of::<Config>() == 176);
 
 impl Config {
     /// Every offset zero: the eBPF object's initial value, overridden at load time.
@@ -656,10 +656,6 @@ impl Config {
         comm_filter: 0,
         sock_close_addr: 0,
         self_tgid: 0,
-        close_fd: 0,
-        dup_newfd: 0,
-        connect_fd: 0,
-        exit_ret: 0,
         exit_pid: 0,
         exit_group_dead: 0,
         task_pid: 0,
@@ -701,6 +697,16 @@ impl Config {
     };
 }
 pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+/// Where every kernel's syscall tracepoints keep what the programs read: after the common
+/// fields and `int __syscall_nr`, `sys_enter_*` has one 8-byte slot per argument and
+/// `sys_exit_*` has `long ret`. Constants, not [`Config`] fields: a program reads the record
+/// at a constant offset with a plain load, where an offset known only at load time takes a
+/// helper call (about 40 ns per run, on syscalls that run for every process on the host).
+/// Userspace checks each format file against them before loading.
+pub const SYSCALL_ARG0_AT: u32 = 16;
+pub const SYSCALL_ARG1_AT: u32 = 24;
+pub const SYSCALL_RET_AT: u32 = 16;
 
 // Kernel constants used on both sides.
 pub const AF_INET: u16 = 2;

@@ -10,7 +10,7 @@
 //!   (`FdClose`); dup2/dup3 close `newfd` if it was open.
 //! - `sys_exit_{socket,accept,accept4,openat}` failing with EMFILE/ENFILE: the moment the
 //!   process (or the system) ran out of fds (`FdFail`).
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext, EbpfContext};
 use connlife_common::*;
 
 use crate::{
@@ -23,12 +23,12 @@ use crate::{
     CONNECT_FDS, GO_PENDING, SOCKS,
 };
 
-/// A classic tracepoint field at an offset from its `format` file.
+/// A syscall tracepoint's 8-byte slot at `AT` (an argument or the return value, at the
+/// offsets userspace checked against the `format` files): a plain load of the record.
 #[inline(always)]
-fn field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
-    // SAFETY: bpf_probe_read of the tracepoint record; the offset was checked by userspace
-    // against the format file.
-    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+fn slot<const AT: u32>(ctx: &TracePointContext) -> u64 {
+    // SAFETY: inside the tracepoint's record; a constant offset the verifier checks.
+    unsafe { *(ctx.as_ptr().add(AT as usize) as *const u64) }
 }
 
 /// The user stack is not taken here but at the SYN_SENT birth (state.rs), in the same
@@ -50,20 +50,19 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
             (pending_fd, pending_stack, pending_transport) = (p.fd, p.request.request_stack, p.request.transport);
             let _ = GO_PENDING.remove(&tid);
         }
-        if let Some(fd) = field::<u64>(&ctx, conf!(connect_fd)) {
-            let mut call = ConnectCall {
-                fd: fd as i32,
-                request_stack: -1,
-                transport: 0,
-            };
-            // The request is this connect's only if it is for the same fd (the goroutine
-            // could have moved to another thread between the uprobe and the syscall).
-            if pending_fd >= 0 && pending_fd == fd as i32 as i64 {
-                call.request_stack = pending_stack;
-                call.transport = pending_transport;
-            }
-            let _ = CONNECT_FDS.insert(&tid, &call, 0);
+        let fd = slot::<SYSCALL_ARG0_AT>(&ctx);
+        let mut call = ConnectCall {
+            fd: fd as i32,
+            request_stack: -1,
+            transport: 0,
+        };
+        // The request is this connect's only if it is for the same fd (the goroutine could
+        // have moved to another thread between the uprobe and the syscall).
+        if pending_fd >= 0 && pending_fd == fd as i32 as i64 {
+            call.request_stack = pending_stack;
+            call.transport = pending_transport;
         }
+        let _ = CONNECT_FDS.insert(&tid, &call, 0);
     }
     0
 }
@@ -82,7 +81,7 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
-    let ret: i64 = field(ctx, conf!(exit_ret))?;
+    let ret = slot::<SYSCALL_RET_AT>(ctx) as i64;
     let tgid = current_tgid();
     if ret < 0 {
         return on_fd_fail(tgid, ret, syscall);
@@ -149,7 +148,8 @@ fn on_fd_fail(tgid: u32, ret: i64, syscall: Syscall) -> Option<()> {
 
 #[tracepoint(category = "syscalls", name = "sys_exit_socket")]
 pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
-    if let Some(ret) = field::<i64>(&ctx, conf!(exit_ret)).filter(|&r| r < 0) {
+    let ret = slot::<SYSCALL_RET_AT>(&ctx) as i64;
+    if ret < 0 {
         on_fd_fail(current_tgid(), ret, Syscall::Socket);
     }
     0
@@ -157,7 +157,8 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
-    if let Some(ret) = field::<i64>(&ctx, conf!(exit_ret)).filter(|&r| r < 0) {
+    let ret = slot::<SYSCALL_RET_AT>(&ctx) as i64;
+    if ret < 0 {
         on_fd_fail(current_tgid(), ret, Syscall::Openat);
     }
     0
@@ -165,31 +166,30 @@ pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    let _ = on_close(&ctx, conf!(close_fd));
+    let _ = on_close(slot::<SYSCALL_ARG0_AT>(&ctx));
     0
 }
 
 /// dup2(old, new) and dup3 close `new` if it was open: a close too.
 #[tracepoint(category = "syscalls", name = "sys_enter_dup2")]
 pub fn sys_enter_dup2(ctx: TracePointContext) -> u32 {
-    let _ = on_close(&ctx, conf!(dup_newfd));
+    let _ = on_close(slot::<SYSCALL_ARG1_AT>(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_dup3")]
 pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
-    let _ = on_close(&ctx, conf!(dup_newfd));
+    let _ = on_close(slot::<SYSCALL_ARG1_AT>(&ctx));
     0
 }
 
 /// The running process lets go of `fd`. Other processes may still hold the socket (fork):
 /// the record names this holder; userspace keeps the others.
-fn on_close(ctx: &TracePointContext, fd_offset: u32) -> Option<()> {
+fn on_close(fd: u64) -> Option<()> {
     let tgid = current_tgid();
     if !wanted_or_comm_match(tgid) {
         return None;
     }
-    let fd: u64 = field(ctx, fd_offset)?;
     let (sk, file) = fd_to_tcp_sock(fd as u32)?;
     let info = SOCKS.get_ptr_mut(&sk);
     if let Some(info) = info {

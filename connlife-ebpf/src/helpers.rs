@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
 };
 use connlife_common::*;
 
-use crate::{COUNTERS, EVENTS, PRESEED, SOCKS, WANTED_COMMS, WANTED_TGIDS};
+use crate::{COUNTERS, EVENTS, MAYBE_WANTED, PRESEED, SOCKS, WANTED_COMMS, WANTED_TGIDS};
 
 /// One field of [`crate::CONFIG`]. A volatile read, so the compiler does not fold the zeroed
 /// initial value: the real one is written by the loader into the object's read-only data.
@@ -67,8 +67,20 @@ pub fn is_wanted(tgid: u32) -> bool {
     if tgid == conf!(self_tgid) {
         return false;
     }
+    if conf!(filter_active) == 0 {
+        return true;
+    }
     // SAFETY: map lookups return a copy-able reference valid for this program run.
-    conf!(filter_active) == 0 || unsafe { WANTED_TGIDS.get(&tgid) }.is_some()
+    maybe_wanted(tgid) && unsafe { WANTED_TGIDS.get(&tgid) }.is_some()
+}
+
+/// False when no wanted tgid shares `tgid`'s slot of MAYBE_WANTED: most processes of a host
+/// leave the filter here, at one array load.
+#[inline(always)]
+fn maybe_wanted(tgid: u32) -> bool {
+    MAYBE_WANTED
+        .get(tgid & (MAYBE_WANTED_SLOTS - 1))
+        .is_none_or(|&slot| slot != 0)
 }
 
 /// [`is_wanted`], or the running process's name is one of `--comm`'s: then it is added to
@@ -94,6 +106,10 @@ pub fn wanted_or_comm_match(tgid: u32) -> bool {
 pub fn remember_wanted(tgid: u32) {
     if WANTED_TGIDS.insert(&tgid, &1, 0).is_err() {
         count(Counter::WantedFull);
+    }
+    if let Some(slot) = MAYBE_WANTED.get_ptr_mut(tgid & (MAYBE_WANTED_SLOTS - 1)) {
+        // SAFETY: a byte of the array; a plain store of 1 (it is never cleared).
+        unsafe { *slot = 1 };
     }
 }
 

@@ -29,7 +29,7 @@ mod usage;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use connlife_common::*;
 
@@ -39,6 +39,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 static SOCKS: HashMap<u64, SockInfo> = HashMap::with_max_entries(MAX_SOCKS, 0);
 #[map]
 static WANTED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WANTED, 0);
+#[map]
+static MAYBE_WANTED: Array<u8> = Array::with_max_entries(MAYBE_WANTED_SLOTS, 0);
 #[map]
 static WANTED_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_WANTED, 0);
 #[map]

@@ -9,13 +9,13 @@ use std::{os::fd::AsFd, os::fd::AsRawFd, path::Path};
 
 use anyhow::{bail, Context as _};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use connlife_common::{
-    maps, Counter, Hook, Seed, SockInfo, UserStack, CONFIG_GLOBAL, COUNTER_SLOTS, PROGRAMS, STACK_FRAMES,
-    STATE_PROGRAM, STATE_PROGRAM_NESTED,
+    maps, Counter, Hook, Seed, SockInfo, UserStack, CONFIG_GLOBAL, COUNTER_SLOTS, MAYBE_WANTED_SLOTS, PROGRAMS,
+    STACK_FRAMES, STATE_PROGRAM, STATE_PROGRAM_NESTED,
 };
 
 pub use crate::kernel::go_probes::GoAttach;
@@ -275,7 +275,13 @@ impl Tracer {
     pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
         let mut wanted: BpfHashMap<_, u32, u8> =
             BpfHashMap::try_from(self.ebpf.map_mut(maps::WANTED_TGIDS).context("map WANTED_TGIDS")?)?;
-        wanted.insert(pid, 1, 0).context("WANTED_TGIDS insert")
+        wanted.insert(pid, 1, 0).context("WANTED_TGIDS insert")?;
+        // After WANTED_TGIDS: the kernel's filter reads the slot first.
+        let mut maybe: Array<_, u8> =
+            Array::try_from(self.ebpf.map_mut(maps::MAYBE_WANTED).context("map MAYBE_WANTED")?)?;
+        maybe
+            .set(pid & (MAYBE_WANTED_SLOTS - 1), 1, 0)
+            .context("MAYBE_WANTED set")
     }
 
     /// Tell the kernel about a socket found by the snapshot, by cookie, with its owner.

@@ -14,7 +14,7 @@
 use std::{fs, path::Path};
 
 use anyhow::{anyhow, bail, Context as _};
-use connlife_common::{Config, OFFSET_ABSENT};
+use connlife_common::{Config, OFFSET_ABSENT, SYSCALL_ARG0_AT, SYSCALL_ARG1_AT, SYSCALL_RET_AT};
 use serde::Serialize;
 
 use crate::kernel::{
@@ -85,20 +85,28 @@ pub fn discover(tracefs_root: &Path) -> anyhow::Result<(Config, Features)> {
             .and_then(|f| f.offset(field))
             .ok_or_else(|| anyhow!("tracepoint {program} has no field `{field}` on this kernel"))
     };
-    cfg.close_fd = off("sys_enter_close", "fd")?;
-    if formats.contains_key("sys_enter_dup2") {
-        cfg.dup_newfd = off("sys_enter_dup2", "newfd")?;
-    }
-    if formats.contains_key("sys_enter_dup3") && off("sys_enter_dup3", "newfd")? != cfg.dup_newfd {
-        bail!("sys_enter_dup3: `newfd` is not where sys_enter_dup2 has it; unsupported kernel");
-    }
-
-    cfg.connect_fd = off("sys_enter_connect", "fd")?;
-    cfg.exit_ret = off("sys_exit_accept4", "ret")?;
-    for other in ["sys_exit_accept", "sys_exit_socket", "sys_exit_openat"] {
-        if formats.contains_key(other) && off(other, "ret")? != cfg.exit_ret {
-            bail!("{other}: `ret` is not where sys_exit_accept4 has it; unsupported kernel");
+    // The programs read these at constant offsets: a kernel that moved one is not supported.
+    let at = |program: &str, field: &str, expected: u32| -> anyhow::Result<()> {
+        if !formats.contains_key(program) {
+            return Ok(());
         }
+        let found = off(program, field)?;
+        if found != expected {
+            bail!("tracepoint {program}: `{field}` at offset {found}, connlife reads it at {expected}; unsupported kernel");
+        }
+        Ok(())
+    };
+    at("sys_enter_close", "fd", SYSCALL_ARG0_AT)?;
+    at("sys_enter_connect", "fd", SYSCALL_ARG0_AT)?;
+    at("sys_enter_dup2", "newfd", SYSCALL_ARG1_AT)?;
+    at("sys_enter_dup3", "newfd", SYSCALL_ARG1_AT)?;
+    for exit in [
+        "sys_exit_accept4",
+        "sys_exit_accept",
+        "sys_exit_socket",
+        "sys_exit_openat",
+    ] {
+        at(exit, "ret", SYSCALL_RET_AT)?;
     }
     cfg.exit_pid = off("sched_process_exit", "pid")?;
     cfg.exit_group_dead = off("sched_process_exit", "group_dead").unwrap_or(OFFSET_ABSENT);
