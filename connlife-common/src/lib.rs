@@ -57,6 +57,16 @@ pub const CONFIG_GLOBAL: &str = "CONFIG";
 /// eviction we cannot see; the agent notices through missing sockets).
 pub const MAX_SOCKS: u32 = 262_144;
 pub const MAX_WANTED: u32 = 4096;
+/// Bytes of x86-64's `struct pt_regs`, read at once by the programs; a kernel whose registers
+/// are not that (another architecture) has `Config::regs_size` OFFSET_ABSENT.
+pub const REGS_BYTES: u32 = 168;
+
+/// Is the fd of a socket reaching SYN_SENT read from the syscall's saved registers (x86-64
+/// with `pt_regs` in BTF), so that sys_enter_connect need not run for every connect on the host?
+pub fn connect_from_regs(config: &Config) -> bool {
+    config.regs_size != OFFSET_ABSENT
+}
+
 /// Slots of [`maps::MAYBE_WANTED`] (a power of two: the slot is `tgid & (SLOTS - 1)`).
 pub const MAYBE_WANTED_SLOTS: u32 = 4096;
 pub const MAX_LISTEN_PORTS: u32 = 4096;
@@ -97,7 +107,7 @@ pub const PROGRAMS: &[(&str, Hook, &str, &str)] = &[
     // Attached after the main one, so it runs after it (see connlife-ebpf/src/state.rs).
     (STATE_PROGRAM_NESTED, Hook::RawTracePoint, "sock", "inet_sock_set_state"),
     ("sched_process_fork", Hook::RawTracePoint, "sched", "sched_process_fork"),
-    ("sys_enter_connect", Hook::TracePoint, "syscalls", "sys_enter_connect"),
+    (CONNECT_PROGRAM, Hook::TracePoint, "syscalls", "sys_enter_connect"),
     ("sys_enter_close", Hook::TracePoint, "syscalls", "sys_enter_close"),
     ("sys_enter_dup2", Hook::TracePoint, "syscalls", "sys_enter_dup2"),
     ("sys_enter_dup3", Hook::TracePoint, "syscalls", "sys_enter_dup3"),
@@ -133,6 +143,9 @@ pub const GO_PROGRAMS: &[(&str, &str)] = &[
 /// DWARF of a Go 1.19 binary; unchanged since Go 1.9.
 pub const GO_NETFD_SYSFD_OFFSET: u64 = 16;
 
+/// sys_enter_connect: attached only where the fd of a connect is not read from its registers
+/// ([`connect_from_regs`]).
+pub const CONNECT_PROGRAM: &str = "sys_enter_connect";
 /// The main state program, whose recursion misses the nested one rescues.
 pub const STATE_PROGRAM: &str = "inet_sock_set_state";
 /// The program that handles what [`STATE_PROGRAM`] is skipped for.
@@ -463,7 +476,8 @@ impl UserStack {
     }
 }
 
-/// Value of [`maps::CONNECT_FDS`]: what sys_enter_connect learned, for the SYN_SENT birth.
+/// Value of [`maps::CONNECT_FDS`]: what sys_enter_connect learned, for the SYN_SENT birth
+/// (only where the user registers are not known; see [`connect_from_regs`]).
 /// The user stack itself is taken at the birth (same syscall), so only TCP connects pay it.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -645,9 +659,13 @@ pub struct Config {
     /// The code and stack segments: what proves a guess of where the registers sit.
     pub regs_cs: u32,
     pub regs_ss: u32,
+    /// The syscall's number and first argument (`orig_ax`, `di`): the fd of the connect(),
+    /// sendto() or sendmsg() in which a socket reaches SYN_SENT.
+    pub regs_orig_ax: u32,
+    pub regs_di: u32,
     pub _pad_regs: u32,
 }
-const _: () = assert!(size_of::<Config>() == 176);
+const _: () = assert!(size_of::<Config>() == 184);
 
 impl Config {
     /// Every offset zero: the eBPF object's initial value, overridden at load time.
@@ -693,6 +711,8 @@ impl Config {
         regs_bp: 0,
         regs_cs: 0,
         regs_ss: 0,
+        regs_orig_ax: 0,
+        regs_di: 0,
         _pad_regs: 0,
     };
 }

@@ -14,13 +14,14 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext, EbpfContext};
 use connlife_common::*;
 
 use crate::{
+    go::connect_call,
     helpers::{
-        conf, current_comm, current_tgid, current_tid, emit, fd_to_tcp_sock, fill_owner, fill_tuple_and_state,
-        fill_tuple_from_sock, insert_sock, last_reference, new_event, new_info, now_ns, reported_at, sock_netns,
-        wanted_or_comm_match,
+        conf, current_comm, current_tgid, current_tid, emit, fd_to_stream_sock, fill_owner, fill_tuple_and_state,
+        fill_tuple_from_sock, insert_sock, is_inet, last_reference, new_event, new_info, now_ns, reported_at,
+        sock_netns, wanted_or_comm_match,
     },
-    stack::syscall_user_stack,
-    CONNECT_FDS, GO_PENDING, SOCKS,
+    stack::{syscall_regs, syscall_user_stack},
+    CONNECT_FDS, SOCKS,
 };
 
 /// A syscall tracepoint's 8-byte slot at `AT` (an argument or the return value, at the
@@ -31,37 +32,19 @@ fn slot<const AT: u32>(ctx: &TracePointContext) -> u64 {
     unsafe { *(ctx.as_ptr().add(AT as usize) as *const u64) }
 }
 
-/// The user stack is not taken here but at the SYN_SENT birth (state.rs), in the same
-/// syscall: only TCP connects get one (not UDP or unix-socket connects, not a retried
-/// non-blocking connect), and a TCP Fast Open sendto() gets one too.
+/// Only where the user registers are not known ([`connect_from_regs`]): elsewhere the SYN_SENT
+/// birth reads the fd from the registers of the syscall it happens in, and this program is not
+/// attached (it would run for every connect on the host). The user stack is not taken here
+/// but at the SYN_SENT birth (state.rs), in the same syscall: only TCP connects get one (not
+/// UDP or unix-socket connects, not a retried non-blocking connect), and a TCP Fast Open
+/// sendto() gets one too.
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     // Only the uprobes of wanted processes leave Go requests: every other connect on the
     // host leaves at the filter, before any lookup.
     if wanted_or_comm_match(current_tgid()) {
         let tid = current_tid();
-        // A Go dial's request, left by `net.(*netFD).connect` on this thread: consumed by this
-        // connect whatever happens, so it never applies to a later one. Plain scalars set on
-        // every path: 5.10's verifier rejects reading an Option whose payload one path never
-        // wrote ("invalid read from stack").
-        let (mut pending_fd, mut pending_stack, mut pending_transport) = (-1i64, -1i32, 0u64);
-        // SAFETY: read out of the map value before it is removed.
-        if let Some(p) = unsafe { GO_PENDING.get(&tid) } {
-            (pending_fd, pending_stack, pending_transport) = (p.fd, p.request.request_stack, p.request.transport);
-            let _ = GO_PENDING.remove(&tid);
-        }
-        let fd = slot::<SYSCALL_ARG0_AT>(&ctx);
-        let mut call = ConnectCall {
-            fd: fd as i32,
-            request_stack: -1,
-            transport: 0,
-        };
-        // The request is this connect's only if it is for the same fd (the goroutine could
-        // have moved to another thread between the uprobe and the syscall).
-        if pending_fd >= 0 && pending_fd == fd as i32 as i64 {
-            call.request_stack = pending_stack;
-            call.transport = pending_transport;
-        }
+        let call = connect_call(tid, slot::<SYSCALL_ARG0_AT>(&ctx) as i32);
         let _ = CONNECT_FDS.insert(&tid, &call, 0);
     }
     0
@@ -90,7 +73,7 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
         return None;
     }
     let fd = ret as i32;
-    let (sk, _) = fd_to_tcp_sock(fd as u32)?;
+    let (sk, _) = fd_to_stream_sock(fd as u32)?;
     let comm = current_comm();
     if let Some(info) = SOCKS.get_ptr_mut(&sk) {
         // SAFETY: a pointer into the map value, valid for this program run.
@@ -105,11 +88,14 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
             info.folded.accept_ns = now_ns();
             info.folded.accept_fd = fd;
             if conf!(origin) != 0 {
-                info.origin.stack = syscall_user_stack();
+                info.origin.stack = syscall_user_stack(&syscall_regs());
             }
             return Some(());
         }
     } else {
+        if !is_inet(sk) {
+            return None;
+        }
         insert_sock(sk, &new_info(tgid, fd, Role::Server, sock_netns(sk)));
     }
     let mut ev = new_event(EventKind::Accept, tgid, now_ns());
@@ -126,7 +112,7 @@ fn on_accept(ctx: &TracePointContext, syscall: Syscall) -> Option<()> {
         ev.role = Role::Server as u8;
     }
     if conf!(origin) != 0 {
-        ev.origin.stack = syscall_user_stack();
+        ev.origin.stack = syscall_user_stack(&syscall_regs());
     }
     emit(&ev);
     Some(())
@@ -190,8 +176,11 @@ fn on_close(fd: u64) -> Option<()> {
     if !wanted_or_comm_match(tgid) {
         return None;
     }
-    let (sk, file) = fd_to_tcp_sock(fd as u32)?;
+    let (sk, file) = fd_to_stream_sock(fd as u32)?;
     let info = SOCKS.get_ptr_mut(&sk);
+    if info.is_none() && !is_inet(sk) {
+        return None;
+    }
     if let Some(info) = info {
         // SAFETY: a pointer into the map value, valid for this program run.
         let info = unsafe { &mut *info };

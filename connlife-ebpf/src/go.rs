@@ -9,8 +9,8 @@
 //! 3. `(*Transport).dialConnFor(t, w)`, the dial goroutine (`go t.dialConnFor(w)`):
 //!    GO_DIALS[g] = GO_WANTS[w], which is removed.
 //! 4. `net.(*netFD).connect(fd, ...)`, the dial goroutine right before connect(2) on the same
-//!    thread: GO_PENDING[tid] = GO_DIALS[g] (removed) with `fd.pfd.Sysfd`; sys_enter_connect
-//!    takes it when the fd matches (fds.rs).
+//!    thread: GO_PENDING[tid] = GO_DIALS[g] (removed) with `fd.pfd.Sysfd`; the connect takes
+//!    it when the fd matches ([`connect_call`], at the SYN_SENT birth or sys_enter_connect).
 //!
 //! Go's register ABI: the goroutine pointer g is in r14, the receiver and arguments in rax,
 //! rbx, rcx, rdi, rsi, r8... At function entry (where a uprobe fires) they are still there.
@@ -49,6 +49,36 @@ fn go_regs(ctx: &ProbeContext) -> Option<GoRegs> {
         arg0: regs.rax,
         arg1: regs.rbx,
     })
+}
+
+/// What the connect of thread `tid` on `fd` dials for: the Go request `net.(*netFD).connect`
+/// left for this thread, if it is for this fd. Taken whatever happens, so it never applies to
+/// a later connect.
+#[inline(always)]
+pub fn connect_call(tid: u32, fd: i32) -> ConnectCall {
+    let mut call = ConnectCall {
+        fd,
+        request_stack: -1,
+        transport: 0,
+    };
+    if conf!(origin) == 0 {
+        return call;
+    }
+    // Plain scalars set on every path: 5.10's verifier rejects reading an Option whose payload
+    // one path never wrote ("invalid read from stack").
+    let (mut pending_fd, mut pending_stack, mut pending_transport) = (-1i64, -1i32, 0u64);
+    // SAFETY: read out of the map value before it is removed.
+    if let Some(p) = unsafe { GO_PENDING.get(&tid) } {
+        (pending_fd, pending_stack, pending_transport) = (p.fd, p.request.request_stack, p.request.transport);
+        let _ = GO_PENDING.remove(&tid);
+    }
+    // The request is this connect's only if it is for the same fd (the goroutine could have
+    // moved to another thread between the uprobe and the syscall).
+    if pending_fd >= 0 && pending_fd == fd as i64 {
+        call.request_stack = pending_stack;
+        call.transport = pending_transport;
+    }
+    call
 }
 
 /// `net/http.(*Transport).roundTrip(t *Transport, req *Request)`.

@@ -1,8 +1,12 @@
 //! What the hook families share: reading the run-time [`Config`], kernel reads that count
 //! their failures, the process filter, the fd-table walk from an fd to its socket, and emitting
 //! a record into the ring buffer.
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
+    macros::map,
+    maps::Array,
 };
 use connlife_common::*;
 
@@ -340,11 +344,21 @@ pub fn fill_tuple_and_state(ev: &mut Event, sk: u64) {
     ev.new_state = block_field(&head, sk, conf!(skc_state), 1).unwrap_or(0) as u8;
 }
 
-/// The TCP socket behind `fd` of the running task: task->files->fdt->fd[fd]->private_data->sk,
-/// trusted only when the file's `release` is `sock_close` and the socket is SOCK_STREAM inet.
-/// Returns the socket and its file.
+/// The `file_operations` of socket files once a program has seen them (0: not yet), so that
+/// a file is known for a socket's by its `f_op` alone, without reading `f_op->release`.
+#[map]
+static SOCKET_FOPS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Words of a `struct file` read at once for its `f_op` and `private_data` (side by side at
+/// its head since 6.x; elsewhere each is read on its own).
+const FILE_HEAD_WORDS: usize = 4;
+
+/// The stream socket behind `fd` of the running task: task->files->fdt->fd[fd]->private_data->sk,
+/// trusted only when the file's `release` is `sock_close` and the socket is SOCK_STREAM.
+/// Returns the socket and its file. Its family is the caller's to check ([`is_inet`]) where
+/// SOCKS does not know it already (SOCKS holds TCP sockets only).
 #[inline(always)]
-pub fn fd_to_tcp_sock(fd: u32) -> Option<(u64, u64)> {
+pub fn fd_to_stream_sock(fd: u32) -> Option<(u64, u64)> {
     // SAFETY: returns the running task's address; only read through bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = kread(task, conf!(task_files))?;
@@ -366,12 +380,26 @@ pub fn fd_to_tcp_sock(fd: u32) -> Option<(u64, u64)> {
     if file == 0 {
         return None;
     }
-    let f_op: u64 = kread(file, conf!(file_f_op))?;
-    let release: u64 = kread(f_op, conf!(fop_release))?;
-    if release != conf!(sock_close_addr) {
-        return None;
+    let (f_op_at, private_at) = (conf!(file_f_op), conf!(file_private_data));
+    let (f_op, socket) = if (f_op_at.max(private_at) as usize) < FILE_HEAD_WORDS * 8 {
+        let head: [u64; FILE_HEAD_WORDS] = kread(file, 0)?;
+        (
+            block_field(&head, file, f_op_at, 8)?,
+            block_field(&head, file, private_at, 8)?,
+        )
+    } else {
+        (kread::<u64>(file, f_op_at)?, kread::<u64>(file, private_at)?)
+    };
+    let known = SOCKET_FOPS.get_ptr_mut(0)?;
+    // SAFETY: the array's one slot; every writer stores the same value.
+    if f_op == 0 || f_op != unsafe { *known } {
+        let release: u64 = kread(f_op, conf!(fop_release))?;
+        if release != conf!(sock_close_addr) {
+            return None;
+        }
+        // SAFETY: as above.
+        unsafe { *known = f_op };
     }
-    let socket: u64 = kread(file, conf!(file_private_data))?;
     // struct socket's type and sk in one read of its head.
     let head: [u64; 4] = kread(socket, 0)?;
     let sock_type = block_field(&head, socket, conf!(socket_type), 2)? as u16;
@@ -379,11 +407,13 @@ pub fn fd_to_tcp_sock(fd: u32) -> Option<(u64, u64)> {
     if sock_type != SOCK_STREAM || sk == 0 {
         return None;
     }
-    let family: u16 = kread(sk, conf!(skc_family))?;
-    if family != AF_INET && family != AF_INET6 {
-        return None;
-    }
     Some((sk, file))
+}
+
+/// Is `sk` an IPv4 or IPv6 socket?
+#[inline(always)]
+pub fn is_inet(sk: u64) -> bool {
+    kread::<u16>(sk, conf!(skc_family)).is_some_and(|family| family == AF_INET || family == AF_INET6)
 }
 
 /// Is the fd table's reference the only one left on `file` (so closing it releases the

@@ -13,14 +13,15 @@
 //! where exactly depends on the kernel's stack size and padding, so the candidates are tried
 //! and the one whose code and stack segments are the user's is kept (per CPU) for the next.
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_user},
+    cty::c_void,
+    helpers::{bpf_get_current_task, bpf_probe_read_user, generated},
     macros::map,
     maps::PerCpuArray,
 };
 use connlife_common::*;
 
 use crate::{
-    helpers::{conf, count, kread},
+    helpers::{block_field, conf, count, kread},
     STACKS,
 };
 
@@ -43,57 +44,109 @@ const REGS_TOPS: [u64; 4] = [16 << 10, (16 << 10) - 16, 32 << 10, (32 << 10) - 1
 /// pointer) is taken for garbage: thread stacks are 8 MiB by default.
 const MAX_FRAME_SPAN: u64 = 8 << 20;
 
-/// The user stack of the running task, which is in a syscall (connect, accept): its id in
-/// STACKS, or -1 (counted as `StackMissed`).
-#[inline(always)]
-pub fn syscall_user_stack() -> i32 {
-    match syscall_user_regs() {
-        Some(regs) => {
-            let ip: u64 = kread(regs, conf!(regs_ip)).unwrap_or(0);
-            let sp: u64 = kread(regs, conf!(regs_sp)).unwrap_or(0);
-            let bp: u64 = kread(regs, conf!(regs_bp)).unwrap_or(0);
-            walk_user_stack(ip, sp, bp)
-        }
-        None => {
-            count(Counter::StackMissed);
-            -1
-        }
-    }
+/// The user registers the running task saved when it entered its syscall: what the programs
+/// need of them, from one read of the whole `pt_regs`. A plain struct with `found`, not an
+/// Option: 5.10's and 6.1's verifiers reject copying an Option whose payload one path never
+/// wrote ("invalid read from stack").
+#[derive(Clone, Copy)]
+pub struct SyscallRegs {
+    /// False: not a user task in a syscall, or this kernel's registers are not known (every
+    /// other field zero).
+    pub found: bool,
+    /// The syscall's number (`orig_ax`) and first argument (`di`).
+    pub nr: u64,
+    pub arg0: u64,
+    ip: u64,
+    sp: u64,
+    bp: u64,
 }
 
-/// The address of the running task's user registers (its `task_pt_regs`).
+impl SyscallRegs {
+    const NONE: SyscallRegs = SyscallRegs {
+        found: false,
+        nr: 0,
+        arg0: 0,
+        ip: 0,
+        sp: 0,
+        bp: 0,
+    };
+}
+
+/// Per-CPU room for the registers read at once (168 bytes: more than a program's stack
+/// should hold next to a record being built).
+#[map]
+static REGS_SCRATCH: PerCpuArray<[u64; REGS_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+const REGS_WORDS: usize = REGS_BYTES as usize / 8;
+
+/// The user stack of the running task, which is in a syscall (connect, accept), from its
+/// registers: its id in STACKS, or -1 (counted as `StackMissed`).
 #[inline(always)]
-fn syscall_user_regs() -> Option<u64> {
+pub fn syscall_user_stack(regs: &SyscallRegs) -> i32 {
+    if regs.found {
+        return walk_user_stack(regs.ip, regs.sp, regs.bp);
+    }
+    count(Counter::StackMissed);
+    -1
+}
+
+/// The running task's user registers (its `task_pt_regs`), if it is a user task in a syscall
+/// and this kernel's registers are known.
+#[inline(always)]
+pub fn syscall_regs() -> SyscallRegs {
     if conf!(regs_size) == OFFSET_ABSENT {
-        return None;
+        return SyscallRegs::NONE;
     }
     // SAFETY: the running task's address, only read through bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };
-    let stack: u64 = kread(task, conf!(task_stack))?;
-    let size = conf!(regs_size) as u64;
-    let cached = REGS_TOP.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot.
-    let top = unsafe { *cached };
+    let (Some(stack), Some(block), Some(cached)) = (
+        kread::<u64>(task, conf!(task_stack)),
+        REGS_SCRATCH.get_ptr_mut(0),
+        REGS_TOP.get_ptr_mut(0),
+    ) else {
+        return SyscallRegs::NONE;
+    };
+    // SAFETY: this CPU's slots, one program at a time.
+    let (block, top) = unsafe { (&mut *block, *cached) };
     if top != 0 {
         // Found before: a task whose registers are not there is no user task (a kernel
         // thread doing io_uring's connect), not a reason to read elsewhere.
-        return users_registers(stack + top - size).then_some(stack + top - size);
+        return users_registers(block, stack + top - REGS_BYTES as u64);
     }
     // Smallest first: a larger guess on a smaller stack would read past its end.
     for top in REGS_TOPS {
-        if users_registers(stack + top - size) {
+        let regs = users_registers(block, stack + top - REGS_BYTES as u64);
+        if regs.found {
             // SAFETY: as above.
             unsafe { *cached = top };
-            return Some(stack + top - size);
+            return regs;
         }
     }
-    None
+    SyscallRegs::NONE
 }
 
-/// Do the registers at `regs` belong to user mode (both segments the user's)?
+/// The registers at `at`, read into `block`, if they belong to user mode (both segments the
+/// user's).
 #[inline(always)]
-fn users_registers(regs: u64) -> bool {
-    kread::<u16>(regs, conf!(regs_cs)) == Some(USER_CS) && kread::<u16>(regs, conf!(regs_ss)) == Some(USER_DS)
+fn users_registers(block: &mut [u64; REGS_WORDS], at: u64) -> SyscallRegs {
+    // SAFETY: bpf_probe_read_kernel copies with fault handling into this CPU's map slot.
+    let read =
+        unsafe { generated::bpf_probe_read_kernel(block.as_mut_ptr() as *mut c_void, REGS_BYTES, at as *const c_void) };
+    if read != 0 {
+        count(Counter::ReadFailed);
+        return SyscallRegs::NONE;
+    }
+    let field = |off, size| block_field(block, at, off, size).unwrap_or(0);
+    if field(conf!(regs_cs), 2) != USER_CS as u64 || field(conf!(regs_ss), 2) != USER_DS as u64 {
+        return SyscallRegs::NONE;
+    }
+    SyscallRegs {
+        found: true,
+        nr: field(conf!(regs_orig_ax), 8),
+        arg0: field(conf!(regs_di), 8),
+        ip: field(conf!(regs_ip), 8),
+        sp: field(conf!(regs_sp), 8),
+        bp: field(conf!(regs_bp), 8),
+    }
 }
 
 /// Walk the user stack from `ip`, `sp` and the frame pointer `bp`, and store it in STACKS

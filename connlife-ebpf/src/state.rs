@@ -21,11 +21,12 @@ use aya_ebpf::{
 use connlife_common::*;
 
 use crate::{
+    go::connect_call,
     helpers::{
         adopt_preseeded, conf, count, current_tgid, current_tid, emit_with, fill_owner, fill_tuple_from_sock,
         fold_step, folded_sent, insert_birth, insert_sock, kread, new_info, now_ns, sock_netns, wanted_or_comm_match,
     },
-    stack::syscall_user_stack,
+    stack::{syscall_regs, syscall_user_stack},
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
 };
 
@@ -184,17 +185,34 @@ fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
                 return untraced();
             }
             let tid = current_tid();
-            // SAFETY: copied out of the map value.
-            let call = unsafe { CONNECT_FDS.get(&tid) }.copied();
-            let _ = CONNECT_FDS.remove(&tid);
-            let mut info = new_info(tgid, call.map_or(-1, |c| c.fd), Role::Client, sock_netns(sk));
-            if conf!(origin) != 0 {
-                // Still in the owner's connect() (or TFO sendto()): its user stack.
-                info.origin.stack = syscall_user_stack();
-                if let Some(call) = call {
-                    info.origin.request_stack = call.request_stack;
-                    info.origin.transport = call.transport;
+            // Still in the owner's connect() (or TCP Fast Open sendto()/sendmsg()).
+            let regs = syscall_regs();
+            let mut call = ConnectCall {
+                fd: -1,
+                request_stack: -1,
+                transport: 0,
+            };
+            if conf!(regs_size) != OFFSET_ABSENT {
+                // The fd is the syscall's first argument (x86-64 numbers).
+                const CONNECT: u64 = 42;
+                const SENDTO: u64 = 44;
+                const SENDMSG: u64 = 46;
+                if regs.found && matches!(regs.nr, CONNECT | SENDTO | SENDMSG) {
+                    call = connect_call(tid, regs.arg0 as i32);
                 }
+            } else {
+                // SAFETY: copied out of the map value.
+                if let Some(c) = unsafe { CONNECT_FDS.get(&tid) } {
+                    call = *c;
+                    let _ = CONNECT_FDS.remove(&tid);
+                }
+            }
+            let mut info = new_info(tgid, call.fd, Role::Client, sock_netns(sk));
+            if conf!(origin) != 0 {
+                // The owner's user stack.
+                info.origin.stack = syscall_user_stack(&regs);
+                info.origin.request_stack = call.request_stack;
+                info.origin.transport = call.transport;
             }
             insert_birth(sk, &info);
         }

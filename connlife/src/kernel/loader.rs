@@ -14,8 +14,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use connlife_common::{
-    maps, Counter, Hook, Seed, SockInfo, UserStack, CONFIG_GLOBAL, COUNTER_SLOTS, MAYBE_WANTED_SLOTS, PROGRAMS,
-    STACK_FRAMES, STATE_PROGRAM, STATE_PROGRAM_NESTED,
+    connect_from_regs, maps, Counter, Hook, Seed, SockInfo, UserStack, CONFIG_GLOBAL, CONNECT_PROGRAM, COUNTER_SLOTS,
+    MAYBE_WANTED_SLOTS, PROGRAMS, STACK_FRAMES, STATE_PROGRAM, STATE_PROGRAM_NESTED,
 };
 
 pub use crate::kernel::go_probes::GoAttach;
@@ -219,6 +219,10 @@ impl Tracer {
                 loader.map_max_entries(map, 1);
             }
         }
+        if connect_from_regs(&config) {
+            // sys_enter_connect is not attached: the SYN_SENT birth reads the registers.
+            loader.map_max_entries(maps::CONNECT_FDS, 1);
+        }
         let ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
         let mut tracer = Tracer {
             ebpf,
@@ -231,6 +235,10 @@ impl Tracer {
         for &(program, hook, category, name) in PROGRAMS {
             if !tracer.features.has(program) {
                 log::info!("tracepoint {category}/{name} absent: {program} not attached");
+                continue;
+            }
+            if program == CONNECT_PROGRAM && connect_from_regs(&config) {
+                log::info!("{program} not attached: a connect's fd is read from its registers");
                 continue;
             }
             let prog = tracer

@@ -14,7 +14,7 @@
 use std::{fs, path::Path};
 
 use anyhow::{anyhow, bail, Context as _};
-use connlife_common::{Config, OFFSET_ABSENT, SYSCALL_ARG0_AT, SYSCALL_ARG1_AT, SYSCALL_RET_AT};
+use connlife_common::{Config, OFFSET_ABSENT, REGS_BYTES, SYSCALL_ARG0_AT, SYSCALL_ARG1_AT, SYSCALL_RET_AT};
 use serde::Serialize;
 
 use crate::kernel::{
@@ -196,7 +196,7 @@ fn fill_user_regs(cfg: &mut Config, btf: &Btf) {
     }
     let m = |ty: &str, name: &str| btf.member_offset(ty, &[name]).ok();
     let regs = |name| m("pt_regs", name);
-    let (Some(task_stack), Ok(size), Some(ip), Some(sp), Some(bp), Some(cs), Some(ss)) = (
+    let (Some(task_stack), Ok(size), Some(ip), Some(sp), Some(bp), Some(cs), Some(ss), Some(orig_ax), Some(di)) = (
         m("task_struct", "stack"),
         btf.struct_size("pt_regs"),
         regs("ip"),
@@ -204,11 +204,19 @@ fn fill_user_regs(cfg: &mut Config, btf: &Btf) {
         regs("bp"),
         regs("cs"),
         regs("ss"),
+        regs("orig_ax"),
+        regs("di"),
     ) else {
         return;
     };
+    // The programs read the registers in one block of REGS_BYTES.
+    if size != REGS_BYTES {
+        log::info!("struct pt_regs is {size} bytes, not {REGS_BYTES}: no user registers, no user stacks");
+        return;
+    }
     (cfg.task_stack, cfg.regs_size) = (task_stack, size);
     (cfg.regs_ip, cfg.regs_sp, cfg.regs_bp, cfg.regs_cs, cfg.regs_ss) = (ip, sp, bp, cs, ss);
+    (cfg.regs_orig_ax, cfg.regs_di) = (orig_ax, di);
 }
 
 /// Address of a kernel text symbol from /proc/kallsyms (root sees real addresses).
