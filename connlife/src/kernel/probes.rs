@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | inet_sock_set_state (raw tracepoint) | 4.16 | connlife cannot run |
 //! | sched_process_fork (raw tracepoint) | always | a forked child's sockets stay on the parent until reconciled |
-//! | sys_enter_close, sys_enter_connect, sys_exit_accept(4) | syscall tracepoints | cannot run |
+//! | sys_enter_close, sys_enter_connect, sys_exit_accept(4) | syscall tracepoints | cannot run (sys_enter_connect is attached only where the user registers are not known: `connect_from_regs`) |
+//! | `pt_regs` in BTF (x86-64) | always | no origins' user stacks; a connect's fd from sys_enter_connect |
 //! | sys_enter_dup2, sys_enter_dup3 | syscall tracepoints | a socket fd replaced by dup2 is not seen closed |
 //! | sock_send_length / sock_recv_length (raw tracepoints, `TP_PROTO` checked in BTF) | 6.3 | bytes and last activity from sock_diag tcp_info; exchanges unknown |
 //! | sched_process_exit `group_dead` field | 6.16 | last thread = group leader (pid == tgid) |
