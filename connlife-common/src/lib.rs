@@ -21,10 +21,20 @@ pub mod maps {
     /// verifier) instead of a hash lookup; 1 sends it on to WANTED_TGIDS, which decides. Set
     /// wherever WANTED_TGIDS gains a tgid, never cleared (a stale 1 costs a lookup, not truth).
     pub const MAYBE_WANTED: &str = "MAYBE_WANTED";
+    /// `u32 slot -> u32`, an array used only with a filter: how many SOCKS entries have a socket
+    /// address that hashes to the slot ([`maybe_socks_slot`]), at least. The kernel adds 1
+    /// before each insert and takes 1 after each delete of its own, so a 0 proves the socket is
+    /// not in SOCKS: a change of an untraced socket leaves at one array load instead of a hash
+    /// lookup. Any miscount errs high (a lookup more, never a socket missed).
+    pub const MAYBE_SOCKS: &str = "MAYBE_SOCKS";
+    /// `u32 0 -> i64`: sockets put in PRESEED by userspace and not yet adopted, at least (the
+    /// kernel takes 1 per adoption). At 0 a socket SOCKS does not know is not read for its cookie.
+    pub const SEEDS_PENDING: &str = "SEEDS_PENDING";
     /// `[u8; 16] comm -> u8`: process names to trace (a match adds the tgid to WANTED_TGIDS).
     pub const WANTED_COMMS: &str = "WANTED_COMMS";
-    /// `u16 port -> u8`: listening ports of wanted processes, so their accepted children are
-    /// traced from SYN_RECV on, before accept() names the owner.
+    /// `u32 port -> u8`, an array of every port: 1 for a listening port of a wanted process, so
+    /// its accepted children are traced from SYN_RECV on, before accept() names the owner (an
+    /// array load where a hash lookup was: every SYN_RECV on the host is checked).
     pub const LISTEN_PORTS: &str = "LISTEN_PORTS";
     /// `u64 socket cookie -> Seed`: sockets found by the start-up snapshot, with their owner;
     /// moved into SOCKS the first time the kernel sees the socket.
@@ -69,7 +79,18 @@ pub fn connect_from_regs(config: &Config) -> bool {
 
 /// Slots of [`maps::MAYBE_WANTED`] (a power of two: the slot is `tgid & (SLOTS - 1)`).
 pub const MAYBE_WANTED_SLOTS: u32 = 4096;
-pub const MAX_LISTEN_PORTS: u32 = 4096;
+/// Slots of [`maps::MAYBE_SOCKS`], as a power of two: 65,536 counts of 4 bytes (256 KiB).
+pub const MAYBE_SOCKS_BITS: u32 = 16;
+pub const MAYBE_SOCKS_SLOTS: u32 = 1 << MAYBE_SOCKS_BITS;
+
+/// The slot of [`maps::MAYBE_SOCKS`] for a socket's kernel address: the top bits of a
+/// multiplicative (Fibonacci) hash, which spreads the slab's evenly spaced addresses.
+#[inline(always)]
+pub fn maybe_socks_slot(sk: u64) -> u32 {
+    (sk.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MAYBE_SOCKS_BITS)) as u32
+}
+/// Entries of [`maps::LISTEN_PORTS`]: one per port.
+pub const LISTEN_PORT_SLOTS: u32 = 65_536;
 pub const MAX_PRESEED: u32 = 131_072;
 pub const MAX_CONNECT_FDS: u32 = 8192;
 /// Entries of [`maps::STACKS`]. A stack whose id (31 bits of its hash) is taken by another

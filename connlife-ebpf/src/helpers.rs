@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use connlife_common::*;
 
-use crate::{COUNTERS, EVENTS, MAYBE_WANTED, PRESEED, SOCKS, WANTED_COMMS, WANTED_TGIDS};
+use crate::{COUNTERS, EVENTS, MAYBE_SOCKS, MAYBE_WANTED, PRESEED, SEEDS_PENDING, SOCKS, WANTED_COMMS, WANTED_TGIDS};
 
 /// One field of [`crate::CONFIG`]. A volatile read, so the compiler does not fold the zeroed
 /// initial value: the real one is written by the loader into the object's read-only data.
@@ -206,24 +206,90 @@ pub fn new_info(tgid: u32, fd: i32, role: Role, netns: u32) -> SockInfo {
 pub fn insert_birth(sk: u64, info: &SockInfo) {
     const BPF_NOEXIST: u64 = 1;
     const EEXIST: i64 = 17;
+    count_in_socks(sk, 1);
     match SOCKS.insert(&sk, info, BPF_NOEXIST) {
         Ok(()) => {}
         Err(e) if e as i64 == -EEXIST => {
+            // The stale entry was counted when it went in: the replacement is not counted again.
+            count_in_socks(sk, u32::MAX);
             count(Counter::StaleEntry);
             insert_sock(sk, info);
         }
-        Err(_) => count(Counter::SocksFull),
+        Err(_) => {
+            count_in_socks(sk, u32::MAX);
+            count(Counter::SocksFull);
+        }
     }
 }
 
 /// Put a new socket's entry in SOCKS; false (counted as `SocksFull`) when the map refused it.
 #[inline(always)]
 pub fn insert_sock(sk: u64, info: &SockInfo) -> bool {
+    // Counted before the insert, so that no CPU finds the slot at 0 while the entry is there.
+    count_in_socks(sk, 1);
     if SOCKS.insert(&sk, info, 0).is_err() {
+        count_in_socks(sk, u32::MAX);
         count(Counter::SocksFull);
         return false;
     }
     true
+}
+
+/// Delete a socket's SOCKS entry, and its count in MAYBE_SOCKS when there was one; true when
+/// there was.
+#[inline(always)]
+pub fn remove_sock(sk: u64) -> bool {
+    if SOCKS.remove(&sk).is_err() {
+        return false;
+    }
+    count_in_socks(sk, u32::MAX);
+    true
+}
+
+/// Add `delta` (`u32::MAX` takes 1) to `sk`'s slot of MAYBE_SOCKS, atomically: a plain
+/// read-modify-write could lose another CPU's count and let a slot read 0 while an entry is
+/// there. Kept only with a filter, the one case that reads it.
+#[inline(always)]
+fn count_in_socks(sk: u64, delta: u32) {
+    if conf!(filter_active) == 0 {
+        return;
+    }
+    if let Some(n) = MAYBE_SOCKS.get_ptr_mut(maybe_socks_slot(sk)) {
+        // SAFETY: a u32 of the array's value, aligned; only ever changed atomically. The result
+        // is unused, so this is BPF's plain atomic add (any kernel).
+        unsafe { atomic_add(n, delta) };
+    }
+}
+
+/// `*dst += delta` as one atomic instruction whose result is unused: BPF's `lock xadd`, which
+/// every kernel takes (a fetching add needs 5.12).
+///
+/// # Safety
+/// `dst` points into a map value, aligned for `T`.
+#[inline(always)]
+unsafe fn atomic_add<T: Copy>(dst: *mut T, delta: T) {
+    // SAFETY: as the caller promises.
+    let _ = unsafe { core::intrinsics::atomic_xadd::<T, T, { core::intrinsics::AtomicOrdering::Relaxed }>(dst, delta) };
+}
+
+/// False only when SOCKS cannot hold `sk` (no entry's address falls in its slot): with a filter
+/// most of the host's sockets leave here, at one array load, instead of a hash lookup. True
+/// without a filter, where every socket is traced anyway.
+#[inline(always)]
+pub fn maybe_in_socks(sk: u64) -> bool {
+    if conf!(filter_active) == 0 {
+        return true;
+    }
+    MAYBE_SOCKS.get(maybe_socks_slot(sk)).is_none_or(|&n| n != 0)
+}
+
+/// `sk`'s SOCKS entry, after the cheap check of [`maybe_in_socks`].
+#[inline(always)]
+pub fn sock_entry(sk: u64) -> Option<*mut SockInfo> {
+    if !maybe_in_socks(sk) {
+        return None;
+    }
+    SOCKS.get_ptr_mut(&sk)
 }
 
 /// Keep a state change in the socket's entry (its time and the state it entered); true when
@@ -429,13 +495,23 @@ pub fn last_reference(file: u64) -> bool {
 /// it; its entry there.
 #[inline(always)]
 pub fn adopt_preseeded(sk: u64) -> Option<*mut SockInfo> {
+    // Nothing to adopt (the usual case once the snapshot's sockets have been seen, or with
+    // none): no read of the cookie.
+    let pending = SEEDS_PENDING.get_ptr_mut(0)?;
+    // SAFETY: an aligned i64 of the array's value, read once.
+    if unsafe { core::ptr::read_volatile(pending) } <= 0 {
+        return None;
+    }
     let cookie: u64 = kread(sk, conf!(skc_cookie))?;
     if cookie == 0 {
         return None;
     }
     // SAFETY: copied out of the map value before the entry is removed.
     let seed = unsafe { *PRESEED.get_ptr(&cookie)? };
-    let _ = PRESEED.remove(&cookie);
+    if PRESEED.remove(&cookie).is_ok() {
+        // SAFETY: as above; atomic, like every kernel-side change of it.
+        unsafe { atomic_add(pending, -1i64) };
+    }
     let mut info = new_info(0, seed.fd, Role::Unknown, seed.netns);
     info.tgid = seed.tgid;
     info.comm = seed.comm;

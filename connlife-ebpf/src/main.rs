@@ -18,6 +18,9 @@
 //! benchmark's floor program lives in its own object (`src/bin/floor.rs`), not in this one.
 #![no_std]
 #![no_main]
+// BPF's atomic add (`lock xadd`): the bpfel target's atomic types have no fetch_add.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod fds;
 mod go;
@@ -42,9 +45,13 @@ static WANTED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WANTED, 0)
 #[map]
 static MAYBE_WANTED: Array<u8> = Array::with_max_entries(MAYBE_WANTED_SLOTS, 0);
 #[map]
+static MAYBE_SOCKS: Array<u32> = Array::with_max_entries(MAYBE_SOCKS_SLOTS, 0);
+#[map]
+static SEEDS_PENDING: Array<i64> = Array::with_max_entries(1, 0);
+#[map]
 static WANTED_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_WANTED, 0);
 #[map]
-static LISTEN_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_LISTEN_PORTS, 0);
+static LISTEN_PORTS: Array<u8> = Array::with_max_entries(LISTEN_PORT_SLOTS, 0);
 #[map]
 static PRESEED: LruHashMap<u64, Seed> = LruHashMap::with_max_entries(MAX_PRESEED, 0);
 #[map]

@@ -24,7 +24,8 @@ use crate::{
     go::connect_call,
     helpers::{
         adopt_preseeded, conf, count, current_tgid, current_tid, emit_with, fill_owner, fill_tuple_from_sock,
-        fold_step, folded_sent, insert_birth, insert_sock, kread, new_info, now_ns, sock_netns, wanted_or_comm_match,
+        fold_step, folded_sent, insert_birth, insert_sock, kread, new_info, now_ns, remove_sock, sock_entry,
+        sock_netns, wanted_or_comm_match,
     },
     stack::{syscall_regs, syscall_user_stack},
     CONNECT_FDS, LISTEN_PORTS, SOCKS,
@@ -96,9 +97,10 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
         (old == TCP_CLOSE && (new == TCP_SYN_SENT || new == TCP_LISTEN)) || (old == TCP_LISTEN && new == TCP_SYN_RECV);
 
     // The hot path first. A socket we follow is found by its address alone (SOCKS holds TCP
-    // sockets only); with a filter, any other change of an untraced socket leaves after that
-    // one lookup and at most a read of its cookie, before any other kernel read.
-    let known = if birth { None } else { SOCKS.get_ptr_mut(&sk) };
+    // sockets only); with a filter, any other change of an untraced socket leaves at its slot
+    // of MAYBE_SOCKS (one array load) or after one lookup, and reads its cookie only while
+    // snapshot-found sockets wait for adoption, before any other kernel read.
+    let known = if birth { None } else { sock_entry(sk) };
     let first_sight = known.is_none();
     let info: *mut SockInfo = match known {
         Some(info) => info,
@@ -149,10 +151,10 @@ fn on_state(ctx: &RawTracePointContext) -> Option<()> {
 
     if new == TCP_CLOSE {
         let listener = info.role == Role::Listener as u8;
-        let _ = SOCKS.remove(&sk);
+        remove_sock(sk);
         if listener {
             let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
-            let _ = LISTEN_PORTS.remove(&sport);
+            set_listen_port(sport, 0);
         }
     }
     Some(())
@@ -172,7 +174,7 @@ fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
     let untraced = || {
         // Looked up first: a lookup takes no lock, a delete does, and a stale entry is rare.
         // SAFETY: presence check only.
-        if birth && unsafe { SOCKS.get(&sk) }.is_some() && SOCKS.remove(&sk).is_ok() {
+        if birth && sock_entry(sk).is_some() && remove_sock(sk) {
             count(Counter::StaleEntry);
         }
         None
@@ -224,7 +226,7 @@ fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
             }
             if conf!(filter_active) != 0 {
                 let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
-                let _ = LISTEN_PORTS.insert(&sport, &1, 0);
+                set_listen_port(sport, 1);
             }
             insert_birth(sk, &new_info(tgid, -1, Role::Listener, sock_netns(sk)));
         }
@@ -232,8 +234,7 @@ fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
         TCP_SYN_RECV if birth => {
             if conf!(filter_active) != 0 {
                 let sport: u16 = kread(sk, conf!(skc_num)).unwrap_or(0);
-                // SAFETY: presence check only.
-                if unsafe { LISTEN_PORTS.get(&sport) }.is_none() {
+                if LISTEN_PORTS.get(u32::from(sport)).is_none_or(|&on| on == 0) {
                     return untraced();
                 }
             }
@@ -249,4 +250,13 @@ fn new_entry(sk: u64, new: u8, birth: bool) -> Option<*mut SockInfo> {
     }
     // None when the map refused it (counted as SocksFull).
     SOCKS.get_ptr_mut(&sk)
+}
+
+/// Mark `port` as a wanted listener's (1) or not (0) in LISTEN_PORTS.
+#[inline(always)]
+fn set_listen_port(port: u16, on: u8) {
+    if let Some(slot) = LISTEN_PORTS.get_ptr_mut(u32::from(port)) {
+        // SAFETY: a byte of the array's value; a plain store.
+        unsafe { *slot = on };
+    }
 }

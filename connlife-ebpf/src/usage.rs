@@ -11,7 +11,7 @@ use connlife_common::*;
 use crate::{
     helpers::{
         adopt_preseeded, conf, current_tgid, emit, fill_owner, fill_tuple_and_state, insert_sock, kread, new_event,
-        new_info, now_ns, reported_at, sock_netns, wanted_or_comm_match,
+        new_info, now_ns, reported_at, sock_entry, sock_netns, wanted_or_comm_match,
     },
     SOCKS,
 };
@@ -39,7 +39,7 @@ fn on_transfer(ctx: &RawTracePointContext, dir: u32) -> Option<()> {
     // the filter's, before reading anything else.
     let sk: u64 = ctx.arg(0);
     let peek = || dir == DIR_RECV && ctx.arg::<u64>(2) as i32 & MSG_PEEK != 0;
-    let info = match SOCKS.get_ptr_mut(&sk) {
+    let info = match sock_entry(sk) {
         Some(info) => {
             if peek() {
                 return None;

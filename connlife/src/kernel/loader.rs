@@ -292,13 +292,21 @@ impl Tracer {
             .context("MAYBE_WANTED set")
     }
 
-    /// Tell the kernel about a socket found by the snapshot, by cookie, with its owner.
     /// Sockets found by a snapshot, by cookie, with their owners: one BPF_MAP_UPDATE_BATCH
-    /// (5.6+) per call, or one update per socket where the kernel refuses batches.
+    /// (5.6+) per call, or one update per socket where the kernel refuses batches. SEEDS_PENDING
+    /// grows by their number first (a read and a write: an adoption between the two leaves the
+    /// count high, which costs the kernel a cookie read, never a socket).
     pub fn preseed(&mut self, entries: &[(u64, Seed)]) -> anyhow::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
+        // Counted before they go in, so that the kernel never sees a seed with the count at 0.
+        let mut pending: Array<_, i64> =
+            Array::try_from(self.ebpf.map_mut(maps::SEEDS_PENDING).context("map SEEDS_PENDING")?)?;
+        let before = pending.get(&0, 0).context("SEEDS_PENDING read")?;
+        pending
+            .set(0, before.max(0) + entries.len() as i64, 0)
+            .context("SEEDS_PENDING set")?;
         let Some(aya::maps::Map::LruHashMap(data)) = self.ebpf.map(maps::PRESEED) else {
             bail!("map PRESEED is not an LRU hash map");
         };
@@ -325,9 +333,9 @@ impl Tracer {
 
     /// Listening port of a wanted process found by the snapshot: trace its accepted children.
     pub fn add_listen_port(&mut self, port: u16) -> anyhow::Result<()> {
-        let mut map: BpfHashMap<_, u16, u8> =
-            BpfHashMap::try_from(self.ebpf.map_mut(maps::LISTEN_PORTS).context("map LISTEN_PORTS")?)?;
-        map.insert(port, 1, 0).context("LISTEN_PORTS insert")
+        let mut map: Array<_, u8> =
+            Array::try_from(self.ebpf.map_mut(maps::LISTEN_PORTS).context("map LISTEN_PORTS")?)?;
+        map.set(u32::from(port), 1, 0).context("LISTEN_PORTS set")
     }
 
     /// Each attached program's `recursion_misses` (runs the kernel skipped because another BPF
