@@ -604,3 +604,49 @@ fn a_wrapper_that_execs_a_go_client_gets_its_origins() {
     assert!(group["from_origin"].as_u64().is_some_and(|n| n >= 3), "{group}");
     cl.stop();
 }
+
+/// An agent sees every exec on the host and checks each new binary for Go. Short-lived
+/// processes (a shell script's `true`, `sleep`, `grep`) are gone before their executable can
+/// be read: that is nothing to trace and nothing to say, not one stderr line per process.
+#[test]
+fn agent_says_nothing_of_processes_gone_before_their_binary_is_read() {
+    require_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(CONNLIFE);
+    cmd.args(["agent", "--listen", &format!("127.0.0.1:{port}"), "--interval", "1s"]);
+    let mut agent = Proc::spawn(cmd, "agent");
+    agent.wait_err_line(|l| l.contains("connlife: tracing"));
+    // 300 processes that exec and exit at once; then a second for the agent to read them.
+    let burst = Command::new("sh")
+        .args(["-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done"])
+        .status()
+        .unwrap();
+    assert!(burst.success());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    agent.signal(libc::SIGINT);
+    agent.wait_exit();
+    // Every line: the reader ends at the exited agent's end of stderr.
+    let said: Vec<String> = agent
+        .err_lines
+        .iter()
+        .filter(|l| l.contains("connlife: pid "))
+        .collect();
+    // A line about a process that still runs (a Go program on the host) may be right.
+    let about_gone: Vec<&String> = said
+        .iter()
+        .filter(|l| {
+            let pid = l.split("connlife: pid ").nth(1).and_then(|r| r.split(':').next());
+            pid.is_none_or(|p| !Path::new(&format!("/proc/{p}")).exists())
+        })
+        .collect();
+    assert!(
+        about_gone.is_empty(),
+        "{} lines about processes that are gone, e.g. {:?}",
+        about_gone.len(),
+        about_gone.first()
+    );
+}

@@ -38,6 +38,9 @@ pub enum GoAttach {
     AlreadyAttached,
     /// Not a Go program: native stacks only.
     NotGo,
+    /// No executable to read: the process has exited (short-lived ones often do before they
+    /// are looked at), or it is a kernel thread. Nothing to trace and nothing to say.
+    Gone,
     /// Go without a symbol table nor a Go 1.18+ function table (`.gopclntab`) to find the
     /// functions by: native stacks only (they reach net/http's dial goroutine, not the caller).
     Stripped { binary: PathBuf },
@@ -52,6 +55,7 @@ impl fmt::Display for GoAttach {
             Self::Attached { binary } => write!(f, "Go net/http origins traced in {}", binary.display()),
             Self::AlreadyAttached => write!(f, "Go net/http origins already traced in this binary"),
             Self::NotGo => write!(f, "not a Go program"),
+            Self::Gone => write!(f, "gone before its executable was read"),
             Self::Stripped { binary } => write!(
                 f,
                 "{} is Go without symbols or a Go 1.18+ function table: native stacks only (net/http dials show no caller)",
@@ -249,6 +253,7 @@ impl GoProbes {
         };
         let meta = match std::fs::metadata(&exe) {
             Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return GoAttach::Gone,
             Err(e) => return unsupported(format!("reading {}: {e}", exe.display())),
         };
         let key = (meta.dev(), meta.ino());
@@ -265,6 +270,7 @@ impl GoProbes {
             unsafe { memmap2::Mmap::map(&f) }
         });
         let outcome = match mapped {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => GoAttach::Gone,
             Err(e) => unsupported(format!("reading {}: {e}", exe.display())),
             Ok(data) => match inspect(&data) {
                 GoBinary::NotGo => GoAttach::NotGo,
@@ -278,7 +284,9 @@ impl GoProbes {
         };
         // An unreadable exe (the process may be gone) is not remembered: another process of
         // the binary may still be attached.
-        if !matches!(&outcome, GoAttach::Unsupported { reason, .. } if reason.starts_with("reading")) {
+        if !matches!(&outcome, GoAttach::Gone)
+            && !matches!(&outcome, GoAttach::Unsupported { reason, .. } if reason.starts_with("reading"))
+        {
             self.binaries.insert(key, outcome.clone());
         }
         outcome

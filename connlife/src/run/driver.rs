@@ -514,7 +514,7 @@ impl Driver<'_> {
             self.origins.go_checked.clear();
         }
         match self.tracer.attach_go(pid) {
-            GoAttach::NotGo | GoAttach::AlreadyAttached => {}
+            GoAttach::NotGo | GoAttach::AlreadyAttached | GoAttach::Gone => {}
             other => crate::say!("connlife: pid {pid}: {other}"),
         }
     }
