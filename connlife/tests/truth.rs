@@ -3,7 +3,8 @@
 //! as a second BPF tool on the same hooks) in a private network namespace each. Regression
 //! tests of issue 9: sockets stay on the parent after fork, misses uncounted and connections
 //! kept for ever, connections reported twice when opened during attach, unaccepted
-//! connections blamed on nobody-in-particular.
+//! connections blamed on nobody-in-particular. Issue 14: the count that lets untraced sockets
+//! leave the filter at an array load never reads 0 for a traced socket (maps read with bpftool).
 mod common;
 
 use std::{
@@ -485,4 +486,92 @@ fn ss_fds(pid: u32) -> BTreeMap<u32, (usize, Vec<i64>)> {
         v.1.sort_unstable();
     }
     m
+}
+
+/// The ids of the eBPF maps process `pid` holds, by name (its fds' fdinfo, then bpftool).
+fn bpf_maps_of(pid: u32) -> std::collections::HashMap<String, u64> {
+    let mut maps = std::collections::HashMap::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap().flatten() {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else {
+            continue;
+        };
+        let id: u64 = id.trim().parse().unwrap();
+        let out = std::process::Command::new("bpftool")
+            .args(["map", "show", "id", &id.to_string(), "-j"])
+            .output()
+            .expect("bpftool");
+        let show: Value = serde_json::from_slice(&out.stdout).expect("bpftool map show JSON");
+        maps.insert(show["name"].as_str().unwrap_or_default().to_string(), id);
+    }
+    maps
+}
+
+/// Every entry of map `id`, keys and values as little-endian bytes (bpftool's dump).
+fn bpf_dump(id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "dump", "id", &id.to_string(), "-j"])
+        .output()
+        .expect("bpftool");
+    let bytes = |v: &Value| -> Vec<u8> {
+        v.as_array()
+            .expect("hex bytes")
+            .iter()
+            .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+            .collect()
+    };
+    let dump: Value = serde_json::from_slice(&out.stdout).expect("bpftool map dump JSON");
+    dump.as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (bytes(&e["key"]), bytes(&e["value"])))
+        .collect()
+}
+
+/// With a filter, a socket whose slot of MAYBE_SOCKS reads 0 is taken as untraced without a
+/// lookup: so no traced socket may ever sit in a slot at 0. After 200 short connections (their
+/// entries inserted and deleted) and with 100 held, read from the running kernel: each slot's
+/// count is at least the SOCKS entries in it, and the counts add up to the entries exactly (an
+/// insert or delete not counted would show).
+#[test]
+fn maybe_socks_counts_cover_every_traced_socket() {
+    let ns = NetNs::new();
+    let server = workload(&ns, &["server", "keepalive"], "server");
+    let addr = ready_addr(&server);
+    let mut cl = Connlife::start(&[server.pid()], &[]);
+    let short = workload(&ns, &["client", "short", &addr, "200", "0"], "short");
+    short.wait_line(|l| l == "done 200");
+    let held = workload(&ns, &["client", "leak", &addr, "100", "0", "--hold"], "held");
+    held.wait_line(|l| l == "done 100");
+    // The server's ends of the short ones reach CLOSE once it has read each FIN.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let maps = bpf_maps_of(cl.proc.pid());
+    let (Some(&socks), Some(&counts)) = (maps.get("SOCKS"), maps.get("MAYBE_SOCKS")) else {
+        panic!("connlife's maps: {maps:?}");
+    };
+    // SOCKS first: an entry there was counted before it went in.
+    let socks: Vec<u64> = bpf_dump(socks)
+        .into_iter()
+        .map(|(k, _)| u64::from_le_bytes(k.try_into().unwrap()))
+        .collect();
+    let counts: Vec<u32> = bpf_dump(counts)
+        .into_iter()
+        .map(|(_, v)| u32::from_le_bytes(v.try_into().unwrap()))
+        .collect();
+    assert_eq!(counts.len(), connlife_common::MAYBE_SOCKS_SLOTS as usize);
+    assert!(
+        socks.len() >= 100,
+        "the 100 held server ends are traced: {} entries",
+        socks.len()
+    );
+    let mut in_slot = vec![0u32; counts.len()];
+    for &sk in &socks {
+        in_slot[connlife_common::maybe_socks_slot(sk) as usize] += 1;
+    }
+    for (slot, (&entries, &count)) in in_slot.iter().zip(&counts).enumerate() {
+        assert!(count >= entries, "slot {slot}: {entries} traced sockets, count {count}");
+    }
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    assert_eq!(total, socks.len() as u64, "counts add up to the SOCKS entries");
+    cl.stop();
 }
