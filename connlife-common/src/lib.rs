@@ -29,6 +29,9 @@ pub mod maps {
     pub const MAYBE_SOCKS: &str = "MAYBE_SOCKS";
     /// `u32 0 -> i64`: sockets put in PRESEED by userspace and not yet adopted, at least (the
     /// kernel takes 1 per adoption). At 0 a socket SOCKS does not know is not read for its cookie.
+    /// It reaches 0 only when every seed has been adopted: a process with an idle socket or a
+    /// listener at start keeps it above (and each reconciliation seeds again), so this saves the
+    /// read mostly where nothing was there at start.
     pub const SEEDS_PENDING: &str = "SEEDS_PENDING";
     /// `[u8; 16] comm -> u8`: process names to trace (a match adds the tgid to WANTED_TGIDS).
     pub const WANTED_COMMS: &str = "WANTED_COMMS";
@@ -79,7 +82,8 @@ pub fn connect_from_regs(config: &Config) -> bool {
 
 /// Slots of [`maps::MAYBE_WANTED`] (a power of two: the slot is `tgid & (SLOTS - 1)`).
 pub const MAYBE_WANTED_SLOTS: u32 = 4096;
-/// Slots of [`maps::MAYBE_SOCKS`], as a power of two: 65,536 counts of 4 bytes (256 KiB).
+/// Slots of [`maps::MAYBE_SOCKS`], as a power of two: 65,536 counts (512 KiB of kernel memory:
+/// an array map rounds each value up to 8 bytes).
 pub const MAYBE_SOCKS_BITS: u32 = 16;
 pub const MAYBE_SOCKS_SLOTS: u32 = 1 << MAYBE_SOCKS_BITS;
 
@@ -89,7 +93,9 @@ pub const MAYBE_SOCKS_SLOTS: u32 = 1 << MAYBE_SOCKS_BITS;
 pub fn maybe_socks_slot(sk: u64) -> u32 {
     (sk.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MAYBE_SOCKS_BITS)) as u32
 }
-/// Entries of [`maps::LISTEN_PORTS`]: one per port.
+/// Entries of [`maps::LISTEN_PORTS`]: one per port (512 KiB of kernel memory: an array map
+/// rounds each value up to 8 bytes). Keyed by port only, as before: a wanted listener's close
+/// clears the port for another wanted listener on it (SO_REUSEPORT, v4 and v6, another netns).
 pub const LISTEN_PORT_SLOTS: u32 = 65_536;
 pub const MAX_PRESEED: u32 = 131_072;
 pub const MAX_CONNECT_FDS: u32 = 8192;

@@ -210,7 +210,9 @@ pub fn insert_birth(sk: u64, info: &SockInfo) {
     match SOCKS.insert(&sk, info, BPF_NOEXIST) {
         Ok(()) => {}
         Err(e) if e as i64 == -EEXIST => {
-            // The stale entry was counted when it went in: the replacement is not counted again.
+            // Replaced through insert_sock, which counts it again: one entry with two counts. On
+            // purpose: replacing without a count could meet another CPU's delete of the stale
+            // entry and leave the new one in a slot at 0.
             count_in_socks(sk, u32::MAX);
             count(Counter::StaleEntry);
             insert_sock(sk, info);

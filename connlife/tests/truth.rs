@@ -571,7 +571,43 @@ fn maybe_socks_counts_cover_every_traced_socket() {
     for (slot, (&entries, &count)) in in_slot.iter().zip(&counts).enumerate() {
         assert!(count >= entries, "slot {slot}: {entries} traced sockets, count {count}");
     }
+    // Exact unless the kernel replaced a stale entry or refused one (both count high, by
+    // design): its COUNTERS say whether it did.
+    let per_cpu_sum = |slot: connlife_common::Counter| -> u64 {
+        let dump = std::process::Command::new("bpftool")
+            .args(["map", "dump", "id", &maps["COUNTERS"].to_string(), "-j"])
+            .output()
+            .expect("bpftool");
+        let dump: Value = serde_json::from_slice(&dump.stdout).expect("bpftool map dump JSON");
+        let entry = &dump[slot as usize];
+        entry["values"]
+            .as_array()
+            .expect("per-CPU values")
+            .iter()
+            .map(|v| {
+                let bytes: Vec<u8> = v["value"]
+                    .as_array()
+                    .expect("hex bytes")
+                    .iter()
+                    .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+                    .collect();
+                u64::from_le_bytes(bytes.try_into().unwrap())
+            })
+            .sum()
+    };
     let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
-    assert_eq!(total, socks.len() as u64, "counts add up to the SOCKS entries");
+    let (stale, full) = (
+        per_cpu_sum(connlife_common::Counter::StaleEntry),
+        per_cpu_sum(connlife_common::Counter::SocksFull),
+    );
+    eprintln!(
+        "MAYBE_SOCKS: {total} counted, {} entries, stale {stale}, full {full}",
+        socks.len()
+    );
+    if stale == 0 && full == 0 {
+        assert_eq!(total, socks.len() as u64, "counts add up to the SOCKS entries");
+    } else {
+        assert!(total >= socks.len() as u64, "{total} counted < {} entries", socks.len());
+    }
     cl.stop();
 }
