@@ -480,11 +480,7 @@ fn stripped_go_client_is_named_from_its_function_table() {
 #[test]
 fn agent_names_the_origin_in_json_findings_and_metrics() {
     require_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let ns = NetNs::new();
     let (_server, addr) = go_server(&ns, "keepalive");
     let mut client = go_client(
@@ -611,11 +607,7 @@ fn a_wrapper_that_execs_a_go_client_gets_its_origins() {
 #[test]
 fn agent_says_nothing_of_processes_gone_before_their_binary_is_read() {
     require_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut cmd = Command::new(CONNLIFE);
     cmd.args(["agent", "--listen", &format!("127.0.0.1:{port}"), "--interval", "1s"]);
     let mut agent = Proc::spawn(cmd, "agent");

@@ -507,24 +507,26 @@ fn bpf_maps_of(pid: u32) -> std::collections::HashMap<String, u64> {
     maps
 }
 
+/// bpftool's bytes, `["0x01", "0x00", ...]`.
+fn hex_bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .expect("hex bytes")
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect()
+}
+
 /// Every entry of map `id`, keys and values as little-endian bytes (bpftool's dump).
 fn bpf_dump(id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     let out = std::process::Command::new("bpftool")
         .args(["map", "dump", "id", &id.to_string(), "-j"])
         .output()
         .expect("bpftool");
-    let bytes = |v: &Value| -> Vec<u8> {
-        v.as_array()
-            .expect("hex bytes")
-            .iter()
-            .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-            .collect()
-    };
     let dump: Value = serde_json::from_slice(&out.stdout).expect("bpftool map dump JSON");
     dump.as_array()
         .expect("entries")
         .iter()
-        .map(|e| (bytes(&e["key"]), bytes(&e["value"])))
+        .map(|e| (hex_bytes(&e["key"]), hex_bytes(&e["value"])))
         .collect()
 }
 
@@ -584,15 +586,7 @@ fn maybe_socks_counts_cover_every_traced_socket() {
             .as_array()
             .expect("per-CPU values")
             .iter()
-            .map(|v| {
-                let bytes: Vec<u8> = v["value"]
-                    .as_array()
-                    .expect("hex bytes")
-                    .iter()
-                    .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-                    .collect();
-                u64::from_le_bytes(bytes.try_into().unwrap())
-            })
+            .map(|v| u64::from_le_bytes(hex_bytes(&v["value"]).try_into().unwrap()))
             .sum()
     };
     let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();

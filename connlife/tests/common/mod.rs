@@ -25,6 +25,15 @@ pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_connlife-workload");
 /// Deadline for things that should happen in well under a second; only a hang reaches it.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// A loopback TCP port free at the time of asking (for an endpoint a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn require_root() {
     assert!(
         unsafe { libc::geteuid() } == 0,
