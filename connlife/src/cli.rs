@@ -50,6 +50,10 @@ pub enum Command {
         /// An empty program on every hook connlife attaches (the state one counting) instead.
         #[arg(long)]
         hooks: bool,
+        /// With --hooks, leave out the syscall tracepoints: what the other hooks cost alone
+        /// (any syscall tracepoint puts every syscall of the host on the kernel's slow path).
+        #[arg(long, requires = "hooks")]
+        no_syscalls: bool,
     },
     /// Show which tracepoints and kernel fields this kernel offers, and what connlife can do here.
     Check {

@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         Some(Command::Report { file, json, html }) => report::report(&file, json, html.as_deref()),
         Some(Command::Check { json }) => check(json),
         Some(Command::Agent(args)) => runtime().and_then(|rt| rt.block_on(agent::run(args))),
-        Some(Command::Floor { hooks }) => runtime()
-            .and_then(|rt| rt.block_on(loader::run_floor(hooks)))
+        Some(Command::Floor { hooks, no_syscalls }) => runtime()
+            .and_then(|rt| rt.block_on(loader::run_floor(hooks, no_syscalls)))
             .map(|count| {
                 out!("{{\"type\":\"floor\",\"count\":{count}}}");
             }),

@@ -234,6 +234,9 @@ enum Config {
     /// `connlife floor --hooks`: an empty program on every hook connlife attaches, attached
     /// as connlife attaches it: the least a tracer with connlife's hooks pays.
     FloorHooks,
+    /// `connlife floor --hooks --no-syscalls`: the same without the syscall tracepoints, which
+    /// put every syscall of the host on the kernel's slow path: what the hooks cost apart.
+    FloorHooksNosys,
     ConnlifeAll,
     ConnlifePid,
     /// `connlife --pid <churn> --no-origin`: issue 13's origins off, next to connlife-pid.
@@ -263,6 +266,7 @@ impl Config {
             Baseline => return None,
             Floor => (connlife, vec!["floor"]),
             FloorHooks => (connlife, vec!["floor", "--hooks"]),
+            FloorHooksNosys => (connlife, vec!["floor", "--hooks", "--no-syscalls"]),
             ConnlifeAll => (connlife, vec!["--json", "--interval", "1s"]),
             ConnlifePid => (connlife, [&pid[..], &[churn_pid]].concat()),
             ConnlifePidNoOrigin => (connlife, [&pid[..], &[churn_pid, "--no-origin"]].concat()),
@@ -279,7 +283,7 @@ impl Config {
 
     /// A floor: counts the state changes it saw instead of records.
     fn is_floor(self) -> bool {
-        matches!(self, Floor | FloorHooks)
+        matches!(self, Floor | FloorHooks | FloorHooksNosys)
     }
 
     /// connlife itself, which reports the records it read from its ring buffer (`records` in
@@ -318,6 +322,8 @@ impl Config {
             Some("not available: connlife has no `floor` subcommand".to_string())
         } else if self == FloorHooks && !help(&["floor", "--help"]).contains("--hooks") {
             Some("not available: connlife has no `floor --hooks`".to_string())
+        } else if self == FloorHooksNosys && !help(&["floor", "--help"]).contains("--no-syscalls") {
+            Some("not available: connlife has no `floor --hooks --no-syscalls`".to_string())
         } else if self == ConnlifePidNoOrigin && !help(&["--help"]).contains("--no-origin") {
             Some("skipped: `connlife --help` has no --no-origin (issue 13's flag is not in this build)".to_string())
         } else {
@@ -424,6 +430,7 @@ fn churn(release: &Path, dir: &Path, args: &Args) -> Result<()> {
     println!(" expected); connlife the records it read from its ring buffer. connlife-all and the agent also see the rest of the machine)");
     let broken_down: Vec<Config> = [
         FloorHooks,
+        FloorHooksNosys,
         ConnlifePid,
         ConnlifePidNoOrigin,
         ConnlifePidUnrelated,
@@ -658,7 +665,7 @@ fn churn_round(
         let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
         let pid = p.0.id();
         let attached = p.wait_for("attaching", 60, || match c {
-            Floor | FloorHooks => read(&err_path).lines().any(|l| l.trim() == "ready"),
+            Floor | FloorHooks | FloorHooksNosys => read(&err_path).lines().any(|l| l.trim() == "ready"),
             _ if c.is_connlife() => read(&out_path).contains(SUMMARY),
             _ => has_bpf_link(pid),
         });
@@ -686,7 +693,7 @@ fn churn_round(
         let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with(SUMMARY)).collect();
         let get = |l: Option<&&str>, key| l.and_then(|l| json_u64(l, key));
         events = match c {
-            Floor | FloorHooks => {
+            Floor | FloorHooks | FloorHooksNosys => {
                 let line = text.lines().find(|l| l.contains(r#""type":"floor""#));
                 Some((
                     line.and_then(|l| json_u64(l, "/count")).context("no floor count")?,

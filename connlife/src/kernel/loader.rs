@@ -456,9 +456,9 @@ pub fn parse_fdinfo(info: &str, key: &str) -> Option<u64> {
 
 /// `connlife floor`: attach only the counting program (the benchmark's floor), or with
 /// `hooks` an empty program on every hook connlife attaches on this kernel, the way it
-/// attaches it (the state one counting); wait for SIGINT/SIGTERM, return how many times the
-/// state tracepoint fired.
-pub async fn run_floor(hooks: bool) -> anyhow::Result<u64> {
+/// attaches it (the state one counting), the syscall tracepoints left out with `no_syscalls`;
+/// wait for SIGINT/SIGTERM, return how many times the state tracepoint fired.
+pub async fn run_floor(hooks: bool, no_syscalls: bool) -> anyhow::Result<u64> {
     use connlife_common::{FLOOR_HOOKS_CLASSIC, FLOOR_HOOKS_RAW, FLOOR_HOOKS_STATE, FLOOR_PROGRAM};
     use tokio::signal::unix::{signal, SignalKind};
     let root = preflight()?;
@@ -481,7 +481,11 @@ pub async fn run_floor(hooks: bool) -> anyhow::Result<u64> {
             .context("floor program")?
             .try_into()?;
         prog.load()?;
-        for &(program, hook, category, name) in PROGRAMS.iter().filter(|(p, ..)| features.has(p)) {
+        let wanted = |category: &str| !(no_syscalls && category == "syscalls");
+        for &(program, hook, category, name) in PROGRAMS
+            .iter()
+            .filter(|(p, _, category, _)| features.has(p) && wanted(category))
+        {
             let context = || format!("attaching the floor to {category}/{name}");
             match hook {
                 Hook::RawTracePoint => {
