@@ -48,7 +48,7 @@ mod reconcile;
 #[cfg(test)]
 mod tests;
 
-use addr::PackedAddr;
+use addr::{Ends, PackedAddr};
 use holders::{Comms, Holders};
 use index::Index;
 pub use path::StatePath;
@@ -110,9 +110,9 @@ pub struct Conn {
     /// The kernel's socket address (never 0), once known: read it with [`Conn::sk`].
     sk: Option<NonZeroU64>,
     pub netns: u32,
-    /// Packed: read them with [`Conn::local`] and [`Conn::remote`].
-    local: PackedAddr,
-    remote: PackedAddr,
+    /// Packed, 16 bytes for IPv4: read them with [`Conn::local`] and [`Conn::remote`].
+    #[serde(flatten)]
+    ends: Ends,
     pub role: Role,
     /// Processes that have it open now, oldest first (bounded). Inline for the common single
     /// holder: no allocation per connection.
@@ -199,10 +199,10 @@ impl Conn {
         self.sk.map(NonZeroU64::get)
     }
     pub fn local(&self) -> SocketAddr {
-        self.local.get()
+        self.ends.local().get()
     }
     pub fn remote(&self) -> SocketAddr {
-        self.remote.get()
+        self.ends.remote().get()
     }
     /// Where it was born: the process that opened it and the stack ids taken then (resolved
     /// by [`crate::model::origins::Stacks`]); `None` when it predates connlife or origins are off.
@@ -210,7 +210,7 @@ impl Conn {
         self.origin.into()
     }
     fn key(&self) -> TupleKey {
-        (self.netns, self.local, self.remote)
+        (self.netns, self.ends.local(), self.ends.remote())
     }
     /// Last sign of life: a state change, a send or a receive.
     pub fn last_activity_ns(&self) -> u64 {

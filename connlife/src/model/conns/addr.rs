@@ -1,7 +1,8 @@
 //! Socket addresses packed for the connection table: 20 bytes instead of `SocketAddr`'s 32
 //! (an IPv4 address in the first 4 of 16 bytes, the port, the family). Connections keep them
 //! packed and hand out `SocketAddr`s; flow info and scope id are not kept (the kernel's views
-//! of a TCP socket carry neither: decoding and sock_diag leave them 0).
+//! of a TCP socket carry neither: decoding and sock_diag leave them 0). A connection keeps its
+//! two ends in 16 bytes when both are IPv4 ([`Ends`]).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -74,6 +75,84 @@ impl<'de> Deserialize<'de> for PackedAddr {
     }
 }
 
+/// A connection's two ends, packed: 16 bytes where both are IPv4 (the addresses and ports
+/// inline), else a pointer to the pair (40 bytes of the heap). Always built by [`Ends::new`]
+/// (inline exactly when both ends are IPv4), so equal pairs compare equal. Written and read as
+/// the `local` and `remote` fields of the connection, as before it was packed.
+#[derive(Clone, PartialEq)]
+pub enum Ends {
+    V4 { ips: [[u8; 4]; 2], ports: [u16; 2] },
+    Wide(Box<[PackedAddr; 2]>),
+}
+
+impl Ends {
+    pub fn new(local: PackedAddr, remote: PackedAddr) -> Ends {
+        let v4 = |a: PackedAddr| (!a.v6).then(|| [a.ip[0], a.ip[1], a.ip[2], a.ip[3]]);
+        match (v4(local), v4(remote)) {
+            (Some(l), Some(r)) => Ends::V4 {
+                ips: [l, r],
+                ports: [local.port, remote.port],
+            },
+            _ => Ends::Wide(Box::new([local, remote])),
+        }
+    }
+    fn end(&self, i: usize) -> PackedAddr {
+        match self {
+            Ends::V4 { ips, ports } => {
+                let mut ip = [0; 16];
+                ip[..4].copy_from_slice(&ips[i]);
+                PackedAddr {
+                    ip,
+                    port: ports[i],
+                    v6: false,
+                }
+            }
+            Ends::Wide(pair) => pair[i],
+        }
+    }
+    pub fn local(&self) -> PackedAddr {
+        self.end(0)
+    }
+    pub fn remote(&self) -> PackedAddr {
+        self.end(1)
+    }
+    pub fn set_local(&mut self, local: PackedAddr) {
+        *self = Ends::new(local, self.remote());
+    }
+    pub fn set_remote(&mut self, remote: PackedAddr) {
+        *self = Ends::new(self.local(), remote);
+    }
+}
+
+impl std::fmt::Debug for Ends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} -> {:?}", self.local(), self.remote())
+    }
+}
+
+/// [`Ends`] as it is written: two fields, flattened into the connection.
+#[derive(Serialize, Deserialize)]
+struct EndFields {
+    local: PackedAddr,
+    remote: PackedAddr,
+}
+
+impl Serialize for Ends {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EndFields {
+            local: self.local(),
+            remote: self.remote(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ends {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        EndFields::deserialize(d).map(|f| Ends::new(f.local, f.remote))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +181,32 @@ mod tests {
             PackedAddr::from("[::ffff:10.0.0.1]:80".parse::<SocketAddr>().unwrap())
         );
         assert_eq!(std::mem::size_of::<PackedAddr>(), 20);
+    }
+
+    #[test]
+    fn ends_read_back_inline_for_ipv4_and_boxed_otherwise() {
+        let addr = |s: &str| PackedAddr::from(s.parse::<SocketAddr>().unwrap());
+        for (l, r, inline) in [
+            ("10.0.0.1:80", "10.0.0.2:5000", true),
+            ("0.0.0.0:0", "0.0.0.0:0", true),
+            ("[::1]:443", "[::1]:5000", false),
+            ("10.0.0.1:80", "[::ffff:10.0.0.1]:80", false),
+        ] {
+            let mut ends = Ends::new(addr(l), addr(r));
+            assert_eq!(matches!(ends, Ends::V4 { .. }), inline, "{l} {r}");
+            assert_eq!((ends.local(), ends.remote()), (addr(l), addr(r)));
+            let json = serde_json::to_string(&ends).unwrap();
+            assert_eq!(json, format!(r#"{{"local":"{l}","remote":"{r}"}}"#));
+            assert_eq!(serde_json::from_str::<Ends>(&json).unwrap(), ends);
+            ends.set_local(addr("[2001:db8::7]:1"));
+            assert_eq!((ends.local(), ends.remote()), (addr("[2001:db8::7]:1"), addr(r)));
+            ends.set_local(addr(l));
+            assert_eq!(
+                ends,
+                Ends::new(addr(l), addr(r)),
+                "back inline when both are IPv4 again"
+            );
+        }
+        assert_eq!(std::mem::size_of::<Ends>(), 16);
     }
 }

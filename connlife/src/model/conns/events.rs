@@ -119,11 +119,11 @@ impl Model {
     pub(super) fn learn_tuple_of(&mut self, id: ConnId, local: SocketAddr, remote: SocketAddr) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let old = conn.key();
-        if conn.local.port() == 0 && local.port() != 0 {
-            conn.local = local.into();
+        if conn.ends.local().port() == 0 && local.port() != 0 {
+            conn.ends.set_local(local.into());
         }
-        if conn.remote.port() == 0 && remote.port() != 0 && conn.state != TcpState::Listen {
-            conn.remote = remote.into();
+        if conn.ends.remote().port() == 0 && remote.port() != 0 && conn.state != TcpState::Listen {
+            conn.ends.set_remote(remote.into());
         }
         let new = conn.key();
         if new != old {
@@ -175,8 +175,7 @@ impl Model {
                 id: 0,
                 sk: NonZeroU64::new(ev.sk),
                 netns: ev.netns,
-                local: key.1,
-                remote: key.2,
+                ends: Ends::new(key.1, key.2),
                 role: ev.role,
                 holders: HolderList::new(),
                 former: None,

@@ -129,7 +129,7 @@ impl Model {
     fn connecting(&self) -> Vec<ConnId> {
         self.conns
             .values()
-            .filter(|c| c.local.port() == 0)
+            .filter(|c| c.ends.local().port() == 0)
             .map(|c| c.id)
             .collect()
     }
@@ -158,9 +158,9 @@ impl Model {
             .iter()
             .filter_map(|id| self.conns.get(id))
             .find(|c| {
-                c.local.port() == 0
+                c.ends.local().port() == 0
                     && c.netns == s.netns
-                    && c.remote == s.remote
+                    && c.ends.remote() == s.remote
                     && c.holders
                         .iter()
                         .any(|h| s.owners.iter().any(|o| o.tgid == h.tgid && o.fd == h.fd))
@@ -174,8 +174,7 @@ impl Model {
                 id: 0,
                 sk: None,
                 netns: s.netns,
-                local: s.local.into(),
-                remote: s.remote.into(),
+                ends: Ends::new(s.local.into(), s.remote.into()),
                 role: s.role,
                 holders: HolderList::new(),
                 former: None,

@@ -127,7 +127,7 @@ fn socket_address_reused_by_new_connection() {
     client_path(&mut m, 1, "10.0.0.2:5001");
     assert_eq!(m.len(), 1);
     assert_eq!(m.closed.len(), 1);
-    assert_eq!(m.by_sk(1).unwrap().local, addr("10.0.0.2:5001"));
+    assert_eq!(m.by_sk(1).unwrap().local(), addr("10.0.0.2:5001"));
     assert_eq!(m.closed[0].reason, EndReason::Reset);
 }
 
@@ -257,8 +257,8 @@ fn concurrent_connects_with_unassigned_local_port_stay_apart() {
     assert_eq!((m.len(), m.closed.len()), (2, 0));
     m.apply(&state(12, 1, Some(100), SynSent, Established, "10.0.0.2:5000", r));
     m.apply(&state(13, 2, Some(100), SynSent, Established, "10.0.0.2:5001", r));
-    assert_eq!(m.by_sk(1).unwrap().local, addr("10.0.0.2:5000"));
-    assert_eq!(m.by_sk(2).unwrap().local, addr("10.0.0.2:5001"));
+    assert_eq!(m.by_sk(1).unwrap().local(), addr("10.0.0.2:5000"));
+    assert_eq!(m.by_sk(2).unwrap().local(), addr("10.0.0.2:5001"));
 }
 
 /// Before 6.x the first event of an accepted socket carries the listener's tuple.
