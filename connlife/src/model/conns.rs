@@ -45,12 +45,13 @@ mod holders;
 mod index;
 mod path;
 mod reconcile;
+mod store;
 #[cfg(test)]
 mod tests;
 
 use addr::{Ends, PackedAddr};
 use holders::{Comms, Holders};
-use index::Index;
+use index::{Conns, Index};
 pub use path::StatePath;
 
 pub type ConnId = u64;
@@ -393,9 +394,8 @@ fn tuple_key(netns: u32, local: SocketAddr, remote: SocketAddr) -> TupleKey {
 
 #[derive(Default)]
 pub struct Model {
-    /// Boxed: the table's free slots (a quarter to a half of it) then cost a pointer each, not
-    /// a whole connection.
-    conns: HashMap<ConnId, Box<Conn>>,
+    /// By value in chunks of slots, an id naming its slot (see `store`).
+    conns: Conns,
     by_sk: Index<u64>,
     by_tuple: Index<TupleKey>,
     /// How many live connections each process holds (fork and exit skip the scan at 0).
@@ -404,7 +404,6 @@ pub struct Model {
     comms: Comms,
     /// Recently closed connections, oldest first (bounded).
     pub closed: VecDeque<ClosedConn>,
-    next_id: ConnId,
     /// Cap on live connections; past it the least recently active one is dropped and counted.
     pub max_conns: usize,
     pub evicted: u64,
@@ -460,22 +459,18 @@ impl Model {
         Model {
             max_conns,
             use_counting,
-            next_id: 1,
             ..Default::default()
         }
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.conns.get(&id).map(|c| &**c)
+        self.conns.get(&id)
     }
     pub fn by_sk(&self, sk: u64) -> Option<&Conn> {
-        self.by_sk
-            .get(&sk, &self.conns)
-            .and_then(|id| self.conns.get(&id))
-            .map(|c| &**c)
+        self.by_sk.get(&sk, &self.conns).and_then(|id| self.conns.get(&id))
     }
     pub fn conns(&self) -> impl Iterator<Item = &Conn> {
-        self.conns.values().map(|c| &**c)
+        self.conns.values()
     }
     pub fn len(&self) -> usize {
         self.conns.len()
@@ -491,14 +486,11 @@ impl Model {
     /// Approximate heap cost of one live connection, for the README and the bench (measured:
     /// `tests/model_memory.rs`).
     pub fn bytes_per_conn() -> usize {
-        // A table's slot: its entry and one control byte, and free slots (an eighth to a half
+        // An index's slot: its entry and one control byte, and free slots (an eighth to a half
         // of the table, by when it last grew) about half as many again.
         let slot = |entry: usize| (entry + 1) * 3 / 2;
-        let malloc_header = 8;
-        std::mem::size_of::<Conn>()
-            + malloc_header
-            + slot(std::mem::size_of::<(ConnId, Box<Conn>)>())
-            + 2 * slot(std::mem::size_of::<ConnId>()) // the socket and tuple indexes
+        std::mem::size_of::<Option<Conn>>() + 2 * slot(std::mem::size_of::<u32>())
+        // the socket and tuple indexes
     }
 
     /// Apply one kernel event.
@@ -579,21 +571,19 @@ impl Model {
         }
     }
 
-    fn insert(&mut self, mut conn: Conn, changes: &mut Vec<Change>) -> ConnId {
-        if self.max_conns > 0 && self.conns.len() >= self.max_conns {
+    fn insert(&mut self, conn: Conn, changes: &mut Vec<Change>) -> ConnId {
+        let full = self.max_conns > 0 && self.conns.len() >= self.max_conns;
+        if full || self.conns.len() >= store::MAX_SLOTS {
             self.evict_one(changes);
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        conn.id = id;
-        if let Some(sk) = conn.sk() {
+        let (sk, key, state) = (conn.sk(), conn.key(), conn.state);
+        let id = self.conns.insert(conn);
+        if let Some(sk) = sk {
             self.by_sk.insert(sk, id, &self.conns);
         }
-        let key = conn.key();
-        if tuple_complete(&key, conn.state) {
+        if tuple_complete(&key, state) {
             self.by_tuple.insert(key, id, &self.conns);
         }
-        self.conns.insert(id, Box::new(conn));
         id
     }
 
@@ -607,7 +597,7 @@ impl Model {
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        let conn = *self.conns.remove(&id)?;
+        let conn = self.conns.remove(&id)?;
         if let Some(sk) = conn.sk() {
             self.by_sk.remove(&sk, id);
         }

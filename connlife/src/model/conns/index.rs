@@ -1,7 +1,7 @@
 //! The model's indexes, tuple -> connection and socket -> connection, without copies of the
 //! keys: a table holds connection ids only, hashed by the key of the connection each names
-//! (verified against it on lookup), so an index costs 8 bytes a connection (plus free slots)
-//! instead of a key and the id (44 + 8 bytes for a tuple). Every id in an index names a
+//! (verified against it on lookup), so an index costs a 4-byte slot a connection (plus free
+//! slots) instead of a key and the id (44 + 8 bytes for a tuple). Every id in an index names a
 //! connection of the model whose key has not changed since it was indexed.
 use std::hash::{BuildHasher, Hash};
 
@@ -10,7 +10,8 @@ use rustc_hash::FxBuildHasher;
 
 use super::*;
 
-pub(super) type Conns = HashMap<ConnId, Box<Conn>>;
+pub(super) use super::store::ConnStore as Conns;
+use super::store::{slot_of, Slot};
 
 /// What an index finds a connection by.
 pub(super) trait IndexKey: Hash + PartialEq + Copy {
@@ -31,7 +32,7 @@ impl IndexKey for u64 {
     }
 }
 
-pub(super) struct Index<K>(HashTable<ConnId>, std::marker::PhantomData<K>);
+pub(super) struct Index<K>(HashTable<Slot>, std::marker::PhantomData<K>);
 
 impl<K> Default for Index<K> {
     fn default() -> Self {
@@ -43,32 +44,34 @@ fn hash<K: Hash>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
+/// The key of the connection in `slot`, if it has one.
+fn key_in<K: IndexKey>(conns: &Conns, slot: Slot) -> Option<K> {
+    conns.in_slot(slot).and_then(K::of)
+}
+
 impl<K: IndexKey> Index<K> {
     pub(super) fn get(&self, key: &K, conns: &Conns) -> Option<ConnId> {
-        self.0
-            .find(hash(key), |id| conns.get(id).is_some_and(|c| K::of(c) == Some(*key)))
-            .copied()
+        let slot = self.0.find(hash(key), |&slot| key_in(conns, slot) == Some(*key))?;
+        conns.in_slot(*slot).map(|c| c.id)
     }
 
     /// Index `id` under `key` (its connection may not be in `conns` yet), in place of the
     /// connection indexed there before.
     pub(super) fn insert(&mut self, key: K, id: ConnId, conns: &Conns) {
         let at = hash(&key);
-        match self
-            .0
-            .find_mut(at, |other| conns.get(other).is_some_and(|c| K::of(c) == Some(key)))
-        {
-            Some(slot) => *slot = id,
+        let slot = slot_of(id);
+        match self.0.find_mut(at, |&other| key_in(conns, other) == Some(key)) {
+            Some(found) => *found = slot,
             None => {
                 self.0
-                    .insert_unique(at, id, |other| hash(&K::of(&conns[other]).expect("indexed")));
+                    .insert_unique(at, slot, |&other| hash(&key_in::<K>(conns, other).expect("indexed")));
             }
         }
     }
 
     /// Forget `key` if it names `id` (another connection may have taken it since).
     pub(super) fn remove(&mut self, key: &K, id: ConnId) {
-        if let Ok(entry) = self.0.find_entry(hash(key), |&other| other == id) {
+        if let Ok(entry) = self.0.find_entry(hash(key), |&other| other == slot_of(id)) {
             entry.remove();
         }
     }

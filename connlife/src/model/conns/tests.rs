@@ -30,6 +30,23 @@ fn state(ts: u64, sk: u64, tgid: Option<u32>, old: TcpState, new: TcpState, l: &
     }
 }
 
+/// A client connection from 10.0.0.2:`port` to 10.0.0.1:80, as a snapshot finds it.
+pub(super) fn conn_at(port: u16) -> Conn {
+    let mut m = Model::new(0, true);
+    let seen = SeenSocket {
+        netns: 1,
+        local: addr(&format!("10.0.0.2:{port}")),
+        remote: addr("10.0.0.1:80"),
+        state: Established,
+        role: Role::Client,
+        owners: HolderList::new(),
+        usage: Use::default(),
+    };
+    m.apply_snapshot(&[seen], 1000, 1000);
+    let conn = m.conns().next().expect("found").clone();
+    conn
+}
+
 fn client_path(m: &mut Model, sk: u64, l: &str) -> Vec<Change> {
     let r = "10.0.0.1:80";
     let mut all = Vec::new();
@@ -658,19 +675,18 @@ fn tuple_index_names_the_newest_connection_at_a_tuple_and_forgets_only_its_own()
         .by_tuple
         .get(&tuple_key(1, seen[0].local, seen[0].remote), &m.conns)
         .unwrap();
-    let mut twin = (*m.conns[&first]).clone();
-    twin.id = 5000;
+    let twin = m.conns[&first].clone();
     let key = twin.key();
-    m.conns.insert(5000, Box::new(twin));
-    index.insert(key, 5000, &m.conns);
-    assert_eq!(index.get(&key, &m.conns), Some(5000));
+    let twin = m.conns.insert(twin);
+    index.insert(key, twin, &m.conns);
+    assert_eq!(index.get(&key, &m.conns), Some(twin));
     index.remove(&key, first);
     assert_eq!(
         index.get(&key, &m.conns),
-        Some(5000),
+        Some(twin),
         "the replaced one forgets nothing"
     );
-    index.remove(&key, 5000);
+    index.remove(&key, twin);
     assert_eq!(index.get(&key, &m.conns), None);
     assert_eq!(
         index.get(&tuple_key(1, seen[1].local, seen[1].remote), &m.conns),
