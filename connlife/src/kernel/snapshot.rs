@@ -19,6 +19,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
@@ -29,13 +30,18 @@ use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket};
 use procfs::process::{FDTarget, LimitValue, Process};
 use procfs::ProcError;
+use smallvec::SmallVec;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SocketOwner {
     pub tgid: u32,
     pub fd: i32,
-    pub comm: String,
+    /// One copy per process, shared by all its sockets.
+    pub comm: Arc<str>,
 }
+
+/// A socket's holders: one inline (no allocation per socket for the common case).
+pub type SocketOwners = SmallVec<[SocketOwner; 1]>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotSocket {
@@ -52,7 +58,7 @@ pub struct SnapshotSocket {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     /// every (pid, fd) holding it; empty if none found (orphan / other ns)
-    pub owners: Vec<SocketOwner>,
+    pub owners: SocketOwners,
     /// tcp_info bytes_sent (None without tcp_info: TIME_WAIT, SYN_RECV, LISTEN)
     pub bytes_sent: Option<u64>,
     /// tcp_info bytes_received
@@ -136,7 +142,15 @@ pub fn take(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<View> {
     })?;
     // Only the netns actually entered were looked into.
     let netns = dumps.iter().filter(|(_, d)| d.is_some()).map(|&(ns, _)| ns).collect();
-    let sockets = dumps.into_iter().flat_map(|(_, d)| d.unwrap_or_default()).collect();
+    // The largest dump taken as it is and the others moved onto its end, each freed once
+    // moved: collecting them all into a new vector held every socket twice at the peak.
+    let mut dumps: Vec<Vec<SnapshotSocket>> = dumps.into_iter().filter_map(|(_, d)| d).collect();
+    dumps.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    let mut dumps = dumps.into_iter();
+    let mut sockets = dumps.next().unwrap_or_default();
+    for mut more in dumps {
+        sockets.append(&mut more);
+    }
     Ok(View {
         sockets: join(sockets, &procs, pids, ownerless),
         netns,
@@ -163,10 +177,11 @@ pub fn join(
     wanted: Option<&[u32]>,
     ownerless: Ownerless,
 ) -> Vec<SnapshotSocket> {
-    let mut owners: HashMap<u64, Vec<SocketOwner>> = HashMap::new();
+    let mut owners: HashMap<u64, SocketOwners> = HashMap::new();
     for p in procs.iter().filter(|p| wanted.is_none_or(|w| w.contains(&p.tgid))) {
+        let comm: Arc<str> = p.comm.as_str().into();
         for &(fd, inode) in &p.socket_inodes {
-            let (tgid, comm) = (p.tgid, p.comm.clone());
+            let (tgid, comm) = (p.tgid, comm.clone());
             owners.entry(inode).or_default().push(SocketOwner { tgid, fd, comm });
         }
     }
@@ -311,9 +326,15 @@ fn dump_netns(netns: u32, pids: &[u32], own_netns: u32) -> Result<Option<Vec<Sna
     for family in [AF_INET, AF_INET6] {
         // Kernels older than 5.4 send a tcp_info shorter than the crate's struct, which fails
         // the decoding: retry without it rather than lose the sockets.
-        let dumped =
+        let mut dumped =
             dump(family, ExtensionFlags::INFO).or_else(|e| dump(family, ExtensionFlags::empty()).map_err(|_| e))?;
-        out.extend(dumped.into_iter().map(|s| SnapshotSocket { netns, ..s }));
+        dumped.iter_mut().for_each(|s| s.netns = netns);
+        // Moved, not copied: a copy of 200,000 sockets was 33 MiB more at the snapshot's peak.
+        if out.is_empty() {
+            out = dumped;
+        } else {
+            out.append(&mut dumped);
+        }
     }
     Ok(Some(out))
 }
@@ -404,7 +425,7 @@ fn from_response(r: InetResponse) -> SnapshotSocket {
         state: h.state,
         local: SocketAddr::new(id.source_address, id.source_port),
         remote: SocketAddr::new(id.destination_address, id.destination_port),
-        owners: Vec::new(),
+        owners: SocketOwners::new(),
         bytes_sent: info.map(|i| i.bytes_sent),
         bytes_received: info.map(|i| i.bytes_received),
         last_send_ago_ms: info.map(|i| i.last_data_sent),
@@ -424,7 +445,7 @@ mod tests {
     fn sock(inode: u64, state: u8, local: &str, remote: &str) -> SnapshotSocket {
         let (local, remote) = (local.parse().unwrap(), remote.parse().unwrap());
         let (bytes_sent, bytes_received, last_send_ago_ms, last_recv_ago_ms) = (None, None, None, None);
-        let (netns, cookie, owners) = (7, inode + 1000, Vec::new());
+        let (netns, cookie, owners) = (7, inode + 1000, SocketOwners::new());
         SnapshotSocket {
             netns,
             inode,
@@ -481,10 +502,7 @@ mod tests {
         let (diag, procs) = made_up();
         let out = join(diag, &procs, None, Ownerless::Backlog);
         assert_eq!(out.len(), 9);
-        assert_eq!(
-            (owners(&out[0]), out[0].owners[0].comm.as_str()),
-            (vec![(100, 3)], "server")
-        );
+        assert_eq!((owners(&out[0]), &*out[0].owners[0].comm), (vec![(100, 3)], "server"));
         assert_eq!(owners(&out[2]), [(100, 4), (200, 9)]); // shared, sorted
         assert_eq!(owners(&out[3]), [(200, 6)]);
         assert!(out[4..].iter().all(|s| s.owners.is_empty()));

@@ -42,11 +42,11 @@ pub fn seen_sockets(mut sockets: Vec<snapshot::SnapshotSocket>, now_ns: u64) -> 
                 .iter()
                 .map(|o| Owner {
                     tgid: o.tgid,
-                    comm: match comms.get(o.comm.as_str()) {
+                    comm: match comms.get(&*o.comm) {
                         Some(c) => c.clone(),
                         None => comms
-                            .entry(o.comm.clone())
-                            .or_insert_with(|| o.comm.as_str().into())
+                            .entry(o.comm.to_string())
+                            .or_insert_with(|| (*o.comm).into())
                             .clone(),
                     },
                     fd: Some(o.fd),
