@@ -143,7 +143,7 @@ fn snapshot_found() -> Model {
                 owners: smallvec::smallvec![Owner {
                     tgid: 1000 + i / PER_PROCESS,
                     comm: "connlife-worklo".into(),
-                    fd: Some(3 + (i % PER_PROCESS) as i32),
+                    fd: Some(3 + (i % PER_PROCESS) as i32).into(),
                 }],
                 usage: Use::default(),
             }

@@ -65,7 +65,51 @@ pub type HolderList = SmallVec<[Owner; 1]>;
 pub struct Owner {
     pub tgid: u32,
     pub comm: Comm,
-    pub fd: Option<i32>,
+    pub fd: MaybeFd,
+}
+
+/// An fd, or none known, in 4 bytes (`Option<i32>` takes 8: a holder is 16 bytes instead of
+/// 24). No fd is negative, so a negative value stands for none. Written and read as the
+/// `Option<i32>` it stands for.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "Option<i32>", into = "Option<i32>")]
+pub struct MaybeFd(i32);
+
+impl MaybeFd {
+    pub const NONE: MaybeFd = MaybeFd(-1);
+    pub fn get(self) -> Option<i32> {
+        (self.0 >= 0).then_some(self.0)
+    }
+    pub fn is_some(self) -> bool {
+        self.0 >= 0
+    }
+    pub fn is_none(self) -> bool {
+        self.0 < 0
+    }
+}
+
+impl From<Option<i32>> for MaybeFd {
+    fn from(fd: Option<i32>) -> Self {
+        MaybeFd(fd.filter(|&fd| fd >= 0).unwrap_or(-1))
+    }
+}
+
+impl From<MaybeFd> for Option<i32> {
+    fn from(fd: MaybeFd) -> Self {
+        fd.get()
+    }
+}
+
+impl PartialEq<Option<i32>> for MaybeFd {
+    fn eq(&self, other: &Option<i32>) -> bool {
+        self.get() == *other
+    }
+}
+
+impl std::fmt::Debug for MaybeFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 /// A process name, shared by every connection of the process (one copy each, interned by the
@@ -228,7 +272,7 @@ impl Conn {
         self.owner().map(|o| o.tgid)
     }
     pub fn fd(&self) -> Option<i32> {
-        self.owner().and_then(|o| o.fd)
+        self.owner().and_then(|o| o.fd.get())
     }
     pub fn comm(&self) -> &str {
         self.owner().map(|o| &*o.comm).unwrap_or("")
@@ -424,7 +468,7 @@ fn event_owner(ev: &KernelEvent, comms: &mut Comms) -> Option<Owner> {
     ev.tgid.map(|tgid| Owner {
         tgid,
         comm: comms.intern(&ev.comm),
-        fd: ev.fd,
+        fd: ev.fd.into(),
     })
 }
 

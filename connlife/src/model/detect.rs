@@ -216,7 +216,7 @@ fn classify(c: &Conn, now: u64, th: &Thresholds, use_counting: bool) -> Option<F
             .map(|h| Holder {
                 pid: h.tgid,
                 comm: h.comm.to_string(),
-                fd: h.fd,
+                fd: h.fd.get(),
             })
             .collect(),
         listener_pid: None,

@@ -785,7 +785,7 @@ impl Driver<'_> {
             if *cookie != 0 {
                 let info = Seed {
                     tgid: o.tgid,
-                    fd: o.fd.unwrap_or(-1),
+                    fd: o.fd.get().unwrap_or(-1),
                     comm: comm_bytes(&o.comm),
                     netns: s.netns,
                     role: match s.role {

@@ -49,7 +49,7 @@ pub fn seen_sockets(mut sockets: Vec<snapshot::SnapshotSocket>, now_ns: u64) -> 
                             .or_insert_with(|| (*o.comm).into())
                             .clone(),
                     },
-                    fd: Some(o.fd),
+                    fd: Some(o.fd).into(),
                 })
                 .collect();
             let role = if state == TcpState::Listen {

@@ -24,7 +24,7 @@ impl Model {
             None if conn.holders.is_empty() => Owner {
                 tgid: closer,
                 comm: self.comms.intern(&ev.comm),
-                fd: ev.fd,
+                fd: ev.fd.into(),
             },
             // A process we did not know held it let go: the known holders still have it.
             None => return,

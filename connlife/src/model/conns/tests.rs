@@ -160,7 +160,7 @@ fn snapshot_socket_adopted_by_first_event_and_not_counted_twice() {
         owners: smallvec::smallvec![Owner {
             tgid: 300,
             comm: "leaky".into(),
-            fd: Some(9),
+            fd: Some(9).into(),
         }],
         usage: Use::default(),
     };
@@ -242,7 +242,7 @@ fn reconcile_drops_connections_whose_end_was_lost() {
         owners: smallvec::smallvec![Owner {
             tgid: 100,
             comm: "app".into(),
-            fd: Some(5),
+            fd: Some(5).into(),
         }],
         usage: Use::default(),
     };
@@ -291,7 +291,7 @@ fn accepted_child_with_listener_tuple_does_not_take_over_the_listener() {
         owners: smallvec::smallvec![Owner {
             tgid: 7,
             comm: "srv".into(),
-            fd: Some(3),
+            fd: Some(3).into(),
         }],
         usage: Use::default(),
     };
@@ -487,7 +487,7 @@ fn seen(l: &str, r: &str, st: TcpState, owners: &[(u32, i32)]) -> SeenSocket {
             .map(|&(tgid, fd)| Owner {
                 tgid,
                 comm: "app".into(),
-                fd: Some(fd),
+                fd: Some(fd).into(),
             })
             .collect(),
         usage: Use::default(),
@@ -692,4 +692,18 @@ fn tuple_index_names_the_newest_connection_at_a_tuple_and_forgets_only_its_own()
         index.get(&tuple_key(1, seen[1].local, seen[1].remote), &m.conns),
         m.by_tuple.get(&tuple_key(1, seen[1].local, seen[1].remote), &m.conns)
     );
+}
+
+#[test]
+fn an_owner_fd_reads_back_as_the_option_it_stands_for() {
+    for fd in [None, Some(0), Some(7), Some(i32::MAX)] {
+        let packed = MaybeFd::from(fd);
+        assert_eq!((packed.get(), packed.is_some(), packed == fd), (fd, fd.is_some(), true));
+        let json = serde_json::to_string(&packed).unwrap();
+        assert_eq!(json, serde_json::to_string(&fd).unwrap());
+        assert_eq!(serde_json::from_str::<MaybeFd>(&json).unwrap(), packed);
+    }
+    // No fd is negative: a negative one is none, as the kernel's -1 is.
+    assert_eq!(MaybeFd::from(Some(-1)), MaybeFd::NONE);
+    assert_eq!(std::mem::size_of::<Owner>(), 16);
 }
