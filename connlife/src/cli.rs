@@ -118,8 +118,9 @@ pub struct TraceArgs {
     /// Stop after this long (default: until Ctrl-C or until the traced processes exit).
     #[arg(long, value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
-    /// Most live connections kept in memory; past it the least recently active is dropped (counted).
-    #[arg(long, default_value_t = 200_000, value_parser = parse_positive_count)]
+    /// Most live connections kept in memory (at most 2097152); past it the least recently
+    /// active is dropped (counted).
+    #[arg(long, default_value_t = 200_000, value_parser = parse_max_conns)]
     pub max_conns: usize,
 }
 
@@ -148,8 +149,9 @@ pub struct AgentArgs {
     /// Label values (process names, remote endpoints) per metric before the rest become "other".
     #[arg(long, default_value_t = 20, value_parser = parse_positive_count)]
     pub top_n: usize,
-    /// Most connections in the model; past it the least recently active is dropped (counted).
-    #[arg(long, default_value_t = 200_000, value_parser = parse_positive_count)]
+    /// Most connections in the model (at most 2097152); past it the least recently active is
+    /// dropped (counted).
+    #[arg(long, default_value_t = 200_000, value_parser = parse_max_conns)]
     pub max_conns: usize,
     /// Most processes whose fds are read each interval (those with the most connections).
     #[arg(long, default_value_t = 500, value_parser = parse_positive_count)]
@@ -180,6 +182,16 @@ pub fn parse_positive_count(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("invalid count {:?}: a whole number, at least 1", s.trim())),
     }
+}
+
+/// `--max-conns`: at least 1, at most what the model can hold.
+pub fn parse_max_conns(s: &str) -> Result<usize, String> {
+    let n = parse_positive_count(s)?;
+    let most = crate::model::conns::MAX_CONNS;
+    if n > most {
+        return Err(format!("at most {most} connections"));
+    }
+    Ok(n)
 }
 
 /// A `--comm` name: not empty, no NUL (the kernel's terminator) and no `/` (a path, not a
@@ -364,6 +376,8 @@ mod tests {
         assert!(usage_error(&["--max-conns", "0"]).contains("must be at least 1"));
         assert!(usage_error(&["--max-conns=-1"]).contains("invalid count"));
         assert!(usage_error(&["--max-conns", "99999999999999999999999"]).contains("invalid count"));
+        assert!(usage_error(&["--max-conns", "2097153"]).contains("at most 2097152 connections"));
+        assert!(parse(&["--max-conns", "2097152"]).is_ok());
         assert!(usage_error(&["--group-min", "0"]).contains("must be at least 1"));
         let cli = parse(&["--max-conns", "1", "--group-min", "1"]).expect("1 is fine");
         assert_eq!((cli.trace.max_conns, cli.trace.group_min), (1, 1));

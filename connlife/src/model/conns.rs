@@ -19,10 +19,11 @@
 //! missed, sockets never seen, states and holders that differ. Every correction is a
 //! [`Change::Corrected`] so the session counts it.
 //!
-//! Size: an agent tracks up to 200,000 connections, so a connection is one boxed [`Conn`] of
-//! 224 bytes (addresses packed, one holder and two 8-byte states inline, process names interned)
-//! found by id, by socket or by tuple through indexes that hold ids only (conns/index.rs).
-//! `tests/model_memory.rs` measures it.
+//! Size: an agent tracks up to 200,000 connections by default, so a connection is a [`Conn`] of
+//! 192 bytes stored by value in chunks of slots (conns/store.rs: its id names its slot), with
+//! addresses packed (16 bytes for IPv4 ends), one 16-byte holder and two 8-byte states inline
+//! and process names interned, found by socket or by tuple through indexes that hold 4-byte
+//! slots only (conns/index.rs). `tests/model_memory.rs` measures it.
 use std::{
     collections::{HashSet, VecDeque},
     net::SocketAddr,
@@ -46,6 +47,9 @@ mod index;
 mod path;
 mod reconcile;
 mod store;
+
+/// The most live connections the model can hold (`--max-conns` may not ask for more).
+pub use store::MAX_SLOTS as MAX_CONNS;
 #[cfg(test)]
 mod tests;
 
@@ -632,7 +636,12 @@ impl Model {
     }
 
     fn evict_one(&mut self, changes: &mut Vec<Change>) {
-        let victim = self.conns.values().min_by_key(|c| c.last_activity_ns()).map(|c| c.id);
+        // The least recently active; the oldest among equals (ids sort by age).
+        let victim = self
+            .conns
+            .values()
+            .min_by_key(|c| (c.last_activity_ns(), c.id))
+            .map(|c| c.id);
         if let Some(id) = victim {
             self.remove(id);
             self.evicted += 1;

@@ -75,40 +75,67 @@ impl<'de> Deserialize<'de> for PackedAddr {
     }
 }
 
-/// A connection's two ends, packed: 16 bytes where both are IPv4 (the addresses and ports
-/// inline), else a pointer to the pair (40 bytes of the heap). Always built by [`Ends::new`]
-/// (inline exactly when both ends are IPv4), so equal pairs compare equal. Written and read as
+/// A connection's two ends, packed: 16 bytes where both are IPv4 or IPv4-mapped IPv6 (what a
+/// dual-stack listener on `[::]` reports for IPv4 clients): the addresses, the ports and which
+/// end is mapped inline; else a pointer to the pair (40 bytes of the heap). Only [`Ends::new`]
+/// builds one (inline whenever both ends fit), so equal pairs compare equal. Written and read as
 /// the `local` and `remote` fields of the connection, as before it was packed.
 #[derive(Clone, PartialEq)]
-pub enum Ends {
-    V4 { ips: [[u8; 4]; 2], ports: [u16; 2] },
+pub struct Ends(Packed);
+
+#[derive(Clone, PartialEq)]
+enum Packed {
+    /// `mapped`: bit 0 the local end, bit 1 the remote one, is `::ffff:a.b.c.d`.
+    V4 {
+        ips: [[u8; 4]; 2],
+        ports: [u16; 2],
+        mapped: u8,
+    },
     Wide(Box<[PackedAddr; 2]>),
 }
 
+const MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
 impl Ends {
     pub fn new(local: PackedAddr, remote: PackedAddr) -> Ends {
-        let v4 = |a: PackedAddr| (!a.v6).then(|| [a.ip[0], a.ip[1], a.ip[2], a.ip[3]]);
+        // (the IPv4 address, mapped) of an end that fits inline.
+        let v4 = |a: PackedAddr| {
+            let ip = [a.ip[12], a.ip[13], a.ip[14], a.ip[15]];
+            match a.v6 {
+                false => Some(([a.ip[0], a.ip[1], a.ip[2], a.ip[3]], false)),
+                true if a.ip[..12] == MAPPED_PREFIX => Some((ip, true)),
+                true => None,
+            }
+        };
         match (v4(local), v4(remote)) {
-            (Some(l), Some(r)) => Ends::V4 {
+            (Some((l, l_mapped)), Some((r, r_mapped))) => Ends(Packed::V4 {
                 ips: [l, r],
                 ports: [local.port, remote.port],
-            },
-            _ => Ends::Wide(Box::new([local, remote])),
+                mapped: u8::from(l_mapped) | u8::from(r_mapped) << 1,
+            }),
+            _ => Ends(Packed::Wide(Box::new([local, remote]))),
         }
     }
     fn end(&self, i: usize) -> PackedAddr {
-        match self {
-            Ends::V4 { ips, ports } => {
+        match &self.0 {
+            Packed::V4 { ips, ports, mapped } => {
                 let mut ip = [0; 16];
-                ip[..4].copy_from_slice(&ips[i]);
-                PackedAddr {
-                    ip,
-                    port: ports[i],
-                    v6: false,
+                let v6 = mapped >> i & 1 == 1;
+                if v6 {
+                    ip[..12].copy_from_slice(&MAPPED_PREFIX);
+                    ip[12..].copy_from_slice(&ips[i]);
+                } else {
+                    ip[..4].copy_from_slice(&ips[i]);
                 }
+                PackedAddr { ip, port: ports[i], v6 }
             }
-            Ends::Wide(pair) => pair[i],
+            Packed::Wide(pair) => pair[i],
         }
+    }
+    /// Both ends inline (no allocation of their own).
+    #[cfg(test)]
+    fn inline(&self) -> bool {
+        matches!(self.0, Packed::V4 { .. })
     }
     pub fn local(&self) -> PackedAddr {
         self.end(0)
@@ -190,10 +217,13 @@ mod tests {
             ("10.0.0.1:80", "10.0.0.2:5000", true),
             ("0.0.0.0:0", "0.0.0.0:0", true),
             ("[::1]:443", "[::1]:5000", false),
-            ("10.0.0.1:80", "[::ffff:10.0.0.1]:80", false),
+            ("10.0.0.1:80", "[::ffff:10.0.0.1]:80", true),
+            ("[::ffff:10.0.0.2]:5000", "[::ffff:10.0.0.1]:80", true),
+            ("[::ffff:10.0.0.2]:5000", "[::1]:80", false),
+            ("[::fffe:a00:2]:5000", "10.0.0.1:80", false),
         ] {
             let mut ends = Ends::new(addr(l), addr(r));
-            assert_eq!(matches!(ends, Ends::V4 { .. }), inline, "{l} {r}");
+            assert_eq!(ends.inline(), inline, "{l} {r}");
             assert_eq!((ends.local(), ends.remote()), (addr(l), addr(r)));
             let json = serde_json::to_string(&ends).unwrap();
             assert_eq!(json, format!(r#"{{"local":"{l}","remote":"{r}"}}"#));

@@ -1,8 +1,8 @@
 //! The model's indexes, tuple -> connection and socket -> connection, without copies of the
-//! keys: a table holds connection ids only, hashed by the key of the connection each names
-//! (verified against it on lookup), so an index costs a 4-byte slot a connection (plus free
-//! slots) instead of a key and the id (44 + 8 bytes for a tuple). Every id in an index names a
-//! connection of the model whose key has not changed since it was indexed.
+//! keys: a table holds the connections' slots only (conns/store.rs), hashed by the key of the
+//! connection in each (verified against it on lookup), so an index costs 4 bytes a connection
+//! (plus free slots) instead of a key and an id (44 + 8 bytes for a tuple). Every slot in an
+//! index holds a connection of the model whose key has not changed since it was indexed.
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
@@ -55,8 +55,8 @@ impl<K: IndexKey> Index<K> {
         conns.in_slot(*slot).map(|c| c.id)
     }
 
-    /// Index `id` under `key` (its connection may not be in `conns` yet), in place of the
-    /// connection indexed there before.
+    /// Index `id` (stored in `conns` already) under `key`, in place of the connection indexed
+    /// there before.
     pub(super) fn insert(&mut self, key: K, id: ConnId, conns: &Conns) {
         let at = hash(&key);
         let slot = slot_of(id);

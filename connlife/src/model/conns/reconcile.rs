@@ -127,11 +127,15 @@ impl Model {
     /// Connections whose connect has not learned its local port yet: the only ones a view's
     /// socket can match other than by tuple (listed once per view, not per socket).
     fn connecting(&self) -> Vec<ConnId> {
-        self.conns
+        let mut ids: Vec<ConnId> = self
+            .conns
             .values()
             .filter(|c| c.ends.local().port() == 0)
             .map(|c| c.id)
-            .collect()
+            .collect();
+        // Oldest first, whatever the slots: a view's socket matches the oldest such connect.
+        ids.sort_unstable();
+        ids
     }
 
     /// Tuples of connections that ended at or after `ts`: a view taken before their end still

@@ -32,7 +32,7 @@ pub enum Input {
         /// Smallest group reported (`--group-min`).
         #[serde(default = "default_group_min")]
         group_min: usize,
-        /// Model cap (`--max-conns`; 0: none).
+        /// Model cap (`--max-conns`; 0: none but the model's own, `MAX_CONNS`).
         #[serde(default)]
         max_conns: usize,
         /// Agent: write a post-mortem of any process that ends after EMFILE/ENFILE, or killed
