@@ -520,10 +520,10 @@ fn closed_record(c: &ClosedConn, use_counting: bool) -> ClosedRecord {
     let conn = &c.conn;
     ClosedRecord {
         pid: conn.tgid(),
-        comm: conn.comm().to_string(),
+        comm: conn.owner().map(|o| o.comm.clone()).unwrap_or_default(),
         fd: conn.fd(),
-        laddr: conn.local().to_string(),
-        raddr: conn.remote().to_string(),
+        laddr: conn.local(),
+        raddr: conn.remote(),
         role: conn.role,
         reason: c.reason,
         lifetime_s: detect::secs(c.ended_ns.saturating_sub(conn.opened_ns)),

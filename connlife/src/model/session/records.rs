@@ -154,18 +154,21 @@ pub struct Summary {
     pub records: Option<u64>,
 }
 
+/// One per connection that ended, under `--pid` and `--comm`: built without an allocation of
+/// its own (the process name shared, the addresses written as they are serialized).
 #[derive(Clone, Debug, Serialize)]
 pub struct ClosedRecord {
     pub pid: Option<u32>,
-    pub comm: String,
+    pub comm: crate::model::Comm,
     pub fd: Option<i32>,
-    pub laddr: String,
-    pub raddr: String,
+    pub laddr: std::net::SocketAddr,
+    pub raddr: std::net::SocketAddr,
     pub role: crate::kernel::event::Role,
     pub reason: crate::model::EndReason,
     pub lifetime_s: f64,
     pub lifetime_exact: bool,
-    pub path: Vec<(TcpState, f64)>,
+    /// Inline for a whole lifetime (SYN_SENT to CLOSE is 6 states).
+    pub path: smallvec::SmallVec<[(TcpState, f64); 6]>,
     pub fd_closed: bool,
     /// Counted in the kernel; `null` on kernels without the send/recv tracepoints.
     pub bytes_sent: Option<u64>,
