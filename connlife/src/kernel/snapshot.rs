@@ -19,7 +19,6 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
@@ -32,12 +31,14 @@ use procfs::process::{FDTarget, LimitValue, Process};
 use procfs::ProcError;
 use smallvec::SmallVec;
 
+use crate::model::Comm;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SocketOwner {
     pub tgid: u32,
     pub fd: i32,
-    /// One copy per process, shared by all its sockets.
-    pub comm: Arc<str>,
+    /// One copy per process, shared by all its sockets (and by the model's holders).
+    pub comm: Comm,
 }
 
 /// A socket's holders: one inline (no allocation per socket for the common case).
@@ -142,15 +143,7 @@ pub fn take(pids: Option<&[u32]>, ownerless: Ownerless) -> Result<View> {
     })?;
     // Only the netns actually entered were looked into.
     let netns = dumps.iter().filter(|(_, d)| d.is_some()).map(|&(ns, _)| ns).collect();
-    // The largest dump taken as it is and the others moved onto its end, each freed once
-    // moved: collecting them all into a new vector held every socket twice at the peak.
-    let mut dumps: Vec<Vec<SnapshotSocket>> = dumps.into_iter().filter_map(|(_, d)| d).collect();
-    dumps.sort_by_key(|d| std::cmp::Reverse(d.len()));
-    let mut dumps = dumps.into_iter();
-    let mut sockets = dumps.next().unwrap_or_default();
-    for mut more in dumps {
-        sockets.append(&mut more);
-    }
+    let sockets = moved_together(dumps.into_iter().filter_map(|(_, d)| d).collect());
     Ok(View {
         sockets: join(sockets, &procs, pids, ownerless),
         netns,
@@ -179,7 +172,7 @@ pub fn join(
 ) -> Vec<SnapshotSocket> {
     let mut owners: HashMap<u64, SocketOwners> = HashMap::new();
     for p in procs.iter().filter(|p| wanted.is_none_or(|w| w.contains(&p.tgid))) {
-        let comm: Arc<str> = p.comm.as_str().into();
+        let comm = Comm::from(p.comm.as_str());
         for &(fd, inode) in &p.socket_inodes {
             let (tgid, comm) = (p.tgid, comm.clone());
             owners.entry(inode).or_default().push(SocketOwner { tgid, fd, comm });
@@ -322,21 +315,29 @@ fn dump_netns(netns: u32, pids: &[u32], own_netns: u32) -> Result<Option<Vec<Sna
     if netns != own_netns && !enter_netns(netns, pids)? {
         return Ok(None);
     }
-    let mut out = Vec::new();
+    let mut families = Vec::with_capacity(2);
     for family in [AF_INET, AF_INET6] {
         // Kernels older than 5.4 send a tcp_info shorter than the crate's struct, which fails
         // the decoding: retry without it rather than lose the sockets.
         let mut dumped =
             dump(family, ExtensionFlags::INFO).or_else(|e| dump(family, ExtensionFlags::empty()).map_err(|_| e))?;
         dumped.iter_mut().for_each(|s| s.netns = netns);
-        // Moved, not copied: a copy of 200,000 sockets was 33 MiB more at the snapshot's peak.
-        if out.is_empty() {
-            out = dumped;
-        } else {
-            out.append(&mut dumped);
-        }
+        families.push(dumped);
     }
-    Ok(Some(out))
+    Ok(Some(moved_together(families)))
+}
+
+/// The dumps as one vector, the largest taken as it is and the others moved onto its end, each
+/// freed once moved: a copy into a new vector held every socket twice (33 MiB more at the
+/// snapshot's peak with 200,000 sockets).
+fn moved_together(mut dumps: Vec<Vec<SnapshotSocket>>) -> Vec<SnapshotSocket> {
+    dumps.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    let mut dumps = dumps.into_iter();
+    let mut all = dumps.next().unwrap_or_default();
+    for mut more in dumps {
+        all.append(&mut more);
+    }
+    all
 }
 
 fn enter_netns(netns: u32, pids: &[u32]) -> Result<bool> {

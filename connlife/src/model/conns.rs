@@ -75,7 +75,7 @@ pub struct Owner {
 /// An fd, or none known, in 4 bytes (`Option<i32>` takes 8: a holder is 16 bytes instead of
 /// 24). No fd is negative, so a negative value stands for none. Written and read as the
 /// `Option<i32>` it stands for.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Copy, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Option<i32>", into = "Option<i32>")]
 pub struct MaybeFd(i32);
 
@@ -537,8 +537,8 @@ impl Model {
         // An index's slot: its entry and one control byte, and free slots (an eighth to a half
         // of the table, by when it last grew) about half as many again.
         let slot = |entry: usize| (entry + 1) * 3 / 2;
+        // The connection in its store's slot, and its entries in the socket and tuple indexes.
         std::mem::size_of::<Option<Conn>>() + 2 * slot(std::mem::size_of::<u32>())
-        // the socket and tuple indexes
     }
 
     /// Apply one kernel event.

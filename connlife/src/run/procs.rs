@@ -11,7 +11,7 @@ use crate::{
     model::{
         detect::{self, FdSample},
         session::Session,
-        Comm, Owner, SeenSocket,
+        Owner, SeenSocket,
     },
 };
 
@@ -25,8 +25,6 @@ pub fn seen_sockets(mut sockets: Vec<snapshot::SnapshotSocket>, now_ns: u64) -> 
         .filter(|s| s.state == TcpState::Listen as u8)
         .map(|s| (s.netns, s.local.port()))
         .collect();
-    // One name per process, shared by all its sockets (the model keeps them as they are).
-    let mut comms: HashMap<String, Comm> = HashMap::new();
     let mut seen = Vec::with_capacity(sockets.len());
     // Reversed, so that each chunk split off the end is the next one in order.
     sockets.reverse();
@@ -42,13 +40,7 @@ pub fn seen_sockets(mut sockets: Vec<snapshot::SnapshotSocket>, now_ns: u64) -> 
                 .iter()
                 .map(|o| Owner {
                     tgid: o.tgid,
-                    comm: match comms.get(&*o.comm) {
-                        Some(c) => c.clone(),
-                        None => comms
-                            .entry(o.comm.to_string())
-                            .or_insert_with(|| (*o.comm).into())
-                            .clone(),
-                    },
+                    comm: o.comm.clone(),
                     fd: Some(o.fd).into(),
                 })
                 .collect();
